@@ -1,0 +1,16 @@
+"""DVC pipeline that trains and benchmarks the two CNN-RNN CIFAR-10 models of the Keras tutorial.
+
+Stages run as `python -m pipeline.<module>` from the repository root (see dvc.yaml):
+download -> preprocess -> train (sequential, parallel) -> evaluate.
+
+The environment defaults below must be set before Keras imports its backend, so they live in the
+package's __init__, which Python runs before any stage module.
+"""
+
+import os
+
+# Same seed on CPU -> identical weights: TensorFlow picks deterministic kernels when this is set at
+# import time. Other backends ignore it.
+os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+# TensorFlow's C++ INFO lines (oneDNN notices, CPU feature flags) drown the progress output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,77 @@
+"""Stage `evaluate`: test accuracy, loss and inference throughput of both trained models.
+
+Reads params `evaluate.batch_size`, `<paths.prepared_dir>/test.npz` and `<paths.models_dir>/*.keras`.
+Writes `<paths.metrics_dir>/evaluate.json` (one section per model, with the tutorial's reported
+accuracy beside ours) and `<paths.plots_dir>/confusion-<model>.csv` (actual, predicted class names)
+for DVC's confusion template.
+
+Inference throughput: one warm-up batch (tracing and compile) untimed, then one timed pass over the
+whole test split.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
+
+from pipeline import data, models, params, stage
+from pipeline.params import PipelineError
+
+
+def evaluate(model: keras.Model, split: data.Split, batch_size: int) -> tuple[dict, np.ndarray]:
+    """Metrics of `model` on `split`, and its predicted class per image."""
+    model.predict(split.images[:batch_size], batch_size=batch_size, verbose=0)
+    start = time.perf_counter()
+    probs = model.predict(split.images, batch_size=batch_size, verbose=1 if sys.stdout.isatty() else 0)
+    seconds = time.perf_counter() - start
+    probs = probs.astype(np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+    predicted = probs.argmax(axis=1)
+    labels = list(range(models.NUM_CLASSES))
+    confusion = confusion_matrix(split.labels, predicted, labels=labels)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    metrics = {
+        "test_accuracy": round(float(accuracy_score(split.labels, predicted)), 5),
+        "test_loss": round(float(log_loss(split.labels, probs, labels=labels)), 5),
+        "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(split.class_names, per_class)},
+        "test_images": int(len(split.labels)),
+        "inference_images_per_s": round(len(split.labels) / seconds, 2),
+        "inference_batch_size": batch_size,
+        "reported_test_accuracy": models.REPORTED_TEST_ACCURACY[model.name],
+        "reported_epochs": models.REPORTED_EPOCHS[model.name],
+    }
+    return metrics, predicted
+
+
+def load_model(path) -> keras.Model:
+    try:
+        return keras.saving.load_model(path)  # safe_mode: refuses lambdas and arbitrary code
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: cannot load model: {exc}") from None
+
+
+def main() -> None:
+    p = params.load()
+    split = data.load_split(p.paths.test_arrays)
+    report = {}
+    for name in models.BUILDERS:
+        model = load_model(p.paths.model(name))
+        print(f"evaluate: {name} on {len(split.labels)} test images")
+        report[name], predicted = evaluate(model, split, p.evaluate.batch_size)
+        names = np.array(split.class_names)
+        confusion = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
+        with stage.atomic_output(p.paths.confusion(name)) as tmp:
+            confusion.to_csv(tmp, index=False)
+        print(f"evaluate: {name} test accuracy {report[name]['test_accuracy']:.4f} "
+              f"(tutorial reported {report[name]['reported_test_accuracy']:.4f})")
+    report["environment"] = stage.environment()
+    stage.write_json(p.paths.evaluate_metrics, report)
+
+
+if __name__ == "__main__":
+    stage.run(main)

@@ -1,0 +1,180 @@
+"""Read params.yaml once, at the edge, into one frozen dataclass per section.
+
+Every stage calls `load()` before doing any work. An unknown key, a missing key, a wrong type or an
+impossible value raises `PipelineError` with one line that names the file, the key and what is allowed.
+Core functions take the plain values out of these dataclasses, never the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+MODEL_NAMES = ("sequential", "parallel")
+NORMALIZE_MODES = ("raw", "unit", "standardize")
+URL_SCHEMES = ("http", "https", "file")
+
+
+class PipelineError(Exception):
+    """A failure the user can fix. Stages print it as one line and exit non-zero."""
+
+
+def _check(test, allowed):
+    """Field metadata: `test(value)` must hold; `allowed` is how the error line describes it."""
+    return {"test": test, "allowed": allowed}
+
+
+def positive(value):
+    return value > 0
+
+
+def non_negative(value):
+    return value >= 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    archive: str
+    prepared_dir: str
+    models_dir: str
+    metrics_dir: str
+    plots_dir: str
+
+    @property
+    def train_arrays(self) -> Path:
+        return Path(self.prepared_dir) / "train.npz"
+
+    @property
+    def test_arrays(self) -> Path:
+        return Path(self.prepared_dir) / "test.npz"
+
+    def model(self, name: str) -> Path:
+        return Path(self.models_dir) / f"{name}.keras"
+
+    def train_metrics(self, name: str) -> Path:
+        return Path(self.metrics_dir) / f"train-{name}.json"
+
+    def train_history(self, name: str) -> Path:
+        return Path(self.plots_dir) / f"train-{name}.csv"
+
+    def confusion(self, name: str) -> Path:
+        return Path(self.plots_dir) / f"confusion-{name}.csv"
+
+    @property
+    def evaluate_metrics(self) -> Path:
+        return Path(self.metrics_dir) / "evaluate.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+    url: str = dataclasses.field(
+        metadata=_check(lambda u: urlparse(u).scheme in URL_SCHEMES, f"a URL with scheme {' | '.join(URL_SCHEMES)}")
+    )
+    md5: str = dataclasses.field(
+        metadata=_check(lambda s: re.fullmatch(r"[0-9a-f]{32}", s), "32 lowercase hex digits")
+    )
+    retries: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
+    timeout_s: float = dataclasses.field(metadata=_check(positive, "> 0"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    normalize: str = dataclasses.field(
+        metadata=_check(lambda m: m in NORMALIZE_MODES, " | ".join(NORMALIZE_MODES))
+    )
+    # A class-balanced subset needs the same count of every one of the 10 classes.
+    train_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
+    test_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
+    seed: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelTrain:
+    epochs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Train:
+    seed: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
+    batch_size: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    learning_rate: float = dataclasses.field(metadata=_check(positive, "> 0"))
+    sequential: ModelTrain
+    parallel: ModelTrain
+
+    def epochs(self, model_name: str) -> int:
+        return getattr(self, model_name).epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluate:
+    batch_size: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    paths: Paths
+    download: Download
+    preprocess: Preprocess
+    train: Train
+    evaluate: Evaluate
+
+
+def _convert(value, kind, key: str, source: str):
+    """Return `value` as `kind` (a dataclass or a scalar type), or raise naming `key`."""
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, key, source)
+    # bool is an int subclass in Python; `epochs: true` is a typo, not 1.
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    raise PipelineError(f"{source}: {key} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls, mapping, prefix: str, source: str):
+    where = prefix or "the top level"
+    if not isinstance(mapping, dict):
+        raise PipelineError(f"{source}: {where} must be a mapping, got {type(mapping).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    join = (lambda k: f"{prefix}.{k}") if prefix else str
+    unknown = sorted(str(k) for k in mapping if k not in fields)
+    if unknown:
+        raise PipelineError(
+            f"{source}: unknown key {join(unknown[0])}; allowed keys in {where}: {', '.join(fields)}"
+        )
+    missing = [k for k in fields if k not in mapping]
+    if missing:
+        raise PipelineError(f"{source}: missing key {join(missing[0])}")
+    values = {}
+    for name, field in fields.items():
+        value = _convert(mapping[name], hints[name], join(name), source)
+        check = field.metadata.get("test")
+        if check is not None and not check(value):
+            raise PipelineError(f"{source}: {join(name)} = {value!r} is invalid; allowed: {field.metadata['allowed']}")
+        values[name] = value
+    return cls(**values)
+
+
+def parse(mapping, source: str = str(PARAMS_FILE)) -> Params:
+    """Validate an already-loaded mapping (what `load` does after reading the YAML)."""
+    return _build(Params, mapping, "", source)
+
+
+def load(path: Path | str = PARAMS_FILE) -> Params:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read params: {exc.strerror}") from None
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse(mapping, str(path))

@@ -1,0 +1,127 @@
+"""The safe archive reader: what the official format needs loads, everything else is refused."""
+
+import io
+import os
+import pickle
+import re
+import tarfile
+
+import numpy as np
+import pytest
+
+from pipeline import cifar
+from pipeline.params import PipelineError
+from tests import archives
+
+
+def test_reads_the_official_layout(tiny_archive):
+    data = cifar.load_archive(tiny_archive[0])
+    x, y = data["train"]
+    assert x.shape == (200, 32, 32, 3) and x.dtype == np.uint8
+    assert y.shape == (200,) and set(y.tolist()) == set(range(10))
+    assert data["test"][0].shape == (100, 32, 32, 3)
+    assert data["class_names"] == archives.CLASS_NAMES
+
+
+def test_rows_become_channels_last():
+    # Official rows: 1024 red values, then 1024 green, then 1024 blue.
+    row = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.full(1024, 30)]).astype(np.uint8)
+    images, _ = cifar.parse_batch({b"data": row[None], b"labels": [3]}, "batch")
+    assert images.shape == (1, 32, 32, 3)
+    assert images[0, 5, 7].tolist() == [10, 20, 30]
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_naming_another_global_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({b"data": _RunsCode(marker), b"labels": []}, protocol=2)
+    with pytest.raises(PipelineError, match=r"refused to unpickle: .*global (posix|os)\.system is not allowed"):
+        cifar.unpickle(payload, "data_batch_1")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("module, name", [("builtins", "eval"), ("numpy", "load"), ("subprocess", "Popen")])
+def test_only_format_globals_resolve(module, name):
+    with pytest.raises(pickle.UnpicklingError, match="is not allowed"):
+        cifar.SafeUnpickler(io.BytesIO(b"")).find_class(module, name)
+
+
+def test_bytes_codec_other_than_latin1_is_refused():
+    payload = b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00xq\x01X\x04\x00\x00\x00zlibq\x02\x86q\x03Rq\x04."
+    with pytest.raises(PipelineError, match="codec 'zlib' is not allowed"):
+        cifar.unpickle(payload, "test_batch")
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "uint8 array, got float32"),
+        ({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, "got uint8 (2, 100)"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "labels must be in 0..9"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, -1]}, "labels must be in 0..9"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "1 labels for 2 images"),
+        ({b"data": np.zeros((2, 3072), np.uint8)}, "expected a dict with keys"),
+        ([1, 2], "expected a dict with keys"),
+    ],
+)
+def test_bad_batches_are_refused(batch, message):
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        cifar.parse_batch(batch, "data_batch_1")
+
+
+def _archive_with(tmp_path, extra: tarfile.TarInfo, payload: bytes = b""):
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, archives.official_members())
+    with tarfile.open(path, "r:gz") as src:
+        members = [(m, src.extractfile(m).read()) for m in src.getmembers()]
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(extra, io.BytesIO(payload) if extra.isfile() else None)
+        for m, data in members:
+            tar.addfile(m, io.BytesIO(data))
+    return path
+
+
+def _member(name, kind=tarfile.REGTYPE, size=0, link=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        (_member("cifar-10-batches-py/../evil", size=1), "unsafe path"),
+        (_member("/etc/evil", size=1), "unsafe path"),
+        (_member("cifar-10-batches-py/data_batch_9", tarfile.SYMTYPE, link="/etc/passwd"), "is a link"),
+        (_member("cifar-10-batches-py/x", tarfile.LNKTYPE, link="cifar-10-batches-py/test_batch"), "is a link"),
+        (_member("elsewhere/data_batch_1", size=1), "outside the expected folder"),
+    ],
+)
+def test_unsafe_members_are_refused(tmp_path, member, message):
+    path = _archive_with(tmp_path, member, b"x" * member.size)
+    with pytest.raises(PipelineError, match=message):
+        cifar.load_archive(path)
+
+
+def test_missing_member_is_named(tmp_path):
+    members = archives.official_members()
+    del members["batches.meta"]
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, members)
+    with pytest.raises(PipelineError, match="missing member cifar-10-batches-py/batches.meta"):
+        cifar.load_archive(path)
+
+
+def test_truncated_archive_is_refused(tmp_path, tiny_archive):
+    path = tmp_path / "cut.tar.gz"
+    blob = tiny_archive[0].read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(PipelineError, match="not a readable .tar.gz archive"):
+        cifar.load_archive(path)

@@ -1,0 +1,56 @@
+import copy
+
+import pytest
+import yaml
+
+from pipeline import params
+from pipeline.params import PipelineError
+
+
+@pytest.fixture
+def raw(root):
+    return yaml.safe_load((root / "params.yaml").read_text())
+
+
+def test_committed_params_keep_official_source_and_tutorial_protocol(root):
+    p = params.load(root / "params.yaml")
+    assert p.download.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert p.download.md5 == "c58f30108f718f92721af3b95e74349a"
+    assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 0, 0)
+    assert (p.train.batch_size, p.train.learning_rate) == (100, 0.001)
+    assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (100, 10)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["train"].update(epochs=3), "unknown key train.epochs"),
+        (lambda d: d.update(extra={}), "unknown key extra"),
+        (lambda d: d["train"]["parallel"].update(epochs=0), "train.parallel.epochs = 0 is invalid; allowed: >= 1"),
+        (lambda d: d["train"]["sequential"].update(epochs=-2), "train.sequential.epochs = -2 is invalid"),
+        (lambda d: d["train"].update(batch_size="100"), "train.batch_size must be int, got str"),
+        (lambda d: d["train"].update(seed=True), "train.seed must be int, got bool"),
+        (lambda d: d["preprocess"].update(normalize="minmax"), "allowed: raw | unit | standardize"),
+        (lambda d: d["preprocess"].update(train_limit=15), "0 (all) or a positive multiple of 10"),
+        (lambda d: d["download"].update(url="ftp://example.org/x.tar.gz"), "scheme http | https | file"),
+        (lambda d: d["download"].update(md5="abc"), "download.md5 = 'abc' is invalid"),
+        (lambda d: d["download"].pop("md5"), "missing key download.md5"),
+        (lambda d: d.update(train=[1, 2]), "train must be a mapping"),
+    ],
+)
+def test_invalid_params_are_refused_naming_the_key(raw, edit, message):
+    bad = copy.deepcopy(raw)
+    edit(bad)
+    with pytest.raises(PipelineError, match=None) as info:
+        params.parse(bad, "params.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("params.yaml: ")
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(PipelineError, match="cannot read params"):
+        params.load(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        params.load(broken)
