@@ -31,7 +31,7 @@ def tiny_archive(tmp_path_factory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="session")
 def real_mirror(tmp_path_factory) -> tuple[Path, str]:
-    """A small archive of real CIFAR-10 images (500 train, 100 test per class) and its md5.
+    """A small archive of real CIFAR-10 images (1,000 train, 100 test per class) and its md5.
 
     Uses $CIFAR10_SMALL_MIRROR when it names one (the Makefile builds it), else builds one from
     ../shared; skips when ../shared is absent.
@@ -44,7 +44,7 @@ def real_mirror(tmp_path_factory) -> tuple[Path, str]:
             pytest.skip(f"real-data test needs {MIRROR_TOOL} (the shared folder beside the project)")
         out = tmp_path_factory.mktemp("mirror")
         subprocess.run(
-            [sys.executable, str(MIRROR_TOOL), str(out), "--per-class-train", "500", "--per-class-test", "100"],
+            [sys.executable, str(MIRROR_TOOL), str(out), "--per-class-train", "1000", "--per-class-test", "100"],
             check=True, capture_output=True,
         )
         path = out / "cifar-10-python.tar.gz"

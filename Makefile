@@ -1,0 +1,52 @@
+# The two commands (both set everything up first, from a fresh clone):
+#   make repro   run the pipeline (dvc repro); offline here: make repro-mirror
+#   make test    run the test suite
+# Also: make bench (pytest-benchmark suite -> benchmarks.json), make mirror (offline archive).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED := ../shared
+MIRROR_TOOL := $(SHARED)/tools/make-cifar10-mirror
+FULL_MIRROR := .mirror/full/cifar-10-python.tar.gz
+SMALL_MIRROR := .mirror/small/cifar-10-python.tar.gz
+# Extra parameter overrides for repro / repro-mirror, e.g. SET="train.sequential.epochs=3 train.parallel.epochs=1"
+SET ?=
+
+.PHONY: setup repro repro-mirror mirror test bench
+setup: $(BIN)/.installed
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+repro: setup
+ifeq ($(strip $(SET)),)
+	$(BIN)/dvc repro
+else
+	$(BIN)/dvc exp run $(addprefix -S ,$(SET))
+endif
+
+# The official URL is unreachable on machines without internet: build the same archive from the real
+# images in ../shared and point download.url / download.md5 at it (recorded in dvc.lock).
+$(FULL_MIRROR): | setup
+	$(BIN)/python $(MIRROR_TOOL) $(dir $@)
+
+$(SMALL_MIRROR): | setup
+	$(BIN)/python $(MIRROR_TOOL) $(dir $@) --per-class-train 1000 --per-class-test 100
+
+mirror: $(FULL_MIRROR)
+
+repro-mirror: setup $(FULL_MIRROR)
+	$(BIN)/dvc exp run -S download.url=file://$(abspath $(FULL_MIRROR)) \
+	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $(addprefix -S ,$(SET))
+
+# The small real-image mirror is built when ../shared is there; the tests that need it skip otherwise.
+test: setup
+	@if [ -x $(MIRROR_TOOL) ]; then $(MAKE) --no-print-directory $(SMALL_MIRROR); fi
+	CIFAR10_SMALL_MIRROR=$(abspath $(SMALL_MIRROR)) $(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m pytest -m benchmark tests/benchmarks --benchmark-json=benchmarks.json
