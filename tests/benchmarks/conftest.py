@@ -1,0 +1,19 @@
+"""Everything under tests/benchmarks is a pytest-benchmark case: excluded from `make test`, run by `make bench`."""
+
+import pytest
+
+from pipeline import stage
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/benchmarks/" in item.nodeid:
+            item.add_marker(pytest.mark.benchmark)
+
+
+@pytest.fixture
+def environment(benchmark):
+    """Record the device, backend and threads with every result."""
+    info = stage.environment()
+    benchmark.extra_info.update(info)
+    return info

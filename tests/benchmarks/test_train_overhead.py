@@ -1,0 +1,40 @@
+"""Does the train stage add overhead to Keras? `pipeline.train.fit` against a bare `model.fit`.
+
+Both build, compile and train the sequential model for the same epochs on the same arrays, so the
+compile cost is identical and the ratio of medians shows only what the pipeline adds (its step
+timer, label encoding and history frame). Target: pipeline >= 0.95x bare throughput.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline import data, models, train
+from tests import archives
+
+IMAGES, EPOCHS, BATCH = 3000, 2, 100
+
+
+@pytest.fixture(scope="module")
+def split():
+    batch = archives.batch(IMAGES, seed=1)
+    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
+    return data.Split(images, np.array(batch[b"labels"]), tuple(archives.CLASS_NAMES), "raw")
+
+
+def bare_fit(split):
+    keras.utils.set_random_seed(0)
+    model = models.build("sequential", 0.001)
+    targets = keras.utils.to_categorical(split.labels, 10)
+    model.fit(split.images, targets, batch_size=BATCH, epochs=EPOCHS, verbose=0)
+
+
+def pipeline_fit(split):
+    train.fit("sequential", split, seed=0, batch_size=BATCH, learning_rate=0.001, epochs=EPOCHS, verbose=0)
+
+
+@pytest.mark.parametrize("variant", [bare_fit, pipeline_fit], ids=["bare_model_fit", "pipeline_train_fit"])
+def test_train_overhead(benchmark, environment, split, variant):
+    benchmark.group = "train-overhead"
+    benchmark.extra_info.update(images=IMAGES, epochs=EPOCHS, batch_size=BATCH, model="sequential")
+    benchmark.pedantic(variant, args=(split,), rounds=5, warmup_rounds=1)
