@@ -12,14 +12,22 @@ FULL_MIRROR := .mirror/full/cifar-10-python.tar.gz
 SMALL_MIRROR := .mirror/small/cifar-10-python.tar.gz
 # Extra parameter overrides for repro / repro-mirror, e.g. SET="train.sequential.epochs=3 train.parallel.epochs=1"
 SET ?=
+# dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro repro-mirror mirror test bench
+.PHONY: setup backends repro repro-mirror mirror test bench
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Optional: the torch and jax backends (KERAS_BACKEND=torch|jax), CPU builds.
+backends: $(BIN)/.backends
+$(BIN)/.backends: requirements-backends.txt | setup
+	$(BIN)/python -m pip install --quiet -r requirements-backends.txt
 	touch $@
 
 repro: setup

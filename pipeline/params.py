@@ -70,6 +70,10 @@ class Paths:
     def evaluate_metrics(self) -> Path:
         return Path(self.metrics_dir) / "evaluate.json"
 
+    @property
+    def lstm_step_metrics(self) -> Path:
+        return Path(self.metrics_dir) / "lstm-step.json"
+
 
 @dataclasses.dataclass(frozen=True)
 class Download:
@@ -117,12 +121,22 @@ class Evaluate:
 
 
 @dataclasses.dataclass(frozen=True)
+class LstmStep:
+    warmup_steps: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    rounds: int = dataclasses.field(metadata=_check(lambda n: n >= 3, ">= 3 (a median and an IQR need several)"))
+    sgemm_n: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    parity_atol: float = dataclasses.field(metadata=_check(positive, "> 0"))
+    seed: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Params:
     paths: Paths
     download: Download
     preprocess: Preprocess
     train: Train
     evaluate: Evaluate
+    lstm_step: LstmStep
 
 
 def _convert(value, kind, key: str, source: str):

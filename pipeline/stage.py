@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,17 +69,48 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_devices() -> tuple[list[str], str]:
+    """The GPUs the active Keras backend sees, and a status line saying why there are none."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "torch":
+        # Keras 3.15 has no distribution API for torch; ask torch itself, in this one place.
+        import torch
+
+        devices = [f"gpu:{i}" for i in range(torch.cuda.device_count())]
+    else:
+        try:
+            devices = keras.distribution.list_devices("gpu")
+        except RuntimeError as exc:  # jax raises when it has no gpu platform
+            return [], f"no GPU visible to the {backend} backend ({str(exc).splitlines()[0]})"
+    if not devices:
+        return [], f"no GPU visible to the {backend} backend"
+    return devices, f"{len(devices)} GPU(s) visible to the {backend} backend"
+
+
+def gpu_name() -> str | None:
+    """The first GPU's product name from nvidia-smi, whatever the backend."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = out.stdout.strip().splitlines()
+    return names[0].strip() if out.returncode == 0 and names else None
+
+
 def environment() -> dict:
     """The hardware and software a measurement ran on, recorded beside every number."""
     import keras
 
     backend = keras.config.backend()
-    devices = keras.distribution.list_devices()
+    gpus, _ = gpu_devices()
     return {
-        "device": ",".join(devices),
-        "device_name": cpu_name() if devices[0].startswith("cpu") else devices[0],
+        "device": ",".join(gpus) if gpus else "cpu:0",
+        "device_name": (gpu_name() or gpus[0]) if gpus else cpu_name(),
         "backend": backend,
-        "backend_version": importlib.metadata.version(backend),
+        "backend_version": importlib.metadata.version("jax" if backend == "jax" else backend),
         "keras_version": keras.__version__,
         "threads": os.cpu_count(),
     }

@@ -17,7 +17,7 @@ import yaml
 from tests.servers import serve
 
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
-STAGES = ["download", "preprocess", "train-sequential", "train-parallel", "evaluate"]
+STAGES = ["download", "preprocess", "train-sequential", "train-parallel", "evaluate", "lstm-step"]
 
 
 def run(cmd, cwd):
@@ -67,7 +67,8 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
         set_params(
             project,
             **{"download.url": f"{url}/{archive.name}", "download.md5": md5,
-               "train.sequential.epochs": 1, "train.parallel.epochs": 1},
+               "train.sequential.epochs": 1, "train.parallel.epochs": 1,
+               "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3},
         )
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-qm", "tiny"], project)
@@ -76,7 +77,8 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
         assert server.requests == [""]
 
         metrics = {p.name: json.loads(p.read_text()) for p in (project / "metrics").glob("*.json")}
-        assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate.json"}
+        assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate.json", "lstm-step.json"}
+        assert metrics["lstm-step.json"]["sequential"]["cpu_generic"]["rounds"] == 3
         assert metrics["train-sequential.json"]["param_count"] == 22_110
         assert metrics["train-parallel.json"]["param_count"] == 1_299_410
         for name in ("sequential", "parallel"):

@@ -1,0 +1,204 @@
+"""Stage `lstm-step`: one training step of each model's LSTM(50) core, GPU (cuDNN) path against CPU path.
+
+Reads params `train.batch_size` and `lstm_step.*`; writes `<paths.metrics_dir>/lstm-step.json`.
+Runs under any Keras 3 backend: `KERAS_BACKEND=torch|jax dvc repro lstm-step` (the backend and its
+version are recorded).
+
+For each core of `models.LSTM_CORES` (256 steps x 50 features, 1024 steps x 3), at the training
+batch size, it times one full training step (forward, backward, Adam update) of Input -> LSTM(50)
+with a mean-squared-error loss:
+- CPU path: on `cpu:0` with the generic kernel (`use_cudnn=False`).
+- GPU path, when a GPU is visible: `use_cudnn=True`, so Keras raises rather than silently falling back
+  to the generic kernel; the generic kernel on the GPU is timed too, for reference.
+
+Method: `warmup_steps` untimed steps first (tracing, compile, first-call allocation; their times are
+reported as `warmup_ms`), then `rounds` timed steps. Each step is `train_on_batch`, which returns the
+loss as a Python float, so the work has completed inside the timed region. Reported: median and IQR in
+ms, sequences/s, achieved GFLOP/s, and that rate as a fraction of the sgemm rate (keras.ops.matmul,
+n x n float32) measured on the same device in the same run.
+
+Parity: with identical weights and inputs, the CPU path and the GPU cuDNN path must agree on outputs
+and gradients within `lstm_step.parity_atol`; the max abs differences are recorded. Gradients are read
+backend-agnostically as the weight change of one SGD step with learning rate 1.
+
+With no GPU visible, every GPU field is null and `gpu_status` says why. Nothing is estimated.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+from pipeline import models, params, stage
+
+# Not "cpu:0": under the torch backend (Keras 3.15) building a model inside keras.device("cpu:0")
+# copies each variable off its Parameter and fails on integer variables; "cpu" works on all backends.
+CPU = "cpu"
+
+
+def lstm_train_flops(batch: int, steps: int, features: int, units: int) -> int:
+    """FLOPs of one LSTM training step, counting matrix products only.
+
+    Per sequence and time step the four gates take x_t @ W (features x 4*units) and h @ U
+    (units x 4*units): 2 * 4*units * (features + units) FLOPs, a multiply-add counted as 2.
+    Backward computes gradients for the activations and for the weights, each as costly as the
+    forward products, so a training step is 3x the forward. The elementwise gate arithmetic (about
+    10 * units per step, under 4% here) and the Adam update (a few FLOPs per weight) are left out.
+    """
+    forward = 2 * batch * steps * 4 * units * (features + units)
+    return 3 * forward
+
+
+def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:
+    """Why this LSTM cannot use the cuDNN kernel (empty: it can), per the Keras LSTM documentation."""
+    config = layer.get_config()
+    rules = [
+        (config["activation"] == "tanh", f"activation is {config['activation']!r}, cuDNN needs 'tanh'"),
+        (config["recurrent_activation"] == "sigmoid",
+         f"recurrent_activation is {config['recurrent_activation']!r}, cuDNN needs 'sigmoid'"),
+        (config["recurrent_dropout"] == 0, f"recurrent_dropout is {config['recurrent_dropout']}, cuDNN needs 0"),
+        (not config["unroll"], "unroll is True, cuDNN needs False"),
+        (config["use_bias"], "use_bias is False, cuDNN needs True"),
+    ]
+    return [reason for ok, reason in rules if not ok]
+
+
+def core_model(steps: int, features: int, units: int, use_cudnn, optimizer) -> keras.Model:
+    inputs = keras.Input((steps, features))
+    model = keras.Model(inputs, keras.layers.LSTM(units, use_cudnn=use_cudnn)(inputs), name="lstm_core")
+    model.compile(optimizer=optimizer, loss="mean_squared_error")
+    return model
+
+
+def _data(batch: int, steps: int, features: int, units: int, seed: int):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, steps, features), dtype=np.float32)
+    y = rng.uniform(-0.5, 0.5, (batch, units)).astype(np.float32)
+    return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+
+
+def _spread(times_ms: list[float]) -> dict:
+    q25, q50, q75 = np.percentile(times_ms, [25, 50, 75])
+    return {"step_time_ms_median": round(float(q50), 3), "step_time_ms_iqr": round(float(q75 - q25), 3)}
+
+
+def time_train_step(device: str, steps: int, features: int, units: int, batch: int, use_cudnn,
+                    warmup_steps: int, rounds: int, seed: int) -> dict:
+    """Warm up, then time `rounds` training steps of the LSTM core on `device`."""
+    with keras.device(device):
+        keras.utils.set_random_seed(seed)
+        model = core_model(steps, features, units, use_cudnn, keras.optimizers.Adam(0.001))
+        x, y = _data(batch, steps, features, units, seed)
+        warmup_ms, times_ms = [], []
+        for i in range(warmup_steps + rounds):
+            start = time.perf_counter()
+            model.train_on_batch(x, y)  # returns the loss as a float: the step has completed
+            (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
+    flops = lstm_train_flops(batch, steps, features, units)
+    result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **_spread(times_ms)}
+    median_s = result["step_time_ms_median"] / 1000
+    result["sequences_per_s"] = round(batch / median_s, 1)
+    result["gflops"] = round(flops / median_s / 1e9, 3)
+    return result
+
+
+def sgemm_gflops(device: str, n: int, warmup_steps: int, rounds: int) -> float:
+    """Median single-precision matmul rate (2 n^3 FLOPs) on `device`, in GFLOP/s."""
+    with keras.device(device):
+        rng = np.random.default_rng(0)
+        a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
+        b = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
+        times = []
+        for i in range(warmup_steps + rounds):
+            start = time.perf_counter()
+            keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])  # a sync point
+            if i >= warmup_steps:
+                times.append(time.perf_counter() - start)
+    return round(2 * n**3 / float(np.median(times)) / 1e9, 2)
+
+
+def _outputs_and_gradients(device, steps, features, units, batch, use_cudnn, weights, seed):
+    with keras.device(device):
+        model = core_model(steps, features, units, use_cudnn, keras.optimizers.SGD(learning_rate=1.0))
+        model.set_weights(weights)
+        x, y = _data(batch, steps, features, units, seed)
+        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        model.train_on_batch(x, y)
+        gradients = [w0 - w1 for w0, w1 in zip(weights, model.get_weights())]
+    return outputs, gradients
+
+
+def parity(cpu: str, gpu: str, steps, features, units, batch, seed) -> dict:
+    """Max abs difference of outputs and gradients: CPU generic kernel against GPU cuDNN kernel."""
+    with keras.device(cpu):
+        keras.utils.set_random_seed(seed)
+        weights = core_model(steps, features, units, False, "sgd").get_weights()
+    out_cpu, grad_cpu = _outputs_and_gradients(cpu, steps, features, units, batch, False, weights, seed)
+    out_gpu, grad_gpu = _outputs_and_gradients(gpu, steps, features, units, batch, True, weights, seed)
+    return {
+        "parity_output_max_abs_diff": float(np.max(np.abs(out_cpu - out_gpu))),
+        "parity_gradient_max_abs_diff": float(max(np.max(np.abs(a - b)) for a, b in zip(grad_cpu, grad_gpu))),
+    }
+
+
+def measure(batch: int, cfg: params.LstmStep) -> dict:
+    gpus, gpu_status = stage.gpu_devices()
+    gpu = gpus[0] if gpus else None
+    env = stage.environment()
+    report = {
+        "batch_size": batch,
+        "units": models.LSTM_UNITS,
+        "warmup_steps": cfg.warmup_steps,
+        "rounds": cfg.rounds,
+        "backend": env["backend"],
+        "backend_version": env["backend_version"],
+        "keras_version": env["keras_version"],
+        "threads": env["threads"],
+        "cpu_device_name": stage.cpu_name(),
+        "gpu_device_name": (stage.gpu_name() or gpu) if gpu else None,
+        "gpu_status": gpu_status,
+        "sgemm_n": cfg.sgemm_n,
+        "cpu_sgemm_gflops": sgemm_gflops(CPU, cfg.sgemm_n, cfg.warmup_steps, cfg.rounds),
+        "gpu_sgemm_gflops": sgemm_gflops(gpu, cfg.sgemm_n, cfg.warmup_steps, cfg.rounds) if gpu else None,
+        "parity_atol": cfg.parity_atol,
+    }
+    for model_name, (steps, features) in models.LSTM_CORES.items():
+        shape = (steps, features, models.LSTM_UNITS, batch)
+        print(f"lstm-step: {model_name} core, {steps} steps x {features} features, batch {batch}", flush=True)
+        run = lambda device, use_cudnn: time_train_step(  # noqa: E731
+            device, *shape, use_cudnn, cfg.warmup_steps, cfg.rounds, cfg.seed)
+        core = {
+            "steps": steps,
+            "features": features,
+            "train_step_gflop": round(lstm_train_flops(batch, steps, features, models.LSTM_UNITS) / 1e9, 4),
+            "cudnn_ineligible_because": cudnn_ineligibility(keras.layers.LSTM(models.LSTM_UNITS)),
+            "cpu_generic": run(CPU, False),
+            "gpu_cudnn": run(gpu, True) if gpu else None,
+            "gpu_generic": run(gpu, False) if gpu else None,
+        }
+        core["cpu_generic"]["fraction_of_sgemm"] = round(core["cpu_generic"]["gflops"] / report["cpu_sgemm_gflops"], 4)
+        if gpu:
+            core["gpu_cudnn"]["fraction_of_sgemm"] = round(core["gpu_cudnn"]["gflops"] / report["gpu_sgemm_gflops"], 4)
+            core["gpu_speedup_vs_cpu"] = round(
+                core["cpu_generic"]["step_time_ms_median"] / core["gpu_cudnn"]["step_time_ms_median"], 2)
+            core.update(parity(CPU, gpu, *shape, cfg.seed))
+            core["parity_ok"] = max(core["parity_output_max_abs_diff"], core["parity_gradient_max_abs_diff"]) <= cfg.parity_atol
+        else:
+            core.update(gpu_speedup_vs_cpu=None, parity_output_max_abs_diff=None,
+                        parity_gradient_max_abs_diff=None, parity_ok=None)
+        print(f"lstm-step: {model_name} cpu {core['cpu_generic']['step_time_ms_median']} ms/step, "
+              f"{core['cpu_generic']['gflops']} GFLOP/s; gpu: {gpu_status}", flush=True)
+        report[model_name] = core
+    return report
+
+
+def main() -> None:
+    p = params.load()
+    report = measure(p.train.batch_size, p.lstm_step)
+    stage.write_json(p.paths.lstm_step_metrics, report)
+
+
+if __name__ == "__main__":
+    stage.run(main)

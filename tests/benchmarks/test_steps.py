@@ -1,0 +1,65 @@
+"""pytest-benchmark cases for what the pipeline spends its time on, at the training batch size.
+
+Groups: `lstm-core` (one training step of each LSTM(50) core, CPU path, as in the lstm-step stage),
+`train-step` and `inference-batch` (each whole model), `preprocess` (parsing one 10k-image batch
+with the safe unpickler). Each case warms up first (compile, first-call costs) and the timed call
+returns a Python float or a NumPy array, so the work has completed inside the timed region.
+"""
+
+import pickle
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline import cifar, lstm_step, models, params
+from tests import archives
+
+BATCH = params.load().train.batch_size
+
+
+@pytest.mark.parametrize("core", list(models.LSTM_CORES))
+def test_lstm_core_train_step_cpu(benchmark, environment, core):
+    steps, features = models.LSTM_CORES[core]
+    with keras.device(lstm_step.CPU):
+        keras.utils.set_random_seed(0)
+        model = lstm_step.core_model(steps, features, models.LSTM_UNITS, False, keras.optimizers.Adam(0.001))
+        x, y = lstm_step._data(BATCH, steps, features, models.LSTM_UNITS, 0)
+        benchmark.group = "lstm-core"
+        benchmark.extra_info.update(steps=steps, features=features, batch_size=BATCH, kernel="generic",
+                                    gflop_per_step=lstm_step.lstm_train_flops(BATCH, steps, features, models.LSTM_UNITS) / 1e9)
+        benchmark.pedantic(model.train_on_batch, args=(x, y), rounds=10, warmup_rounds=3)
+
+
+def _model_and_batch(name):
+    keras.utils.set_random_seed(0)
+    model = models.build(name, 0.001)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (BATCH, *models.INPUT_SHAPE)).astype(np.float32)
+    y = keras.utils.to_categorical(rng.integers(0, 10, BATCH), 10)
+    return model, x, y
+
+
+@pytest.mark.parametrize("name", list(models.BUILDERS))
+def test_model_train_step(benchmark, environment, name):
+    model, x, y = _model_and_batch(name)
+    benchmark.group = "train-step"
+    benchmark.extra_info.update(model=name, batch_size=BATCH)
+    benchmark.pedantic(model.train_on_batch, args=(x, y), rounds=10, warmup_rounds=3)
+
+
+@pytest.mark.parametrize("name", list(models.BUILDERS))
+def test_model_inference_batch(benchmark, environment, name):
+    model, x, _ = _model_and_batch(name)
+    benchmark.group = "inference-batch"
+    benchmark.extra_info.update(model=name, batch_size=BATCH)
+    benchmark.pedantic(model.predict_on_batch, args=(x,), rounds=10, warmup_rounds=3)
+
+
+def test_preprocess_one_batch(benchmark, environment):
+    payload = pickle.dumps(archives.batch(10_000, seed=0), protocol=2)
+    benchmark.group = "preprocess"
+    benchmark.extra_info.update(images=10_000, payload_bytes=len(payload))
+    parse = lambda: cifar.parse_batch(cifar.unpickle(payload, "data_batch_1"), "data_batch_1")  # noqa: E731
+    images, labels = benchmark.pedantic(parse, rounds=10, warmup_rounds=2)
+    assert images.shape == (10_000, 32, 32, 3) and labels.shape == (10_000,)
