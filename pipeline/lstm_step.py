@@ -99,7 +99,7 @@ def time_train_step(device: str, steps: int, features: int, units: int, batch: i
     flops = lstm_train_flops(batch, steps, features, units)
     result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **_spread(times_ms)}
     median_s = result["step_time_ms_median"] / 1000
-    result["sequences_per_s"] = round(batch / median_s, 1)
+    result["sequences_per_s"] = round(batch / median_s, 2)
     result["gflops"] = round(flops / median_s / 1e9, 3)
     return result
 
