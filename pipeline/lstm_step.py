@@ -84,19 +84,35 @@ def _spread(times_ms: list[float]) -> dict:
     return {"step_time_ms_median": round(float(q50), 3), "step_time_ms_iqr": round(float(q75 - q25), 3)}
 
 
-def time_train_step(device: str, steps: int, features: int, units: int, batch: int, use_cudnn,
-                    warmup_steps: int, rounds: int, seed: int) -> dict:
-    """Warm up, then time `rounds` training steps of the LSTM core on `device`."""
+def make_train_step(core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
+    """Build `core`'s LSTM on `device`; return a function that runs one training step and returns its loss.
+
+    The gate's A/B worker builds each rev's steps through this one function, so keep its signature.
+    """
+    steps, features = models.LSTM_CORES[core]
     with keras.device(device):
         keras.utils.set_random_seed(seed)
-        model = core_model(steps, features, units, use_cudnn, keras.optimizers.Adam(0.001))
-        x, y = _data(batch, steps, features, units, seed)
-        warmup_ms, times_ms = [], []
-        for i in range(warmup_steps + rounds):
-            start = time.perf_counter()
-            model.train_on_batch(x, y)  # returns the loss as a float: the step has completed
-            (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
-    flops = lstm_train_flops(batch, steps, features, units)
+        model = core_model(steps, features, models.LSTM_UNITS, use_cudnn, keras.optimizers.Adam(0.001))
+        x, y = _data(batch, steps, features, models.LSTM_UNITS, seed)
+
+    def train_step() -> float:
+        with keras.device(device):
+            return model.train_on_batch(x, y)  # the loss as a float: the step has completed
+
+    return train_step
+
+
+def time_train_step(core: str, batch: int, device: str, use_cudnn, warmup_steps: int, rounds: int,
+                    seed: int) -> dict:
+    """Warm up, then time `rounds` training steps of `core`'s LSTM on `device`."""
+    step = make_train_step(core, batch, device, use_cudnn, seed)
+    warmup_ms, times_ms = [], []
+    for i in range(warmup_steps + rounds):
+        start = time.perf_counter()
+        step()
+        (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
+    steps, features = models.LSTM_CORES[core]
+    flops = lstm_train_flops(batch, steps, features, models.LSTM_UNITS)
     result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **_spread(times_ms)}
     median_s = result["step_time_ms_median"] / 1000
     result["sequences_per_s"] = round(batch / median_s, 2)
@@ -168,7 +184,7 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
         shape = (steps, features, models.LSTM_UNITS, batch)
         print(f"lstm-step: {model_name} core, {steps} steps x {features} features, batch {batch}", flush=True)
         run = lambda device, use_cudnn: time_train_step(  # noqa: E731
-            device, *shape, use_cudnn, cfg.warmup_steps, cfg.rounds, cfg.seed)
+            model_name, batch, device, use_cudnn, cfg.warmup_steps, cfg.rounds, cfg.seed)
         core = {
             "steps": steps,
             "features": features,

@@ -130,6 +130,25 @@ class LstmStep:
 
 
 @dataclasses.dataclass(frozen=True)
+class AccuracyDrop:
+    sequential: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1"))
+    parallel: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1"))
+
+    def of(self, model_name: str) -> float:
+        return getattr(self, model_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    max_accuracy_drop: AccuracyDrop
+    max_slowdown: float = dataclasses.field(metadata=_check(positive, "> 0 (a fraction: 0.10 is 10%)"))
+    noise_z: float = dataclasses.field(metadata=_check(positive, "> 0"))
+    ab_pairs: int = dataclasses.field(metadata=_check(lambda n: n >= 5, ">= 5"))
+    ab_warmup: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    ab_confidence: float = dataclasses.field(metadata=_check(lambda v: 0.5 <= v < 1, "0.5 .. 0.999"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Params:
     paths: Paths
     download: Download
@@ -137,6 +156,7 @@ class Params:
     train: Train
     evaluate: Evaluate
     lstm_step: LstmStep
+    gate: Gate
 
 
 def _convert(value, kind, key: str, source: str):

@@ -21,14 +21,11 @@ BATCH = params.load().train.batch_size
 @pytest.mark.parametrize("core", list(models.LSTM_CORES))
 def test_lstm_core_train_step_cpu(benchmark, environment, core):
     steps, features = models.LSTM_CORES[core]
-    with keras.device(lstm_step.CPU):
-        keras.utils.set_random_seed(0)
-        model = lstm_step.core_model(steps, features, models.LSTM_UNITS, False, keras.optimizers.Adam(0.001))
-        x, y = lstm_step._data(BATCH, steps, features, models.LSTM_UNITS, 0)
-        benchmark.group = "lstm-core"
-        benchmark.extra_info.update(steps=steps, features=features, batch_size=BATCH, kernel="generic",
-                                    gflop_per_step=lstm_step.lstm_train_flops(BATCH, steps, features, models.LSTM_UNITS) / 1e9)
-        benchmark.pedantic(model.train_on_batch, args=(x, y), rounds=10, warmup_rounds=3)
+    step = lstm_step.make_train_step(core, BATCH)
+    benchmark.group = "lstm-core"
+    benchmark.extra_info.update(steps=steps, features=features, batch_size=BATCH, kernel="generic",
+                                gflop_per_step=lstm_step.lstm_train_flops(BATCH, steps, features, models.LSTM_UNITS) / 1e9)
+    benchmark.pedantic(step, rounds=10, warmup_rounds=3)
 
 
 def _model_and_batch(name):
