@@ -17,9 +17,10 @@ sys.path.pop(0)
 
 def main() -> None:
     batch, warmup = int(sys.argv[1]), int(sys.argv[2])
-    import keras
-
+    # The rev's package first: its __init__ sets the backend's environment before keras loads it.
     from pipeline import lstm_step, models
+
+    import keras
 
     if not hasattr(lstm_step, "make_train_step"):
         sys.exit("this rev has no pipeline.lstm_step.make_train_step to benchmark")
