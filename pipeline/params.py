@@ -144,6 +144,7 @@ class Gate:
     max_slowdown: float = dataclasses.field(metadata=_check(positive, "> 0 (a fraction: 0.10 is 10%)"))
     noise_z: float = dataclasses.field(metadata=_check(positive, "> 0"))
     ab_pairs: int = dataclasses.field(metadata=_check(lambda n: n >= 5, ">= 5"))
+    ab_processes: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     ab_warmup: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     ab_confidence: float = dataclasses.field(metadata=_check(lambda v: 0.5 <= v < 1, "0.5 .. 0.999"))
 

@@ -36,14 +36,25 @@ def test_slowdown_beyond_noise_but_within_threshold_passes():
     assert row.passed
 
 
+def _ab(*groups):
+    return gate.ab_verdict("t", list(groups), max_slowdown=0.10, confidence=0.95)
+
+
 def test_ab_verdict_on_pairs():
     rng = np.random.default_rng(0)
-    base = 100 * (1 + 0.05 * rng.standard_normal(30))
-    same = 100 * (1 + 0.05 * rng.standard_normal(30))
-    assert gate.ab_verdict("t", base, same, max_slowdown=0.10, confidence=0.95).passed
-    assert not gate.ab_verdict("t", base, base * 1.25, max_slowdown=0.10, confidence=0.95).passed
+    base = 100 * (1 + 0.05 * rng.standard_normal(12))
+    same = 100 * (1 + 0.05 * rng.standard_normal(12))
+    assert _ab((base, same), (same, base)).passed
+    assert not _ab((base, base * 1.25), (same, same * 1.25)).passed
+    assert not _ab((base, base * 1.15), (same, same * 1.15)).passed
     # A large slowdown measured on three wildly noisy pairs is not evidence.
-    assert gate.ab_verdict("t", [100, 100, 100], [60, 130, 300], max_slowdown=0.10, confidence=0.95).passed
+    assert _ab(([100, 100, 100], [60, 130, 300])).passed
+
+
+def test_ab_slowdown_in_one_process_pair_only_is_not_a_regression():
+    base = np.full(12, 100.0) + np.arange(12) % 3
+    assert _ab((base, base * 1.2), (base, base)).passed
+    assert not _ab((base, base * 1.2), (base, base * 1.2)).passed
 
 
 def test_report_is_a_markdown_table_with_separate_sections():
