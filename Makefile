@@ -12,10 +12,17 @@ FULL_MIRROR := .mirror/full/cifar-10-python.tar.gz
 SMALL_MIRROR := .mirror/small/cifar-10-python.tar.gz
 # Extra parameter overrides for repro / repro-mirror, e.g. SET="train.sequential.epochs=3 train.parallel.epochs=1"
 SET ?=
+# Named sets of overrides: `make repro PROFILE=ci` (or repro-mirror) runs dvc exp run with them.
+# ci: a class-balanced 10k/2k subset of the real images and few epochs, so that the accuracy gate means
+# something and the whole run fits a CI job (measured in the README).
+PROFILE ?=
+PROFILE_ci := preprocess.train_limit=10000 preprocess.test_limit=2000 train.sequential.epochs=3 \
+  train.parallel.epochs=1 lstm_step.rounds=10
+OVERRIDES := $(strip $(PROFILE_$(PROFILE)) $(SET))
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends repro repro-mirror mirror test bench
+.PHONY: setup backends repro repro-mirror mirror test bench gate-ab
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -31,10 +38,10 @@ $(BIN)/.backends: requirements-backends.txt | setup
 	touch $@
 
 repro: setup
-ifeq ($(strip $(SET)),)
+ifeq ($(OVERRIDES),)
 	$(BIN)/dvc repro
 else
-	$(BIN)/dvc exp run $(addprefix -S ,$(SET))
+	$(BIN)/dvc exp run $(addprefix -S ,$(OVERRIDES))
 endif
 
 # The official URL is unreachable on machines without internet: build the same archive from the real
@@ -49,7 +56,7 @@ mirror: $(FULL_MIRROR)
 
 repro-mirror: setup $(FULL_MIRROR)
 	$(BIN)/dvc exp run -S download.url=file://$(abspath $(FULL_MIRROR)) \
-	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $(addprefix -S ,$(SET))
+	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $(addprefix -S ,$(OVERRIDES))
 
 # The small real-image mirror is built when ../shared is there; the tests that need it skip otherwise.
 test: setup
@@ -58,3 +65,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m pytest -m benchmark tests/benchmarks --benchmark-json=benchmarks.json
+
+# Speed gate: the working tree against the previous commit, interleaved on this machine.
+gate-ab: setup
+	$(BIN)/python -m pipeline.gate ab --base HEAD~1 --allow-missing-baseline
