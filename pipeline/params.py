@@ -45,6 +45,7 @@ class Paths:
     models_dir: str
     metrics_dir: str
     plots_dir: str
+    checkpoints_dir: str
 
     @property
     def train_arrays(self) -> Path:
@@ -56,6 +57,9 @@ class Paths:
 
     def model(self, name: str) -> Path:
         return Path(self.models_dir) / f"{name}.keras"
+
+    def checkpoint(self, name: str) -> Path:
+        return Path(self.checkpoints_dir) / name
 
     def train_metrics(self, name: str) -> Path:
         return Path(self.metrics_dir) / f"train-{name}.json"

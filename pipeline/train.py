@@ -9,12 +9,20 @@ Reads params `train.seed`, `train.batch_size`, `train.learning_rate`, `train.<mo
 
 Throughput is steady state: the first step, where the backend traces and compiles the train
 function, is timed separately as `compile_seconds` and left out of `train_images_per_s`.
+
+Resumable: every completed epoch is checkpointed in `<paths.checkpoints_dir>/<model>/` (a persisted,
+uncached DVC output), so a run killed midway continues from its last completed epoch on the next
+`dvc repro` and reaches the same final weights as an uninterrupted run (`Checkpoint`, `fit`). The
+timing metrics then cover the epochs trained after the resume (`resumed_after_epoch`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -25,9 +33,10 @@ from pipeline.params import PipelineError
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Wall-clock time at the end of every training step and epoch."""
+    """Wall-clock time at the end of every training step and epoch, across several fit() calls."""
 
-    def on_train_begin(self, logs=None):
+    def __init__(self):
+        super().__init__()
         self.start = time.perf_counter()
         self.step_ends: list[float] = []
         self.epoch_ends: list[float] = []
@@ -57,28 +66,102 @@ def timing_summary(timer: StepTimer, num_images: int, batch_size: int, epochs: i
     }
 
 
+class OneEpoch(keras.callbacks.Callback):
+    """Stop fit() after the epoch it started, so that fit(initial_epoch=k, epochs=total) trains epoch
+    k+1 alone while the progress line still reads "Epoch k+1/total"."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+class Checkpoint:
+    """The last completed epoch of one training run, in `directory`, so a killed run can resume.
+
+    `state.json` names the model file it belongs to and is written last, both atomically, so a
+    kill at any moment leaves either the previous checkpoint or the new one, never a mix. A
+    checkpoint is used only if its fingerprint (model, hyper-parameters, data digest, backend)
+    matches the run's.
+    """
+
+    def __init__(self, directory, fingerprint: dict):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self.state_file = self.directory / "state.json"
+
+    def load(self):
+        """(model, epochs_done, history rows, timing) of a matching checkpoint, or None."""
+        try:
+            state = json.loads(self.state_file.read_text())
+            if state["fingerprint"] != self.fingerprint:
+                return None
+            model = keras.saving.load_model(self.directory / state["model_file"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # no checkpoint, another run's, or unreadable: start from scratch
+        return model, state["epochs_done"], state["history"], state["timing"]
+
+    def save(self, model, epochs_done: int, history: list, timing: dict) -> None:
+        model_file = f"model-epoch{epochs_done}.keras"
+        with stage.atomic_output(self.directory / model_file) as tmp:
+            model.save(tmp)
+        stage.write_json(self.state_file, {"fingerprint": self.fingerprint, "epochs_done": epochs_done,
+                                           "model_file": model_file, "history": history, "timing": timing})
+        for old in self.directory.glob("model-epoch*.keras"):
+            if old.name != model_file:
+                old.unlink()
+
+    def clear(self) -> None:
+        """Empty the directory once the outputs are in place; it stays, as the DVC output it is."""
+        for path in self.directory.glob("*"):
+            path.unlink()
+
+
+def data_digest(split: data.Split) -> str:
+    digest = hashlib.md5(np.ascontiguousarray(split.images).data)
+    digest.update(np.ascontiguousarray(split.labels).data)
+    return digest.hexdigest()
+
+
 def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_rate: float, epochs: int,
-        verbose=None) -> tuple[keras.Model, pd.DataFrame, dict]:
+        checkpoint_dir=None, verbose=None) -> tuple[keras.Model, pd.DataFrame, dict]:
     """Build and train `name` on `split`; return the model, its per-epoch history and timing.
 
-    `verbose=None` shows a progress bar on a terminal and one line per epoch in a log file.
+    Each epoch sees the images in the order of a permutation seeded by (seed, epoch), so a run
+    resumed from the checkpoint of epoch k trains exactly like an uninterrupted one. With
+    `checkpoint_dir`, every completed epoch is checkpointed there and a matching checkpoint is
+    resumed. `verbose=None` shows a progress bar on a terminal and one line per epoch in a log file.
     """
     keras.utils.set_random_seed(seed)
-    model = models.build(name, learning_rate)
     targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
+    checkpoint = None
+    model, done, rows, timing = models.build(name, learning_rate), 0, [], None
+    if checkpoint_dir is not None:
+        checkpoint = Checkpoint(checkpoint_dir, {
+            "model": name, "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate,
+            "epochs": epochs, "data_md5": data_digest(split), "backend": keras.config.backend()})
+        resumed = checkpoint.load()
+        if resumed:
+            model, done, rows, timing = resumed
+            print(f"train-{name}: resuming after epoch {done} from {checkpoint_dir}", flush=True)
     timer = StepTimer()
-    history = model.fit(
-        split.images,
-        targets,
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-        callbacks=[timer],
-    )
-    per_epoch = pd.DataFrame(history.history, index=pd.RangeIndex(1, epochs + 1, name="epoch"))
-    per_epoch["epoch_seconds"] = np.diff(timer.epoch_ends, prepend=timer.start).round(3)
-    return model, per_epoch, timing_summary(timer, len(split.labels), batch_size, epochs)
+    for epoch in range(done, epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(targets))
+        history = model.fit(
+            split.images[order],
+            targets[order],
+            batch_size=batch_size,
+            initial_epoch=epoch,
+            epochs=epochs,
+            shuffle=False,
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+            callbacks=[timer, OneEpoch()],
+        )
+        previous_end = timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
+        rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in history.history.items()},
+                     "epoch_seconds": round(timer.epoch_ends[-1] - previous_end, 3)})
+        timing = {**timing_summary(timer, len(targets), batch_size, epoch + 1 - done), "resumed_after_epoch": done}
+        if checkpoint:
+            checkpoint.save(model, epoch + 1, rows, timing)
+    return model, pd.DataFrame(rows).set_index("epoch"), timing
 
 
 def main() -> None:
@@ -91,8 +174,9 @@ def main() -> None:
     epochs = cfg.epochs(name)
     print(f"train-{name}: {len(split.labels)} images, {epochs} epochs, batch {cfg.batch_size}, "
           f"lr {cfg.learning_rate}, seed {cfg.seed}, normalize={split.normalize}")
+    checkpoint_dir = p.paths.checkpoint(name)
     model, history, timing = fit(name, split, seed=cfg.seed, batch_size=cfg.batch_size,
-                                 learning_rate=cfg.learning_rate, epochs=epochs)
+                                 learning_rate=cfg.learning_rate, epochs=epochs, checkpoint_dir=checkpoint_dir)
     with stage.atomic_output(p.paths.model(name)) as tmp:
         model.save(tmp)
     with stage.atomic_output(p.paths.train_history(name)) as tmp:
@@ -112,6 +196,7 @@ def main() -> None:
         **stage.environment(),
     }
     stage.write_json(p.paths.train_metrics(name), metrics)
+    Checkpoint(checkpoint_dir, {}).clear()
     print(f"train-{name}: {metrics['train_images_per_s']} images/s steady state, "
           f"compile {metrics['compile_seconds']} s -> {p.paths.model(name)}")
 

@@ -1,0 +1,290 @@
+"""Hostile inputs and faults, each against the real stage process: one clear error line, a non-zero
+exit, no traceback, and the previous good outputs untouched; interrupted work resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests import archives
+from tests.servers import serve
+
+ARCHIVE = "data/cifar-10-python.tar.gz"
+GOOD = "good-archive-bytes"
+
+
+def start(project: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=project, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def run(project: Path, *args: str):
+    proc = start(project, *args)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+PROGRESS = re.compile(r"\d+%\||B/s\]")  # a tqdm progress bar redraw, not a message
+
+
+def error_lines(err: str) -> list[str]:
+    # TensorFlow's own start-up notices and progress bars are not messages; everything else on stderr is.
+    return [line for line in err.replace("\r", "\n").splitlines()
+            if line.strip() and not PROGRESS.search(line)
+            and not line.startswith(("I0000", "E0000", "W0000", "WARNING: All"))]
+
+
+@pytest.fixture
+def project(root, tmp_path):
+    """A scratch project: params.yaml with tiny settings, and a good archive already in place."""
+    values = yaml.safe_load((root / "params.yaml").read_text())
+    values["download"].update(retries=1, timeout_s=5)
+    values["train"]["sequential"]["epochs"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    (tmp_path / "data").mkdir()
+    (tmp_path / ARCHIVE).write_text(GOOD)
+    return tmp_path
+
+
+def set_params(project: Path, **changes):
+    values = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = values
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(values))
+
+
+def assert_refused(project, module, message, untouched=ARCHIVE):
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "params.yaml"}
+    code, out, err = run(project, module)
+    lines = error_lines(err)
+    assert code != 0
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert message in lines[0], lines[0]
+    after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "params.yaml"}
+    assert after == before  # nothing new, nothing changed, the good archive intact
+    assert (project / untouched).exists()
+
+
+# ---------------------------------------------------------------- download: cases 1-4
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(lambda good: good[: len(good) // 2], id="2-truncated-gzip"),
+        pytest.param(lambda good: b"<html><body>503 Service Unavailable</body></html>", id="3-html-error-page"),
+        pytest.param(lambda good: b"", id="4-empty-file"),
+        pytest.param(lambda good: good + b"x", id="1-checksum-mismatch"),
+    ],
+)
+def test_download_refuses_a_bad_archive_and_keeps_the_good_one(project, tiny_archive, content, tmp_path_factory):
+    source, md5 = tiny_archive
+    served = tmp_path_factory.mktemp("served")
+    (served / "cifar-10-python.tar.gz").write_bytes(content(source.read_bytes()))
+    with serve(served) as (url, _):
+        set_params(project, **{"download.url": f"{url}/cifar-10-python.tar.gz", "download.md5": md5})
+        assert_refused(project, "pipeline.download", f"md5 is ")
+    assert (project / ARCHIVE).read_text() == GOOD
+
+
+def test_dns_failure_gives_up_after_bounded_retries(project):
+    set_params(project, **{"download.url": "http://cifar-mirror.invalid/cifar-10-python.tar.gz"})
+    assert_refused(project, "pipeline.download", "cannot download http://cifar-mirror.invalid/cifar-10-python.tar.gz after 2 attempts")
+
+
+def test_interrupted_download_exits_promptly_then_resumes(project, tiny_archive):
+    source, md5 = tiny_archive
+    with serve(source.parent, trickle_s=0.05) as (url, server):
+        set_params(project, **{"download.url": f"{url}/{source.name}", "download.md5": md5})
+        proc = start(project, "pipeline.download")
+        part = project / (ARCHIVE + ".part")
+        deadline = time.time() + 60
+        while not (part.exists() and part.stat().st_size > 0) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert error_lines(err) == ["pipeline.download: interrupted; no output was replaced"]
+    assert (project / ARCHIVE).read_text() == GOOD  # the previous good file is still in place
+    have = part.stat().st_size
+    assert 0 < have < source.stat().st_size
+    with serve(source.parent) as (url, server):
+        set_params(project, **{"download.url": f"{url}/{source.name}"})
+        code, _, err = run(project, "pipeline.download")
+    assert code == 0, err
+    assert server.requests == [f"bytes={have}-"]
+    assert (project / ARCHIVE).read_bytes() == source.read_bytes()
+
+
+# ---------------------------------------------------------------- preprocess: cases 2-12
+
+
+def _tar_with(members: dict[str, bytes], extra: tarfile.TarInfo | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        if extra is not None:
+            tar.addfile(extra, io.BytesIO(b"x" * extra.size) if extra.isfile() else None)
+        for name, payload in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def _member(name, kind=tarfile.REGTYPE, size=0, link=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+class _Global:
+    def __init__(self, func, arg):
+        self.func, self.arg = func, arg
+
+    def __reduce__(self):
+        return (self.func, (self.arg,))
+
+
+def _replace(name, obj):
+    members = archives.official_members()
+    members[name] = pickle.dumps(obj, protocol=2)
+    return _tar_with(members)
+
+
+def _without(name):
+    members = archives.official_members()
+    del members[name]
+    return _tar_with(members)
+
+
+def _hostile_archives(marker: Path):
+    ok = archives.batch(40, seed=1)
+    return {
+        "2-truncated-gzip": (lambda: _tar_with(archives.official_members())[:5000], "not a readable .tar.gz archive"),
+        "3-html-error-page": (lambda: b"<html>404 Not Found</html>", "not a readable .tar.gz archive"),
+        "4-empty-file": (lambda: b"", "not a readable .tar.gz archive"),
+        "5-dot-dot-member": (lambda: _tar_with(archives.official_members(), _member("cifar-10-batches-py/../../x", size=1)), "unsafe path"),
+        "6-absolute-member": (lambda: _tar_with(archives.official_members(), _member("/tmp/x", size=1)), "unsafe path"),
+        "7-symlink-member": (lambda: _tar_with(archives.official_members(), _member("cifar-10-batches-py/l", tarfile.SYMTYPE, link="/etc/passwd")), "is a link"),
+        "7-hardlink-member": (lambda: _tar_with(archives.official_members(), _member("cifar-10-batches-py/h", tarfile.LNKTYPE, link="cifar-10-batches-py/test_batch")), "is a link"),
+        "8-oversized-member": (lambda: _tar_with({**archives.official_members(), "data_batch_3": bytes(65 << 20)}), "more than the 67,108,864 any real batch needs"),
+        "9-pickle-os-system": (lambda: _replace("data_batch_2", {b"data": _Global(os.system, f"touch {marker}"), b"labels": []}), "global posix.system is not allowed"),
+        "9-pickle-builtins-eval": (lambda: _replace("test_batch", {b"data": _Global(eval, f"open({str(marker)!r}, 'w')"), b"labels": []}), "eval is not allowed"),
+        "10-wrong-shape": (lambda: _replace("data_batch_1", {**ok, b"data": ok[b"data"][:, :1000]}), "data must be an N x 3072 uint8 array"),
+        "10-wrong-dtype": (lambda: _replace("data_batch_1", {**ok, b"data": ok[b"data"].astype(np.int16)}), "got int16"),
+        "11-label-out-of-range": (lambda: _replace("data_batch_4", {**ok, b"labels": [11] * 40}), "labels must be in 0..9"),
+        "11-label-count-mismatch": (lambda: _replace("data_batch_4", {**ok, b"labels": [1] * 39}), "39 labels for 40 images"),
+        "12-missing-test-batch": (lambda: _without("test_batch"), "missing member cifar-10-batches-py/test_batch"),
+        "12-missing-meta": (lambda: _without("batches.meta"), "missing member cifar-10-batches-py/batches.meta"),
+    }
+
+
+CASES = list(_hostile_archives(Path("/unused")))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_preprocess_refuses_hostile_archives(project, case):
+    marker = project / "code-ran"
+    build, message = _hostile_archives(marker)[case]
+    (project / ARCHIVE).write_bytes(build())
+    prepared = project / "data" / "prepared"
+    prepared.mkdir()
+    (prepared / "train.npz").write_text("previous good arrays")
+    (prepared / "test.npz").write_text("previous good arrays")
+    assert_refused(project, "pipeline.preprocess", message, untouched="data/prepared/train.npz")
+    assert not marker.exists()  # the pickled code never ran
+    assert (prepared / "train.npz").read_text() == "previous good arrays"
+
+
+# ---------------------------------------------------------------- params: case 13
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"train.sequential.extra": 1}, "unknown key train.sequential.extra; allowed keys in train.sequential: epochs"),
+        ({"train.batch_size": "big"}, "train.batch_size must be int"),
+        ({"train.parallel.epochs": 0}, "train.parallel.epochs = 0 is invalid; allowed: >= 1"),
+        ({"train.sequential.epochs": -1}, "train.sequential.epochs = -1 is invalid; allowed: >= 1"),
+        ({"preprocess.normalize": "zscore"}, "allowed: raw | unit | standardize"),
+        ({"download.url": "ftp://example.org/c.tar.gz"}, "allowed: a URL with scheme http | https | file"),
+    ],
+)
+@pytest.mark.parametrize("module", ["pipeline.download", "pipeline.preprocess"])
+def test_invalid_params_are_refused_before_any_work(project, changes, message, module):
+    set_params(project, **changes)
+    assert_refused(project, module, message)
+
+
+# ---------------------------------------------------------------- training: interrupt and resume
+
+
+@pytest.fixture
+def prepared(project):
+    from pipeline import preprocess
+
+    # 3,000 images: an epoch lasts a few seconds, so the interrupt lands inside epoch 2.
+    batch = archives.batch(3000, seed=3)
+    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    offset, scale = preprocess.normalization("unit", images)
+    (project / "data" / "prepared").mkdir()
+    preprocess.save_split(project / "data" / "prepared" / "train.npz", images, np.array(batch[b"labels"], np.uint8),
+                          archives.CLASS_NAMES, "unit", offset, scale)
+    return project
+
+
+@pytest.mark.slow
+def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepared, tmp_path_factory):
+    import keras
+
+    project = prepared
+    reference = tmp_path_factory.mktemp("reference")
+    shutil.copytree(project, reference, dirs_exist_ok=True)
+    code, _, err = run(reference, "pipeline.train", "sequential")
+    assert code == 0, err
+
+    proc = start(project, "pipeline.train", "sequential")
+    seen = []
+    for line in proc.stdout:  # verbose=2: "Epoch 2/3" is printed once epoch 1 is checkpointed
+        seen.append(line)
+        if line.startswith("Epoch 2/3"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + out + err
+    assert error_lines(err) == ["pipeline.train: interrupted; no output was replaced"]
+    assert not (project / "models").exists() and not (project / "metrics").exists()
+    state = json.loads((project / "checkpoints" / "sequential" / "state.json").read_text())
+    assert state["epochs_done"] == 1
+
+    code, out, err = run(project, "pipeline.train", "sequential")
+    assert code == 0, err
+    assert "resuming after epoch 1" in out
+    metrics = json.loads((project / "metrics" / "train-sequential.json").read_text())
+    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs"] == 3
+    assert list((project / "checkpoints" / "sequential").iterdir()) == []  # cleared once done
+    resumed = keras.saving.load_model(project / "models" / "sequential.keras").get_weights()
+    uninterrupted = keras.saving.load_model(reference / "models" / "sequential.keras").get_weights()
+    for a, b in zip(resumed, uninterrupted):
+        assert np.array_equal(a, b)
+    history = (project / "plots" / "train-sequential.csv").read_text().splitlines()
+    assert len(history) == 4 and history[0].startswith("epoch,")

@@ -1,0 +1,71 @@
+"""Property-based: whatever bytes a batch holds and whatever mapping params.yaml holds, the parser
+and the params loader raise nothing but the project's own clear error type."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import cifar, params
+from pipeline.params import PipelineError
+
+PARAMS_FILE = Path(__file__).resolve().parent.parent / "params.yaml"
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8),
+                    st.binary(max_size=8))
+trees = st.recursive(scalars, lambda children: st.one_of(
+    st.lists(children, max_size=4), st.dictionaries(st.one_of(st.text(max_size=8), st.binary(max_size=8)), children, max_size=4)),
+    max_leaves=12)
+
+
+def parse(payload: bytes):
+    try:
+        return cifar.parse_batch(cifar.unpickle(payload, "data_batch_1"), "data_batch_1")
+    except PipelineError:
+        return None
+
+
+@SETTINGS
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_never_escape_as_another_error(payload):
+    parse(payload)
+
+
+@SETTINGS
+@given(trees)
+def test_arbitrary_pickled_objects_never_escape_as_another_error(obj):
+    parse(pickle.dumps(obj, protocol=2))
+
+
+@SETTINGS
+@given(st.lists(st.integers(-3, 12), min_size=0, max_size=6), st.integers(0, 3), st.sampled_from([np.uint8, np.int32, np.float32]))
+def test_batches_near_the_format_are_parsed_or_refused_cleanly(labels, rows, dtype):
+    batch = {b"data": np.zeros((rows, 3072), dtype), b"labels": labels}
+    result = parse(pickle.dumps(batch, protocol=2))
+    if result is not None:
+        images, parsed = result
+        assert images.shape == (rows, 32, 32, 3) and parsed.tolist() == labels
+
+
+@SETTINGS
+@given(trees)
+def test_arbitrary_params_documents_never_escape_as_another_error(mapping):
+    try:
+        params.parse(mapping, "params.yaml")
+    except PipelineError:
+        pass
+
+
+@SETTINGS
+@given(st.sampled_from(["paths", "download", "preprocess", "train", "evaluate", "lstm_step", "gate"]), trees)
+def test_a_section_replaced_by_anything_is_refused_cleanly(section, value):
+    document = yaml.safe_load(PARAMS_FILE.read_text())
+    document[section] = value
+    try:
+        params.parse(document, "params.yaml")
+    except PipelineError:
+        pass
