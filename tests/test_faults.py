@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests import archives
+from tests.project import set_params
 from tests.servers import serve
 
 ARCHIVE = "data/cifar-10-python.tar.gz"
@@ -59,17 +60,6 @@ def project(root, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / ARCHIVE).write_text(GOOD)
     return tmp_path
-
-
-def set_params(project: Path, **changes):
-    values = yaml.safe_load((project / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        node = values
-        for parent in parents:
-            node = node[parent]
-        node[key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(values))
 
 
 def assert_refused(project, module, message, untouched=ARCHIVE):

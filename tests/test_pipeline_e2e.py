@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.project import set_params
 from tests.servers import serve
 
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
@@ -30,18 +30,6 @@ def run(cmd, cwd):
 
 def stages_ran(output):
     return re.findall(r"Running stage '([\w-]+)'", output)
-
-
-def set_params(project, **changes):
-    path = project / "params.yaml"
-    values = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        node = values
-        for parent in parents:
-            node = node[parent]
-        node[key] = value
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
 @pytest.fixture
