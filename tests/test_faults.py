@@ -92,7 +92,7 @@ def test_download_refuses_a_bad_archive_and_keeps_the_good_one(project, tiny_arc
     (served / "cifar-10-python.tar.gz").write_bytes(content(source.read_bytes()))
     with serve(served) as (url, _):
         set_params(project, **{"download.url": f"{url}/cifar-10-python.tar.gz", "download.md5": md5})
-        assert_refused(project, "pipeline.download", f"md5 is ")
+        assert_refused(project, "pipeline.download", "md5 is ")
     assert (project / ARCHIVE).read_text() == GOOD
 
 

@@ -1,7 +1,6 @@
 """The gate's decision rules, its report and its exit codes (0 pass, 1 fail, 2 usage error)."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

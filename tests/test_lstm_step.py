@@ -4,9 +4,9 @@ numerics against a plain NumPy LSTM written here."""
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import keras
@@ -16,7 +16,7 @@ import yaml
 
 from pipeline import lstm_step, stage
 
-SCHEMA = json.loads((__import__("pathlib").Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
 GPUS, GPU_STATUS = stage.gpu_devices()
 
 
