@@ -1,9 +1,13 @@
-"""Stage `evaluate`: test accuracy, loss and inference throughput of both trained models.
+"""Stages `evaluate@sequential` and `evaluate@parallel`: test accuracy, loss and inference throughput.
 
-Reads params `evaluate.batch_size`, `<paths.prepared_dir>/test.npz` and `<paths.models_dir>/*.keras`.
-Writes `<paths.metrics_dir>/evaluate.json` (one section per model, with the tutorial's reported
-accuracy beside ours) and `<paths.plots_dir>/confusion-<model>.csv` (actual, predicted class names)
-for DVC's confusion template.
+Run as `python -m pipeline.evaluate sequential|parallel`. One stage per model (a dvc.yaml `foreach`),
+so that an experiment on one model (`dvc exp run evaluate@parallel -S train.seed=3`) neither retrains
+nor re-scores the other; `dvc repro evaluate` runs both.
+
+Reads params `evaluate.batch_size`, `<paths.prepared_dir>/test.npz` and `<paths.models_dir>/<model>.keras`.
+Writes `<paths.metrics_dir>/evaluate-<model>.json` (with the tutorial's reported accuracy beside ours)
+and `<paths.plots_dir>/confusion-<model>.csv` (actual, predicted class names) for DVC's confusion
+template.
 
 Inference throughput: one warm-up batch (tracing and compile) untimed, then one timed pass over the
 whole test split.
@@ -56,21 +60,21 @@ def load_model(path) -> keras.Model:
 
 
 def main() -> None:
+    if len(sys.argv) != 2 or sys.argv[1] not in models.BUILDERS:
+        raise PipelineError(f"usage: python -m pipeline.evaluate {{{'|'.join(models.BUILDERS)}}}")
+    name = sys.argv[1]
     p = params.load()
     split = data.load_split(p.paths.test_arrays)
-    report = {}
-    for name in models.BUILDERS:
-        model = load_model(p.paths.model(name))
-        print(f"evaluate: {name} on {len(split.labels)} test images")
-        report[name], predicted = evaluate(model, split, p.evaluate.batch_size)
-        names = np.array(split.class_names)
-        confusion = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
-        with stage.atomic_output(p.paths.confusion(name)) as tmp:
-            confusion.to_csv(tmp, index=False)
-        print(f"evaluate: {name} test accuracy {report[name]['test_accuracy']:.4f} "
-              f"(tutorial reported {report[name]['reported_test_accuracy']:.4f})")
-    report["environment"] = stage.environment()
-    stage.write_json(p.paths.evaluate_metrics, report)
+    model = load_model(p.paths.model(name))
+    print(f"evaluate-{name}: {len(split.labels)} test images")
+    metrics, predicted = evaluate(model, split, p.evaluate.batch_size)
+    names = np.array(split.class_names)
+    confusion = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
+    with stage.atomic_output(p.paths.confusion(name)) as tmp:
+        confusion.to_csv(tmp, index=False)
+    stage.write_json(p.paths.evaluate_metrics(name), {"model": name, **metrics, **stage.environment()})
+    print(f"evaluate-{name}: test accuracy {metrics['test_accuracy']:.4f} "
+          f"(tutorial reported {metrics['reported_test_accuracy']:.4f})")
 
 
 if __name__ == "__main__":

@@ -192,8 +192,8 @@ def compare(base: dict, cur: dict, cfg: params.Gate) -> tuple[dict[str, list[Row
             raise GateUsageError(f"{file}: baseline and current come from different settings ({'; '.join(differ)}); "
                                  "compare runs of the same profile")
     accuracy = [
-        accuracy_verdict(f"{m} test_accuracy", _get(base, "evaluate.json", m, "test_accuracy"),
-                         _get(cur, "evaluate.json", m, "test_accuracy"), cfg.max_accuracy_drop.of(m))
+        accuracy_verdict(f"{m} test_accuracy", _get(base, f"evaluate-{m}.json", "test_accuracy"),
+                         _get(cur, f"evaluate-{m}.json", "test_accuracy"), cfg.max_accuracy_drop.of(m))
         for m in params.MODEL_NAMES
     ]
     timing = []
@@ -319,7 +319,7 @@ def main(argv=None) -> int:
         p = params.load()
         cfg = p.gate if not getattr(args, "pairs", None) else dataclasses.replace(p.gate, ab_pairs=args.pairs)
         if args.mode == "compare":
-            names = [f"train-{m}.json" for m in params.MODEL_NAMES] + ["evaluate.json", "lstm-step.json"]
+            names = [f"{s}-{m}.json" for s in ("train", "evaluate") for m in params.MODEL_NAMES] + ["lstm-step.json"]
             current_dir = args.current_dir or Path(p.paths.metrics_dir)
             cur = metrics_in_dir(current_dir, names, f"current {current_dir}")
             if args.baseline_dir:

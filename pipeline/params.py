@@ -70,9 +70,8 @@ class Paths:
     def confusion(self, name: str) -> Path:
         return Path(self.plots_dir) / f"confusion-{name}.csv"
 
-    @property
-    def evaluate_metrics(self) -> Path:
-        return Path(self.metrics_dir) / "evaluate.json"
+    def evaluate_metrics(self, name: str) -> Path:
+        return Path(self.metrics_dir) / f"evaluate-{name}.json"
 
     @property
     def lstm_step_metrics(self) -> Path:

@@ -72,7 +72,7 @@ def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, epochs=2):
             "epochs": epochs, "train_images": 5000, "batch_size": 100, "learning_rate": 0.001, "seed": 0,
             "normalize": "raw", "step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "timed_steps": 99,
             "device_name": "cpu"}))
-    (out / "evaluate.json").write_text(json.dumps({m: {"test_accuracy": accuracy} for m in ("sequential", "parallel")}))
+        (out / f"evaluate-{model}.json").write_text(json.dumps({"test_accuracy": accuracy}))
     core = {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
     (out / "lstm-step.json").write_text(json.dumps({"sequential": core, "parallel": core}))
     return out
@@ -104,6 +104,6 @@ def test_missing_baseline_exits_2(tmp_path, in_root, capsys):
 
 def test_missing_metric_exits_2(tmp_path, in_root, capsys):
     base, current = _metrics(tmp_path, "base"), _metrics(tmp_path, "cur")
-    (current / "evaluate.json").write_text(json.dumps({"sequential": {}}))
+    (current / "evaluate-sequential.json").write_text(json.dumps({}))
     assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
-    assert "evaluate.json: missing metric sequential.test_accuracy" in capsys.readouterr().err
+    assert "evaluate-sequential.json: missing metric test_accuracy" in capsys.readouterr().err

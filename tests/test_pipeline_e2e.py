@@ -17,7 +17,8 @@ from tests.project import set_params
 from tests.servers import serve
 
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
-STAGES = ["download", "preprocess", "train-sequential", "train-parallel", "evaluate", "lstm-step"]
+STAGES = ["download", "preprocess", "train-sequential", "train-parallel", "evaluate@sequential",
+          "evaluate@parallel", "lstm-step"]
 
 
 def run(cmd, cwd):
@@ -29,7 +30,7 @@ def run(cmd, cwd):
 
 
 def stages_ran(output):
-    return re.findall(r"Running stage '([\w-]+)'", output)
+    return re.findall(r"Running stage '([\w@-]+)'", output)
 
 
 @pytest.fixture
@@ -65,7 +66,8 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
         assert server.requests == [""]
 
         metrics = {p.name: json.loads(p.read_text()) for p in (project / "metrics").glob("*.json")}
-        assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate.json", "lstm-step.json"}
+        assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate-sequential.json",
+                                "evaluate-parallel.json", "lstm-step.json"}
         assert metrics["lstm-step.json"]["sequential"]["cpu_generic"]["rounds"] == 3
         assert metrics["train-sequential.json"]["param_count"] == 22_110
         assert metrics["train-parallel.json"]["param_count"] == 1_299_410
@@ -73,7 +75,7 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
             trained = metrics[f"train-{name}.json"]
             assert trained["epochs"] == 1 and trained["train_images"] == 200
             assert trained["train_images_per_s"] > 0 and trained["device"].startswith("cpu")
-            scored = metrics["evaluate.json"][name]
+            scored = metrics[f"evaluate-{name}.json"]
             assert 0 <= scored["test_accuracy"] <= 1 and scored["test_images"] == 100
             assert scored["inference_images_per_s"] > 0
             assert len((project / "plots" / f"confusion-{name}.csv").read_text().splitlines()) == 101
@@ -83,7 +85,7 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
         run(["git", "commit", "-qm", "one epoch"], project)
 
         set_params(project, **{"train.parallel.epochs": 2})
-        assert stages_ran(run(["dvc", "repro"], project)) == ["train-parallel", "evaluate"]
+        assert stages_ran(run(["dvc", "repro"], project)) == ["train-parallel", "evaluate@parallel"]
         assert len(server.requests) == 1  # nothing downloaded again
 
     run(["git", "add", "-A"], project)
