@@ -7,7 +7,11 @@
   parameters; reported 0.10000001 after 10 epochs.
 
 Both: Adam, categorical cross-entropy, accuracy. Only backend-agnostic `keras.*` is used here, so the
-models run under the tensorflow, torch and jax backends alike.
+models run under the tensorflow, torch and jax backends alike, and under Keras 2 (`tf_keras`) for the
+collapse study's comparison (pipeline/collapse.py binds `keras` to it before importing this module).
+
+Layers are named so that pipeline/diagnostics.py can find them: `BRANCHES` groups the trainable
+layers of each model, `RELU`, `LSTM` and `HEAD` name the layers it probes.
 """
 
 from __future__ import annotations
@@ -23,19 +27,25 @@ LSTM_UNITS = 50
 LSTM_CORES = {"sequential": (16 * 16, 50), "parallel": (32 * 32, 3)}
 REPORTED_TEST_ACCURACY = {"sequential": 0.5927, "parallel": 0.10000001}
 REPORTED_EPOCHS = {"sequential": 100, "parallel": 10}
+# Trainable layers per branch (the sequential model is one chain; it is cut at the same places).
+BRANCHES = {
+    "sequential": {"conv": ("conv",), "lstm": ("lstm",), "head": ("head",)},
+    "parallel": {"conv": ("conv", "conv_dense"), "lstm": ("lstm", "lstm_dense"), "head": ("head",)},
+}
+RELU, LSTM, HEAD = "relu", "lstm", "head"  # the conv branch's ReLU, the LSTM, the last Dense
 
 
 def sequential() -> keras.Model:
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE),
-            layers.Conv2D(50, (3, 3), strides=(1, 1), padding="same"),
-            layers.Activation("relu"),
-            layers.MaxPooling2D((2, 2)),
-            layers.Reshape(LSTM_CORES["sequential"]),
-            layers.LSTM(LSTM_UNITS, return_sequences=False),
-            layers.Dense(NUM_CLASSES),
-            layers.Activation("softmax"),
+            layers.Conv2D(50, (3, 3), strides=(1, 1), padding="same", name="conv"),
+            layers.Activation("relu", name=RELU),
+            layers.MaxPooling2D((2, 2), name="pool"),
+            layers.Reshape(LSTM_CORES["sequential"], name="to_sequence"),
+            layers.LSTM(LSTM_UNITS, return_sequences=False, name=LSTM),
+            layers.Dense(NUM_CLASSES, name=HEAD),
+            layers.Activation("softmax", name="softmax"),
         ],
         name="sequential",
     )
@@ -43,15 +53,15 @@ def sequential() -> keras.Model:
 
 def parallel() -> keras.Model:
     image = keras.Input(INPUT_SHAPE)
-    conv = layers.Conv2D(50, (3, 3), strides=(1, 1), padding="same")(image)
-    conv = layers.Activation("relu")(conv)
-    conv = layers.MaxPooling2D((2, 2), padding="same")(conv)
-    conv = layers.Dense(100)(layers.Flatten()(conv))
+    conv = layers.Conv2D(50, (3, 3), strides=(1, 1), padding="same", name="conv")(image)
+    conv = layers.Activation("relu", name=RELU)(conv)
+    conv = layers.MaxPooling2D((2, 2), padding="same", name="pool")(conv)
+    conv = layers.Dense(100, name="conv_dense")(layers.Flatten(name="flatten")(conv))
     # The raw image read as 1024 steps of 3 values (one pixel's RGB per step).
-    seq = layers.Reshape(LSTM_CORES["parallel"])(image)
-    seq = layers.Dense(100)(layers.LSTM(LSTM_UNITS, return_sequences=False)(seq))
-    merged = layers.concatenate([conv, seq])
-    output = layers.Dense(NUM_CLASSES, activation="softmax")(merged)
+    seq = layers.Reshape(LSTM_CORES["parallel"], name="to_sequence")(image)
+    seq = layers.Dense(100, name="lstm_dense")(layers.LSTM(LSTM_UNITS, return_sequences=False, name=LSTM)(seq))
+    merged = layers.concatenate([conv, seq], name="concat")
+    output = layers.Dense(NUM_CLASSES, activation="softmax", name=HEAD)(merged)
     return keras.Model(inputs=image, outputs=output, name="parallel")
 
 

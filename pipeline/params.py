@@ -74,6 +74,10 @@ class Paths:
         return Path(self.metrics_dir) / f"evaluate-{name}.json"
 
     @property
+    def collapse_metrics(self) -> Path:
+        return Path(self.metrics_dir) / "collapse.json"
+
+    @property
     def lstm_step_metrics(self) -> Path:
         return Path(self.metrics_dir) / "lstm-step.json"
 
@@ -133,6 +137,17 @@ class LstmStep:
 
 
 @dataclasses.dataclass(frozen=True)
+class Collapse:
+    seeds: int = dataclasses.field(metadata=_check(positive, ">= 1 (seeds 0 .. seeds-1)"))
+    epochs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    train_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
+    test_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
+    probe_images: int = dataclasses.field(metadata=_check(lambda n: n >= 10 and n % 10 == 0, "a multiple of 10, >= 10"))
+    probe_every: int = dataclasses.field(metadata=_check(positive, ">= 1 (training steps)"))
+    keras2: bool  # also run every seed under Keras 2 (tf_keras)
+
+
+@dataclasses.dataclass(frozen=True)
 class AccuracyDrop:
     sequential: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1"))
     parallel: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1"))
@@ -160,6 +175,7 @@ class Params:
     train: Train
     evaluate: Evaluate
     lstm_step: LstmStep
+    collapse: Collapse
     gate: Gate
 
 
@@ -170,7 +186,7 @@ def _convert(value, kind, key: str, source: str):
     # bool is an int subclass in Python; `epochs: true` is a typo, not 1.
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, kind) and not isinstance(value, bool):
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
         return value
     raise PipelineError(f"{source}: {key} must be {kind.__name__}, got {type(value).__name__} {value!r}")
 

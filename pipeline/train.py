@@ -143,13 +143,14 @@ def data_digest(split: data.Split) -> str:
 
 
 def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_rate: float, epochs: int,
-        checkpoint_dir=None, verbose=None) -> tuple[keras.Model, pd.DataFrame, dict]:
+        checkpoint_dir=None, verbose=None, callbacks=()) -> tuple[keras.Model, pd.DataFrame, dict]:
     """Build and train `name` on `split`; return the model, its per-epoch history and timing.
 
     Each epoch sees the images in the order of a permutation seeded by (seed, epoch), so a run
     resumed from the checkpoint of epoch k trains exactly like an uninterrupted one. With
     `checkpoint_dir`, every completed epoch is checkpointed there and a matching checkpoint is
     resumed. `verbose=None` shows a progress bar on a terminal and one line per epoch in a log file.
+    `callbacks` are added to every epoch's fit() (pipeline/diagnostics.py's Probe).
     """
     keras.utils.set_random_seed(seed)
     targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
@@ -176,7 +177,7 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
                 epochs=epochs,
                 shuffle=False,
                 verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-                callbacks=[timer, OneEpoch(), stop],
+                callbacks=[timer, OneEpoch(), stop, *callbacks],
             )
             previous_end = timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
             rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in history.history.items()},

@@ -61,7 +61,7 @@ def test_arbitrary_params_documents_never_escape_as_another_error(mapping):
 
 
 @SETTINGS
-@given(st.sampled_from(["paths", "download", "preprocess", "train", "evaluate", "lstm_step", "gate"]), trees)
+@given(st.sampled_from(["paths", "download", "preprocess", "train", "evaluate", "lstm_step", "collapse", "gate"]), trees)
 def test_a_section_replaced_by_anything_is_refused_cleanly(section, value):
     document = yaml.safe_load(PARAMS_FILE.read_text())
     document[section] = value

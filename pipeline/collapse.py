@@ -1,0 +1,159 @@
+"""Stage `collapse`: does the parallel model fall to chance (the tutorial's 10.0%), how often, and when?
+
+Trains the parallel model `collapse.seeds` times (seeds 0, 1, ...) for `collapse.epochs` epochs on a
+class-balanced subset of the prepared training images, with `train.batch_size` and
+`train.learning_rate`, through the same `train.fit` as the train stages, under Keras 3 and, with
+`collapse.keras2: true`, under Keras 2 (`tf_keras`, the tutorial's generation of Keras) with the same
+model code. A `diagnostics.Probe` records, every `collapse.probe_every` steps, the loss, gradient norms
+per branch, LSTM gate saturation, dead ReLUs and logit magnitudes (see pipeline/diagnostics.py).
+
+Writes `<paths.plots_dir>/collapse/<arm>-seed<k>.csv` (one row per probe) and
+`<paths.metrics_dir>/collapse.json`: per arm, each seed's test accuracy after every epoch, whether it
+collapsed (final test accuracy below `COLLAPSED_BELOW`), the first NaN/inf step, and the extremes of
+the diagnostics, plus mean and standard deviation over seeds.
+
+Each arm runs in its own process (`python -m pipeline.collapse --arm keras2`), because Keras 2 is
+bound to the name `keras` before the model code is imported. Fixes are DVC experiments over the same
+seeds, e.g. `dvc exp run collapse -S preprocess.normalize=unit`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import params, preprocess, stage
+from pipeline.params import PipelineError
+
+MODEL = "parallel"
+ARMS = ("keras3", "keras2")
+# Chance on CIFAR-10 is 0.10; the tutorial's failed run scored 0.10000001. Every run that learned
+# anything here scored far above 0.15 (see the README), so the line sits between.
+COLLAPSED_BELOW = 0.15
+
+
+def use_keras2() -> None:
+    """Bind `import keras` to Keras 2 (tf_keras) in this process; call before any Keras import."""
+    if "keras" in sys.modules:
+        raise RuntimeError("use_keras2() must run before keras is imported")
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    try:
+        import tf_keras
+    except ImportError:
+        raise PipelineError("collapse.keras2 is true but tf_keras is not installed (pip install -r requirements.txt)") from None
+    sys.modules["keras"] = tf_keras
+
+
+def subset(split, limit: int, seed: int, key: str):
+    keep = preprocess.balanced_subset(split.labels, limit, seed, key)
+    return split.images[keep], split.labels[keep]
+
+
+def run_arm(arm: str, out: Path) -> None:
+    """Worker: train every seed under one Keras, write the probes and per-epoch scores to `out`."""
+    if arm == "keras2":
+        use_keras2()
+    import keras
+
+    from pipeline import data, diagnostics, train
+
+    p = params.load()
+    cfg, tcfg = p.collapse, p.train
+    full = data.load_split(p.paths.train_arrays)
+    images, labels = subset(full, cfg.train_limit, p.preprocess.seed, "collapse.train_limit")
+    test = data.load_split(p.paths.test_arrays)
+    test_images, test_labels = subset(test, cfg.test_limit, p.preprocess.seed, "collapse.test_limit")
+    probe_keep = preprocess.balanced_subset(labels, cfg.probe_images, p.preprocess.seed, "collapse.probe_images")
+    split = data.Split(images, labels, full.class_names, full.normalize)
+    steps_per_epoch = -(-len(labels) // tcfg.batch_size)
+    runs = []
+    for seed in range(cfg.seeds):
+        print(f"collapse: {arm} (keras {keras.__version__}) seed {seed + 1}/{cfg.seeds}: {len(labels)} images, "
+              f"{cfg.epochs} epochs, normalize={full.normalize}", flush=True)
+        probe = diagnostics.Probe(MODEL, images[probe_keep], labels[probe_keep], cfg.probe_every,
+                                  test_images, test_labels, steps_per_epoch)
+        train.fit(MODEL, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate,
+                  epochs=cfg.epochs, verbose=2, callbacks=[probe])
+        runs.append({"seed": seed, "probes": probe.rows, "epochs": probe.epochs,
+                     "first_nonfinite_step": probe.first_nonfinite_step})
+    out.write_text(json.dumps({"arm": arm, "keras_version": keras.__version__, "runs": runs,
+                               "train_images": len(labels), "test_images": len(test_labels),
+                               "normalize": full.normalize}))
+
+
+def summarize(arm_result: dict) -> dict:
+    """One arm's metrics: per seed, and mean/std over seeds."""
+    per_seed, finals = {}, []
+    for run in arm_result["runs"]:
+        probes = pd.DataFrame(run["probes"])
+        final = run["epochs"][-1]["test_accuracy"]
+        finals.append(final)
+        per_seed[str(run["seed"])] = {
+            "test_accuracy": round(final, 4),
+            "test_accuracy_by_epoch": [round(e["test_accuracy"], 4) for e in run["epochs"]],
+            "first_epoch_loss": round(run["epochs"][0]["loss"], 4),
+            "collapsed": final < COLLAPSED_BELOW,
+            "first_nonfinite_step": run["first_nonfinite_step"],
+            "logit_abs_max": round(float(probes["logit_abs_max"].max()), 2),
+            "dead_relu_channels_max": round(float(probes["dead_relu_channels"].max()), 4),
+            "sat_forget_max": round(float(probes["sat_forget"].max()), 4),
+            "majority_share_max": round(float(probes["majority_share"].max()), 4),
+        }
+    return {
+        "keras_version": arm_result["keras_version"],
+        "runs": len(finals),
+        "collapsed_runs": sum(s["collapsed"] for s in per_seed.values()),
+        "nonfinite_runs": sum(s["first_nonfinite_step"] is not None for s in per_seed.values()),
+        "test_accuracy_mean": round(float(np.mean(finals)), 4),
+        "test_accuracy_std": round(float(np.std(finals, ddof=1)), 4) if len(finals) > 1 else None,
+        "per_seed": per_seed,
+    }
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--arm"]:
+        run_arm(sys.argv[2], Path(sys.argv[3]))
+        return
+    p = params.load()
+    cfg = p.collapse
+    arms = ARMS if cfg.keras2 else ARMS[:1]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arm in arms:
+            out = Path(tmp) / f"{arm}.json"
+            code = subprocess.call([sys.executable, "-m", "pipeline.collapse", "--arm", arm, str(out)])
+            if code != 0:
+                raise PipelineError(f"collapse: the {arm} worker failed (exit {code}); see its output above")
+            results[arm] = json.loads(out.read_text())
+    plots_dir = Path(p.paths.plots_dir) / "collapse"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for stale in plots_dir.glob("*.csv"):
+        stale.unlink()
+    for arm, result in results.items():
+        for run in result["runs"]:
+            with stage.atomic_output(plots_dir / f"{arm}-seed{run['seed']}.csv") as tmp:
+                pd.DataFrame(run["probes"]).to_csv(tmp, index=False)
+    first = next(iter(results.values()))
+    metrics = {
+        "model": MODEL, "normalize": first["normalize"], "train_images": first["train_images"],
+        "test_images": first["test_images"], "epochs": cfg.epochs, "batch_size": p.train.batch_size,
+        "learning_rate": p.train.learning_rate, "seeds": cfg.seeds, "collapsed_below": COLLAPSED_BELOW,
+        **{arm: summarize(result) for arm, result in results.items()},
+        **stage.environment(),
+    }
+    stage.write_json(p.paths.collapse_metrics, metrics)
+    for arm in results:
+        m = metrics[arm]
+        print(f"collapse: {arm}: {m['collapsed_runs']}/{m['runs']} runs collapsed, test accuracy "
+              f"{m['test_accuracy_mean']:.4f} +- {m['test_accuracy_std']}")
+
+
+if __name__ == "__main__":
+    stage.run(main)
