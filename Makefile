@@ -17,12 +17,13 @@ SET ?=
 # something and the whole run fits a CI job (measured in the README).
 PROFILE ?=
 PROFILE_ci := preprocess.train_limit=10000 preprocess.test_limit=2000 train.sequential.epochs=3 \
-  train.parallel.epochs=1 lstm_step.rounds=10
+  train.parallel.epochs=1 lstm_step.rounds=10 collapse.seeds=2 collapse.epochs=1 collapse.train_limit=2000 \
+  collapse.test_limit=500
 OVERRIDES := $(strip $(PROFILE_$(PROFILE)) $(SET))
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends repro repro-mirror mirror test bench gate-ab
+.PHONY: setup backends repro repro-mirror mirror test bench gate-ab report
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -65,6 +66,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m pytest -m benchmark tests/benchmarks --benchmark-json=benchmarks.json
+
+# Test accuracy mean +- std over seeds, from every experiment of every commit (pipeline/report.py).
+report: setup
+	$(BIN)/python -m pipeline.report --all-commits
 
 # Speed gate: the working tree against the previous commit, interleaved on this machine.
 gate-ab: setup

@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
+
+PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+# What the scratch-project tests override, so that every stage runs in seconds on the tiny archive.
+TINY = {"train.sequential.epochs": 1, "train.parallel.epochs": 1, "lstm_step.warmup_steps": 1,
+        "lstm_step.rounds": 3, "collapse.seeds": 1, "collapse.epochs": 1, "collapse.train_limit": 0,
+        "collapse.test_limit": 0, "collapse.probe_images": 20, "collapse.probe_every": 2, "collapse.keras2": False}
+
+
+def run(cmd, cwd) -> str:
+    """Run `cmd` (dvc, git, python) in `cwd` with this venv first on PATH; fail the test on non-zero exit."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def copy_project(root: Path, project: Path) -> Path:
+    """A fresh git repository at `project` holding the pipeline's code and configuration."""
+    for name in PROJECT_FILES:
+        src, dst = root / name, project / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst)
+    run(["git", "init", "-q"], project)
+    run(["git", "config", "user.email", "test@example.org"], project)
+    run(["git", "config", "user.name", "test"], project)
+    return project
 
 
 def set_params(project: Path, **changes) -> None:

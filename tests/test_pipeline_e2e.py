@@ -4,29 +4,15 @@ Slow (about a minute): it runs every stage three times over, with TensorFlow sta
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.project import set_params
+from tests.project import TINY, copy_project, run, set_params
 from tests.servers import serve
 
-PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 STAGES = ["download", "preprocess", "train-sequential", "train-parallel", "evaluate@sequential",
-          "evaluate@parallel", "lstm-step"]
-
-
-def run(cmd, cwd):
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+          "evaluate@parallel", "lstm-step", "collapse"]
 
 
 def stages_ran(output):
@@ -35,18 +21,7 @@ def stages_ran(output):
 
 @pytest.fixture
 def project(root, tmp_path):
-    project = tmp_path / "project"
-    for name in PROJECT_FILES:
-        src, dst = root / name, project / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
-    run(["git", "init", "-q"], project)
-    run(["git", "config", "user.email", "test@example.org"], project)
-    run(["git", "config", "user.name", "test"], project)
-    return project
+    return copy_project(root, tmp_path / "project")
 
 
 @pytest.mark.slow
@@ -55,9 +30,7 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
     with serve(archive.parent) as (url, server):
         set_params(
             project,
-            **{"download.url": f"{url}/{archive.name}", "download.md5": md5,
-               "train.sequential.epochs": 1, "train.parallel.epochs": 1,
-               "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3},
+            **{"download.url": f"{url}/{archive.name}", "download.md5": md5, **TINY},
         )
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-qm", "tiny"], project)
@@ -67,7 +40,7 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
 
         metrics = {p.name: json.loads(p.read_text()) for p in (project / "metrics").glob("*.json")}
         assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate-sequential.json",
-                                "evaluate-parallel.json", "lstm-step.json"}
+                                "evaluate-parallel.json", "lstm-step.json", "collapse.json"}
         assert metrics["lstm-step.json"]["sequential"]["cpu_generic"]["rounds"] == 3
         assert metrics["train-sequential.json"]["param_count"] == 22_110
         assert metrics["train-parallel.json"]["param_count"] == 1_299_410

@@ -1,0 +1,137 @@
+"""Aggregate DVC experiments over seeds: test accuracy mean +- std per model and setting.
+
+    python -m pipeline.report [--out reports/seeds] [--all-commits]
+
+Multi-seed runs are plain DVC experiments (README, "Several seeds"):
+
+    dvc exp run --queue evaluate@parallel -S 'train.seed=range(0,3)'   # one experiment per seed
+    dvc exp run --queue collapse -S preprocess.normalize=unit            # the collapse stage seeds itself
+    dvc queue start -j 1                                                 # -j N: N at once
+    python -m pipeline.report
+
+The report reads every experiment and commit that `dvc exp show --json` lists (`--all-commits`: of
+every commit, not only HEAD's) and takes each run's settings from its own metrics files, which record
+what produced them, so an experiment that retrained one model does not count the other model's
+unchanged metrics as a new run. Rows are one per (setting, seed); when the same seed of a setting
+appears more than once, the newest counts. A train-stage run needs both `train-<model>.json` and
+`evaluate-<model>.json` (target `evaluate@<model>`, not `train-<model>`); each seed of the `collapse`
+stage is a run of its own, labelled with its arm (keras3, keras2).
+
+Writes `<out>.md` (the table), `<out>.csv` (the same numbers) and `<out>-runs.csv` (one row per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import collapse, models, params, stage
+from pipeline.params import PipelineError
+
+SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size", "learning_rate",
+           "backend", "keras_version", "device_name"]
+
+
+def experiments(all_commits: bool) -> list[dict]:
+    """(name, rev, timestamp, metrics by file) of every committed baseline and experiment."""
+    cmd = ["dvc", "exp", "show", "--json", "--no-fetch"] + (["--all-commits"] if all_commits else [])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PipelineError(f"{' '.join(cmd)} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    found = []
+
+    def add(entry):
+        data = entry.get("data") or {}
+        if entry.get("rev") != "workspace" and data.get("metrics"):
+            found.append({"name": entry.get("name") or entry["rev"][:7], "rev": entry["rev"],
+                          "timestamp": data.get("timestamp") or "",
+                          "metrics": {f: (m or {}).get("data") or {} for f, m in data["metrics"].items()}})
+
+    for baseline in json.loads(done.stdout):
+        add(baseline)
+        for group in baseline.get("experiments") or []:
+            for entry in group.get("revs") or []:
+                add(entry)
+    return found
+
+
+def runs(found: list[dict], metrics_dir: str) -> pd.DataFrame:
+    """One row per (setting, seed): the train stages' runs and the collapse stage's seeds."""
+    rows = []
+    for exp in found:
+        m = exp["metrics"]
+        where = {"experiment": exp["name"], "rev": exp["rev"][:7], "timestamp": exp["timestamp"]}
+        for name in models.BUILDERS:
+            trained, scored = m.get(f"{metrics_dir}/train-{name}.json"), m.get(f"{metrics_dir}/evaluate-{name}.json")
+            if not trained or not scored or "test_accuracy" not in scored:
+                continue
+            rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
+                         **{k: trained.get(k) for k in SETTING[2:]},
+                         "test_accuracy": scored["test_accuracy"], **where})
+        study = m.get(f"{metrics_dir}/collapse.json")
+        for arm in collapse.ARMS if study else ():
+            for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
+                rows.append({"model": study["model"], "source": f"collapse {arm}", "seed": int(seed),
+                             **{k: study.get(k) for k in SETTING[2:]},
+                             "keras_version": study[arm]["keras_version"],
+                             "test_accuracy": run["test_accuracy"], **where})
+    table = pd.DataFrame(rows, columns=[*SETTING, "seed", "test_accuracy", "experiment", "rev", "timestamp"])
+    table = table.sort_values("timestamp").drop_duplicates([*SETTING, "seed"], keep="last")
+    return table.sort_values([*SETTING, "seed"]).reset_index(drop=True)
+
+
+def aggregate(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std, min and max test accuracy over seeds; collapsed = runs below chance + 0.05."""
+    grouped = table.groupby(SETTING, dropna=False)
+    summary = grouped["test_accuracy"].agg(runs="count", mean="mean", std="std", min="min", max="max")
+    summary["collapsed"] = grouped["test_accuracy"].apply(lambda a: int((a < collapse.COLLAPSED_BELOW).sum()))
+    summary["seeds"] = grouped["seed"].apply(lambda s: ",".join(str(int(v)) for v in sorted(s)))
+    summary = summary.reset_index()
+    tutorial = (summary["source"].str.startswith("train-") & (summary["normalize"] == "raw")
+                & (summary["train_images"] == 50_000)
+                & (summary["epochs"] == summary["model"].map(models.REPORTED_EPOCHS)))
+    summary["tutorial"] = summary["model"].map(models.REPORTED_TEST_ACCURACY).where(tutorial)
+    return summary
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    shown = summary.assign(
+        test_accuracy=[f"{m:.4f} ± {s:.4f}" if pd.notna(s) else f"{m:.4f}" for m, s in zip(summary["mean"], summary["std"])],
+        range=[f"{lo:.4f} .. {hi:.4f}" for lo, hi in zip(summary["min"], summary["max"])],
+        tutorial=summary["tutorial"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}"),
+    )
+    columns = ["model", "source", "normalize", "train_images", "epochs", "learning_rate", "keras_version", "backend",
+               "device_name", "runs", "seeds", "test_accuracy", "range", "collapsed", "tutorial"]
+    return shown[columns].to_markdown(index=False) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("reports/seeds"), help="output prefix (default reports/seeds)")
+    parser.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
+    args = parser.parse_args(argv)
+    p = params.load()
+    table = runs(experiments(args.all_commits), p.paths.metrics_dir)
+    if table.empty:
+        raise PipelineError("no experiment has train-<model>.json with evaluate-<model>.json, or collapse.json; "
+                            "run some first (dvc exp run)")
+    summary = aggregate(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    text = markdown(summary)
+    for suffix, write in ((".md", lambda f: Path(f).write_text(text)),
+                          (".csv", lambda f: summary.to_csv(f, index=False)),
+                          ("-runs.csv", lambda f: table.to_csv(f, index=False))):
+        with stage.atomic_output(args.out.parent / (args.out.name + suffix)) as tmp:
+            write(tmp)
+    print(text, end="")
+    print(f"report: {len(table)} runs in {len(summary)} settings -> {args.out}.md, .csv, -runs.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    stage.run(lambda: sys.exit(main()))
