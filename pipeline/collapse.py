@@ -4,7 +4,8 @@ Trains the parallel model `collapse.seeds` times (seeds 0, 1, ...) for `collapse
 class-balanced subset of the prepared training images, with `train.batch_size` and
 `train.learning_rate`, through the same `train.fit` as the train stages, under Keras 3 and, with
 `collapse.keras2: true`, under Keras 2 (`tf_keras`, the tutorial's generation of Keras) with the same
-model code. A `diagnostics.Probe` records, every `collapse.probe_every` steps, the loss, gradient norms
+model code, and with `train.loss` (`clipped_crossentropy`: the loss as the tutorial's Keras computed
+it; Keras 3 only). A `diagnostics.Probe` records, every `collapse.probe_every` steps, the loss, gradient norms
 per branch, LSTM gate saturation, dead ReLUs and logit magnitudes (see pipeline/diagnostics.py).
 
 Writes `<paths.plots_dir>/collapse/<arm>-seed<k>.csv` (one row per probe) and
@@ -79,7 +80,7 @@ def run_arm(arm: str, out: Path) -> None:
               f"{cfg.epochs} epochs, normalize={full.normalize}", flush=True)
         probe = diagnostics.Probe(MODEL, images[probe_keep], labels[probe_keep], cfg.probe_every,
                                   test_images, test_labels, steps_per_epoch)
-        train.fit(MODEL, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate,
+        train.fit(MODEL, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate, loss=tcfg.loss,
                   epochs=cfg.epochs, verbose=2, callbacks=[probe])
         runs.append({"seed": seed, "probes": probe.rows, "epochs": probe.epochs,
                      "first_nonfinite_step": probe.first_nonfinite_step})
@@ -123,6 +124,8 @@ def main() -> None:
         return
     p = params.load()
     cfg = p.collapse
+    if cfg.keras2 and p.train.loss != "crossentropy":
+        raise PipelineError(f"train.loss = {p.train.loss!r} is Keras 3 only; set collapse.keras2: false with it")
     arms = ARMS if cfg.keras2 else ARMS[:1]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +147,7 @@ def main() -> None:
     metrics = {
         "model": MODEL, "normalize": first["normalize"], "train_images": first["train_images"],
         "test_images": first["test_images"], "epochs": cfg.epochs, "batch_size": p.train.batch_size,
-        "learning_rate": p.train.learning_rate, "seeds": cfg.seeds, "collapsed_below": COLLAPSED_BELOW,
+        "learning_rate": p.train.learning_rate, "loss": p.train.loss, "seeds": cfg.seeds, "collapsed_below": COLLAPSED_BELOW,
         **{arm: summarize(result) for arm, result in results.items()},
         **stage.environment(),
     }

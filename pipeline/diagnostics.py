@@ -5,7 +5,9 @@ steps it measures, on a fixed probe batch of training images:
 
 - `probe_loss` (uncapped cross-entropy from the logits; Keras clips its own at -log(1e-7) = 16.1),
   `probe_accuracy` and `majority_share`, the share of probe images predicted as the most frequent
-  class: 1.0 is a model that answers one class whatever the input (10% accuracy on CIFAR-10);
+  class: 1.0 is a model that answers one class whatever the input (10% accuracy on CIFAR-10); and
+  `clipped_share`, the share of probe images whose true class has probability below 1e-7, to which
+  `models.clipped_crossentropy` (the tutorial-era loss) passes no gradient;
 - `grad_norm_<branch>`: the L2 norm of the loss gradient over each branch's weights
   (`models.BRANCHES`), read backend-agnostically as the weight change of one SGD(lr=1) step on a clone;
 - `sat_input`, `sat_forget`, `sat_cell`, `sat_output`, `sat_cell_state`: the share of the LSTM's
@@ -73,6 +75,7 @@ def logit_stats(logits: np.ndarray, labels: np.ndarray) -> dict:
         "probe_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
         "probe_accuracy": float((predicted == labels).mean()),
         "majority_share": float(np.bincount(predicted, minlength=z.shape[1]).max() / len(labels)),
+        "clipped_share": float((log_probs[np.arange(len(labels)), labels] < np.log(models.CLIP)).mean()),
         "logit_abs_max": float(np.abs(z).max()),
         "logit_range_mean": float((z.max(axis=1) - z.min(axis=1)).mean()),
     }

@@ -68,12 +68,32 @@ def parallel() -> keras.Model:
 BUILDERS = {"sequential": sequential, "parallel": parallel}
 
 
-def build(name: str, learning_rate: float) -> keras.Model:
+CLIP = 1e-7  # Keras's epsilon
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+def clipped_crossentropy(y_true, y_pred):
+    """Cross-entropy the way standalone Keras 2.0-2.2 computed it on TensorFlow (the tutorial's era):
+    from the softmax's probabilities clipped to [1e-7, 1 - 1e-7]. Where the true class's probability is
+    below 1e-7 the loss is capped at 16.1 and the clip passes no gradient at all. Keras 3 on TensorFlow,
+    and tf.keras since TF 2, compute it from the logits behind the softmax instead (`crossentropy`),
+    whose gradient (p - y) never vanishes.
+    """
+    from keras import ops  # Keras 3 only; the Keras 2 arm of the collapse study refuses this loss
+
+    p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
+    return -ops.sum(y_true * ops.log(ops.clip(p, CLIP, 1 - CLIP)), axis=-1)
+
+
+LOSSES = {"crossentropy": "categorical_crossentropy", "clipped_crossentropy": clipped_crossentropy}
+
+
+def build(name: str, learning_rate: float, loss: str = "crossentropy") -> keras.Model:
     """A fresh, compiled model. Seed with keras.utils.set_random_seed first for fixed weights."""
     model = BUILDERS[name]()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="categorical_crossentropy",
+        loss=LOSSES[loss],
         metrics=["accuracy"],
     )
     return model

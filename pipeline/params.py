@@ -18,6 +18,7 @@ import yaml
 PARAMS_FILE = Path("params.yaml")
 MODEL_NAMES = ("sequential", "parallel")
 NORMALIZE_MODES = ("raw", "unit", "standardize")
+LOSSES = ("crossentropy", "clipped_crossentropy")  # pipeline/models.py: LOSSES
 URL_SCHEMES = ("http", "https", "file")
 
 
@@ -115,6 +116,7 @@ class Train:
     seed: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
     batch_size: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     learning_rate: float = dataclasses.field(metadata=_check(positive, "> 0"))
+    loss: str = dataclasses.field(metadata=_check(lambda v: v in LOSSES, " | ".join(LOSSES)))
     sequential: ModelTrain
     parallel: ModelTrain
 

@@ -33,7 +33,7 @@ import pandas as pd
 from pipeline import collapse, models, params, stage
 from pipeline.params import PipelineError
 
-SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size", "learning_rate",
+SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size", "learning_rate", "loss",
            "backend", "keras_version", "device_name"]
 
 
@@ -71,13 +71,13 @@ def runs(found: list[dict], metrics_dir: str) -> pd.DataFrame:
             if not trained or not scored or "test_accuracy" not in scored:
                 continue
             rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
-                         **{k: trained.get(k) for k in SETTING[2:]},
+                         **{k: trained.get(k) for k in SETTING[2:]}, "loss": trained.get("loss", "crossentropy"),
                          "test_accuracy": scored["test_accuracy"], **where})
         study = m.get(f"{metrics_dir}/collapse.json")
         for arm in collapse.ARMS if study else ():
             for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
                 rows.append({"model": study["model"], "source": f"collapse {arm}", "seed": int(seed),
-                             **{k: study.get(k) for k in SETTING[2:]},
+                             **{k: study.get(k) for k in SETTING[2:]}, "loss": study.get("loss", "crossentropy"),
                              "keras_version": study[arm]["keras_version"],
                              "test_accuracy": run["test_accuracy"], **where})
     table = pd.DataFrame(rows, columns=[*SETTING, "seed", "test_accuracy", "experiment", "rev", "timestamp"])
@@ -93,6 +93,7 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     summary["seeds"] = grouped["seed"].apply(lambda s: ",".join(str(int(v)) for v in sorted(s)))
     summary = summary.reset_index()
     tutorial = (summary["source"].str.startswith("train-") & (summary["normalize"] == "raw")
+                & (summary["loss"] == "crossentropy")
                 & (summary["train_images"] == 50_000)
                 & (summary["epochs"] == summary["model"].map(models.REPORTED_EPOCHS)))
     summary["tutorial"] = summary["model"].map(models.REPORTED_TEST_ACCURACY).where(tutorial)
@@ -105,7 +106,7 @@ def markdown(summary: pd.DataFrame) -> str:
         range=[f"{lo:.4f} .. {hi:.4f}" for lo, hi in zip(summary["min"], summary["max"])],
         tutorial=summary["tutorial"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}"),
     )
-    columns = ["model", "source", "normalize", "train_images", "epochs", "learning_rate", "keras_version", "backend",
+    columns = ["model", "source", "normalize", "train_images", "epochs", "learning_rate", "loss", "keras_version", "backend",
                "device_name", "runs", "seeds", "test_accuracy", "range", "collapsed", "tutorial"]
     return shown[columns].to_markdown(index=False) + "\n"
 

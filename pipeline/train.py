@@ -3,7 +3,7 @@
 Run as `python -m pipeline.train sequential|parallel`; the argument is the only difference between
 the two stages.
 
-Reads params `train.seed`, `train.batch_size`, `train.learning_rate`, `train.<model>.epochs` and
+Reads params `train.seed`, `train.batch_size`, `train.learning_rate`, `train.loss`, `train.<model>.epochs` and
 `<paths.prepared_dir>/train.npz`. Writes `<paths.models_dir>/<model>.keras`,
 `<paths.metrics_dir>/train-<model>.json` and the per-epoch history `<paths.plots_dir>/train-<model>.csv`.
 
@@ -143,7 +143,8 @@ def data_digest(split: data.Split) -> str:
 
 
 def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_rate: float, epochs: int,
-        checkpoint_dir=None, verbose=None, callbacks=()) -> tuple[keras.Model, pd.DataFrame, dict]:
+        loss: str = "crossentropy", checkpoint_dir=None, verbose=None,
+        callbacks=()) -> tuple[keras.Model, pd.DataFrame, dict]:
     """Build and train `name` on `split`; return the model, its per-epoch history and timing.
 
     Each epoch sees the images in the order of a permutation seeded by (seed, epoch), so a run
@@ -155,10 +156,10 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
     keras.utils.set_random_seed(seed)
     targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
     checkpoint = None
-    model, done, rows, timing = models.build(name, learning_rate), 0, [], None
+    model, done, rows, timing = models.build(name, learning_rate, loss), 0, [], None
     if checkpoint_dir is not None:
         checkpoint = Checkpoint(checkpoint_dir, {
-            "model": name, "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate,
+            "model": name, "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
             "epochs": epochs, "data_md5": data_digest(split), "backend": keras.config.backend()})
         resumed = checkpoint.load()
         if resumed:
@@ -203,10 +204,11 @@ def main() -> None:
     split = data.load_split(p.paths.train_arrays)
     epochs = cfg.epochs(name)
     print(f"train-{name}: {len(split.labels)} images, {epochs} epochs, batch {cfg.batch_size}, "
-          f"lr {cfg.learning_rate}, seed {cfg.seed}, normalize={split.normalize}")
+          f"lr {cfg.learning_rate}, loss {cfg.loss}, seed {cfg.seed}, normalize={split.normalize}")
     checkpoint_dir = p.paths.checkpoint(name)
     model, history, timing = fit(name, split, seed=cfg.seed, batch_size=cfg.batch_size,
-                                 learning_rate=cfg.learning_rate, epochs=epochs, checkpoint_dir=checkpoint_dir)
+                                 learning_rate=cfg.learning_rate, epochs=epochs, loss=cfg.loss,
+                                 checkpoint_dir=checkpoint_dir)
     with stage.atomic_output(p.paths.model(name)) as tmp:
         model.save(tmp)
     with stage.atomic_output(p.paths.train_history(name)) as tmp:
@@ -218,6 +220,7 @@ def main() -> None:
         "train_images": len(split.labels),
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
+        "loss": cfg.loss,
         "seed": cfg.seed,
         "normalize": split.normalize,
         "final_train_loss": round(float(history["loss"].iloc[-1]), 5),

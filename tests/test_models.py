@@ -52,3 +52,33 @@ def test_compiled_like_the_tutorial(name):
     assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
     assert model.loss == "categorical_crossentropy"
     assert model.layers[-1].get_config()["activation"] == "softmax"
+
+
+def test_clipped_crossentropy_matches_keras_until_the_clip_then_passes_no_gradient():
+    import numpy as np
+    import tensorflow as tf
+    import keras
+
+    y = np.eye(3, dtype=np.float32)[[0, 1]]
+    moderate = tf.constant([[2.0, 1.0, 0.5], [0.1, 0.2, 0.3]])
+    probs = tf.nn.softmax(moderate)
+    np.testing.assert_allclose(models.clipped_crossentropy(y, probs),
+                               keras.losses.categorical_crossentropy(y, probs), rtol=1e-5)
+
+    huge = tf.Variable([[0.0, 40.0, 0.0], [0.0, 0.0, 40.0]])  # true class far below 1e-7: wrong and sure
+    with tf.GradientTape(persistent=True) as tape:
+        p = tf.nn.softmax(huge)
+        clipped = tf.reduce_sum(models.clipped_crossentropy(y, p))
+        from_logits = tf.reduce_sum(keras.losses.categorical_crossentropy(y, huge, from_logits=True))
+    assert float(clipped) == pytest.approx(2 * -np.log(1e-7), rel=1e-4)  # capped at 16.1 per image
+    assert float(tf.reduce_max(tf.abs(tape.gradient(clipped, huge)))) == 0.0
+    assert float(tf.reduce_max(tf.abs(tape.gradient(from_logits, huge)))) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_models_build_with_either_loss_and_the_clipped_one_survives_save_and_load(tmp_path):
+    import keras
+
+    model = models.build("sequential", 0.001, "clipped_crossentropy")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.loss is models.clipped_crossentropy or getattr(loaded.loss, "__name__", "") == "clipped_crossentropy"
