@@ -6,9 +6,9 @@ steps it measures, on a fixed probe batch of training images:
 - `probe_loss` (uncapped cross-entropy from the logits; Keras clips its own at -log(1e-7) = 16.1),
   `probe_accuracy` and `majority_share`, the share of probe images predicted as the most frequent
   class: 1.0 is a model that answers one class whatever the input (10% accuracy on CIFAR-10); and
-  `clipped_share`, the share of probe images whose true class has probability below 1e-7, to which
-  `models.clipped_crossentropy` (the tutorial-era loss) passes no gradient;
-- `grad_norm_<branch>`: the L2 norm of the loss gradient over each branch's weights
+  `clipped_share`, the share of probe images whose true class has probability outside
+  [1e-7, 1 - 1e-7], to which `models.clipped_crossentropy` (the tutorial-era loss) passes no gradient;
+- `grad_norm_<branch>`: the L2 norm of the training loss's gradient over each branch's weights
   (`models.BRANCHES`), read backend-agnostically as the weight change of one SGD(lr=1) step on a clone;
 - `sat_input`, `sat_forget`, `sat_cell`, `sat_output`, `sat_cell_state`: the share of the LSTM's
   sigmoid gate outputs within `SATURATION` of 0 or 1, and of its tanh outputs (candidate `cell`, and
@@ -71,11 +71,12 @@ def logit_stats(logits: np.ndarray, labels: np.ndarray) -> dict:
     shifted = z - z.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     predicted = z.argmax(axis=1)
+    true_log_prob = log_probs[np.arange(len(labels)), labels]
     return {
-        "probe_loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "probe_loss": float(-true_log_prob.mean()),
         "probe_accuracy": float((predicted == labels).mean()),
         "majority_share": float(np.bincount(predicted, minlength=z.shape[1]).max() / len(labels)),
-        "clipped_share": float((log_probs[np.arange(len(labels)), labels] < np.log(models.CLIP)).mean()),
+        "clipped_share": float(((true_log_prob < np.log(models.CLIP)) | (true_log_prob > np.log1p(-models.CLIP))).mean()),
         "logit_abs_max": float(np.abs(z).max()),
         "logit_range_mean": float((z.max(axis=1) - z.min(axis=1)).mean()),
     }
@@ -105,7 +106,7 @@ class Probe(keras.callbacks.Callback):
             self._inside = keras.Model(m.inputs, [m.get_layer(models.RELU).output, m.get_layer(models.LSTM).input,
                                                   m.get_layer(models.HEAD).input])
             self._clone = keras.models.clone_model(m)
-            self._clone.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="categorical_crossentropy")
+            self._clone.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss=m.loss)  # the loss it trains on
         return self._inside, self._clone
 
     def gradient_norms(self) -> dict:

@@ -36,6 +36,9 @@ def test_logit_stats():
     stats = diagnostics.logit_stats(logits, np.array([0, 1, 1, 0]))
     assert stats["probe_accuracy"] == 0.75 and stats["majority_share"] == 0.75
     assert stats["logit_abs_max"] == 10 and stats["logit_range_mean"] == pytest.approx(11.25)
+    assert stats["clipped_share"] == 0  # every true-class probability inside [1e-7, 1 - 1e-7]
+    sure = diagnostics.logit_stats(np.array([[40.0, 0, 0], [40.0, 0, 0], [1.0, 0, 0]]), np.array([0, 1, 1]))
+    assert sure["clipped_share"] == pytest.approx(2 / 3)  # right and sure, wrong and sure: no gradient either way
     assert stats["probe_loss"] == pytest.approx((3 * np.log(1 + 2 * np.exp(-10)) + (10 + np.log(1 + np.exp(-10) + np.exp(-15)))) / 4)
 
 
