@@ -108,7 +108,7 @@ def markdown(summary: pd.DataFrame) -> str:
     )
     columns = ["model", "source", "normalize", "train_images", "epochs", "learning_rate", "loss", "keras_version", "backend",
                "device_name", "runs", "seeds", "test_accuracy", "range", "collapsed", "tutorial"]
-    return shown[columns].to_markdown(index=False) + "\n"
+    return shown[columns].to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def main(argv=None) -> int:

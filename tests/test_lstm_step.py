@@ -45,9 +45,11 @@ def check_report(report, backend):
         assert core["cudnn_ineligible_because"] == []
         cpu = core["cpu_generic"]
         assert len(cpu["warmup_ms"]) == 1
-        # The derived figures must follow from the measured median.
-        assert cpu["sequences_per_s"] == pytest.approx(8 / (cpu["step_time_ms_median"] / 1000), rel=1e-3)
-        assert cpu["gflops"] == pytest.approx(core["train_step_gflop"] / (cpu["step_time_ms_median"] / 1000), rel=1e-2)
+        # The derived figures must follow from the measured median, to the digits they are rounded to
+        # (on a loaded machine a torch step can take seconds: 1.02 sequences/s is 1.017 rounded).
+        assert cpu["sequences_per_s"] == pytest.approx(8 / (cpu["step_time_ms_median"] / 1000), rel=1e-3, abs=0.005)
+        assert cpu["gflops"] == pytest.approx(core["train_step_gflop"] / (cpu["step_time_ms_median"] / 1000),
+                                              rel=1e-2, abs=0.0005)
     if not GPUS:
         assert report["gpu_status"].startswith("no GPU visible")
         assert report["gpu_sgemm_gflops"] is None and report["gpu_device_name"] is None
