@@ -1,0 +1,63 @@
+"""pipeline/report.py's reading of experiments, on hand-made `dvc exp show` records (no DVC needed);
+tests/test_seeds.py runs it over a real queue."""
+
+import pandas as pd
+import pytest
+
+from pipeline import report
+
+ENV = {"backend": "tensorflow", "keras_version": "3.15.1", "device_name": "cpu"}
+SETTING = {"normalize": "raw", "train_images": 10_000, "epochs": 3, "batch_size": 100, "learning_rate": 0.001}
+
+
+def exp(name, timestamp, **files):
+    return {"name": name, "rev": name * 7, "timestamp": timestamp, "metrics": {f"metrics/{k}.json": v for k, v in files.items()}}
+
+
+def trained(seed, loss="crossentropy"):
+    return {"seed": seed, "loss": loss, **SETTING, **ENV}
+
+
+def study(accuracies, loss="clipped_crossentropy"):
+    per_seed = {str(s): {"test_accuracy": a} for s, a in enumerate(accuracies)}
+    return {"model": "parallel", "loss": loss, **SETTING, **ENV,
+            "keras3": {"keras_version": "3.15.1", "per_seed": per_seed},
+            "keras2": {"keras_version": "2.21.0", "per_seed": per_seed}}
+
+
+def test_runs_count_each_setting_and_seed_once_and_the_newest_wins():
+    found = [
+        exp("base", "1", **{"train-sequential": trained(0), "evaluate-sequential": {"test_accuracy": 0.40},
+                            "train-parallel": trained(0), "evaluate-parallel": {"test_accuracy": 0.30}}),
+        # an experiment on the parallel model carries the sequential metrics along unchanged
+        exp("seed1", "2", **{"train-sequential": trained(0), "evaluate-sequential": {"test_accuracy": 0.40},
+                             "train-parallel": trained(1), "evaluate-parallel": {"test_accuracy": 0.34}}),
+        # the same seed again, later (e.g. rerun on another machine): it replaces the older row
+        exp("seed1-again", "3", **{"train-parallel": trained(1), "evaluate-parallel": {"test_accuracy": 0.36}}),
+        # training without scoring (target train-parallel, not evaluate@parallel) is not a run
+        exp("unscored", "4", **{"train-parallel": trained(5)}),
+        exp("study", "5", collapse=study([0.10, 0.10, 0.52])),
+    ]
+    table = report.runs(found, "metrics")
+    sources = table.groupby("source")["seed"].apply(list).to_dict()
+    assert sources == {"train-sequential": [0], "train-parallel": [0, 1],
+                       "collapse keras3": [0, 1, 2], "collapse keras2": [0, 1, 2]}
+    assert table[(table.source == "train-parallel") & (table.seed == 1)]["test_accuracy"].tolist() == [0.36]
+    assert set(table[table.source == "collapse keras2"]["keras_version"]) == {"2.21.0"}
+
+    summary = report.aggregate(table).set_index("source")
+    assert summary.loc["train-parallel", "runs"] == 2
+    assert summary.loc["train-parallel", "mean"] == pytest.approx(0.33)
+    assert summary.loc["train-parallel", "std"] == pytest.approx(pd.Series([0.30, 0.36]).std())
+    assert summary.loc["collapse keras3", "collapsed"] == 2  # below 0.15
+    assert summary.loc["collapse keras3", "seeds"] == "0,1,2"
+    assert pd.isna(summary.loc["train-parallel", "tutorial"])  # 10k images, 3 epochs: not the protocol
+    markdown = report.markdown(report.aggregate(table))
+    assert "0.3300 ± 0.0424" in markdown and "clipped_crossentropy" in markdown
+
+
+def test_the_tutorial_column_appears_only_for_its_protocol():
+    protocol = {**trained(0), "train_images": 50_000, "epochs": 10}
+    found = [exp("p", "1", **{"train-parallel": protocol, "evaluate-parallel": {"test_accuracy": 0.49}})]
+    summary = report.aggregate(report.runs(found, "metrics"))
+    assert summary["tutorial"].tolist() == [0.10000001]
