@@ -57,6 +57,25 @@ def subset(split, limit: int, seed: int, key: str):
     return split.images[keep], split.labels[keep]
 
 
+def check_sizes(p: params.Params) -> None:
+    """Refuse, in one line and before any worker starts, a subset larger than the prepared split."""
+    cfg = p.collapse
+    counts = {}
+    for path in (p.paths.train_arrays, p.paths.test_arrays):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                counts[path] = len(npz["labels"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise PipelineError(f"{path}: cannot read the prepared labels ({exc}); rerun the preprocess stage") from None
+    train_images = cfg.train_limit or counts[p.paths.train_arrays]
+    for key, limit, available, where in (
+            ("collapse.train_limit", cfg.train_limit, counts[p.paths.train_arrays], p.paths.train_arrays),
+            ("collapse.test_limit", cfg.test_limit, counts[p.paths.test_arrays], p.paths.test_arrays),
+            ("collapse.probe_images", cfg.probe_images, train_images, "the training subset")):
+        if limit > available:
+            raise PipelineError(f"{key} = {limit} exceeds the {available} images in {where}")
+
+
 def run_arm(arm: str, out: Path) -> None:
     """Worker: train every seed under one Keras, write the probes and per-epoch scores to `out`."""
     if arm == "keras2":
@@ -126,6 +145,7 @@ def main() -> None:
     cfg = p.collapse
     if cfg.keras2 and p.train.loss != "crossentropy":
         raise PipelineError(f"train.loss = {p.train.loss!r} is Keras 3 only; set collapse.keras2: false with it")
+    check_sizes(p)
     arms = ARMS if cfg.keras2 else ARMS[:1]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
