@@ -242,6 +242,23 @@ def prepared(project):
     return project
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({}, "collapse.train_limit = 10000 exceeds the 3000 images in data/prepared/train.npz"),
+    ({"collapse.train_limit": 0}, "collapse.test_limit = 2000 exceeds the 100 images in data/prepared/test.npz"),
+    ({"collapse.train_limit": 0, "collapse.test_limit": 0, "collapse.probe_images": 4000},
+     "collapse.probe_images = 4000 exceeds the 3000 images in the training subset"),
+])
+def test_collapse_refuses_a_subset_larger_than_the_data(prepared, changes, message):
+    from pipeline import preprocess
+
+    batch = archives.batch(100, seed=4)
+    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    preprocess.save_split(prepared / "data" / "prepared" / "test.npz", images, np.array(batch[b"labels"], np.uint8),
+                          archives.CLASS_NAMES, "unit", *preprocess.normalization("unit", images))
+    set_params(prepared, **changes)
+    assert_refused(prepared, "pipeline.collapse", message)  # before any worker starts: no metrics, no plots
+
+
 @pytest.mark.slow
 def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepared, tmp_path_factory):
     import keras
