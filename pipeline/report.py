@@ -40,7 +40,10 @@ SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size
 def experiments(all_commits: bool) -> list[dict]:
     """(name, rev, timestamp, metrics by file) of every committed baseline and experiment."""
     cmd = ["dvc", "exp", "show", "--json", "--no-fetch"] + (["--all-commits"] if all_commits else [])
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot run {cmd[0]}: {exc.strerror} (is the venv's bin on PATH? `make report` sets it)") from None
     if done.returncode != 0:
         raise PipelineError(f"{' '.join(cmd)} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     found = []
