@@ -19,6 +19,7 @@ PARAMS_FILE = Path("params.yaml")
 MODEL_NAMES = ("sequential", "parallel")
 NORMALIZE_MODES = ("raw", "unit", "standardize")
 LOSSES = ("crossentropy", "clipped_crossentropy")  # pipeline/models.py: LOSSES
+DISTRIBUTIONS = ("none", "data_parallel")  # pipeline/distribute.py: MODES
 URL_SCHEMES = ("http", "https", "file")
 
 
@@ -117,6 +118,10 @@ class Train:
     batch_size: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     learning_rate: float = dataclasses.field(metadata=_check(positive, "> 0"))
     loss: str = dataclasses.field(metadata=_check(lambda v: v in LOSSES, " | ".join(LOSSES)))
+    distribution: str = dataclasses.field(
+        metadata=_check(lambda v: v in DISTRIBUTIONS, " | ".join(DISTRIBUTIONS))
+    )
+    devices: int = dataclasses.field(metadata=_check(non_negative, "0 (every GPU) or N >= 1"))
     sequential: ModelTrain
     parallel: ModelTrain
 

@@ -3,8 +3,8 @@
 Run as `python -m pipeline.train sequential|parallel`; the argument is the only difference between
 the two stages.
 
-Reads params `train.seed`, `train.batch_size`, `train.learning_rate`, `train.loss`, `train.<model>.epochs` and
-`<paths.prepared_dir>/train.npz`. Writes `<paths.models_dir>/<model>.keras`,
+Reads params `train.seed`, `train.batch_size`, `train.learning_rate`, `train.loss`, `train.distribution`,
+`train.devices`, `train.<model>.epochs` and `<paths.prepared_dir>/train.npz`. Writes `<paths.models_dir>/<model>.keras`,
 `<paths.metrics_dir>/train-<model>.json` and the per-epoch history `<paths.plots_dir>/train-<model>.csv`.
 
 Throughput is steady state: the first step, where the backend traces and compiles the train
@@ -14,6 +14,9 @@ Resumable: every completed epoch is checkpointed in `<paths.checkpoints_dir>/<mo
 uncached DVC output), so a run killed midway continues from its last completed epoch on the next
 `dvc repro` and reaches the same final weights as an uninterrupted run (`Checkpoint`, `fit`). The
 timing metrics then cover the epochs trained after the resume (`resumed_after_epoch`).
+
+Data-parallel (`train.distribution: data_parallel`, pipeline/distribute.py): the same loop inside the
+backend's distribution engine, with the same global batch; the metrics record `replicas` and their devices.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import data, models, params, stage
+from pipeline import data, distribute, models, params, stage
 from pipeline.params import PipelineError
 
 
@@ -143,56 +146,60 @@ def data_digest(split: data.Split) -> str:
 
 
 def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_rate: float, epochs: int,
-        loss: str = "crossentropy", checkpoint_dir=None, verbose=None,
-        callbacks=()) -> tuple[keras.Model, pd.DataFrame, dict]:
+        loss: str = "crossentropy", checkpoint_dir=None, verbose=None, callbacks=(),
+        replicas: distribute.Replicas | None = None) -> tuple[keras.Model, pd.DataFrame, dict]:
     """Build and train `name` on `split`; return the model, its per-epoch history and timing.
 
     Each epoch sees the images in the order of a permutation seeded by (seed, epoch), so a run
     resumed from the checkpoint of epoch k trains exactly like an uninterrupted one. With
     `checkpoint_dir`, every completed epoch is checkpointed there and a matching checkpoint is
     resumed. `verbose=None` shows a progress bar on a terminal and one line per epoch in a log file.
-    `callbacks` are added to every epoch's fit() (pipeline/diagnostics.py's Probe).
+    `callbacks` are added to every epoch's fit() (pipeline/diagnostics.py's Probe). `replicas`
+    (from `distribute.setup`) trains data-parallel; by default on the backend's default device.
     """
-    keras.utils.set_random_seed(seed)
-    targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
-    checkpoint = None
-    model, done, rows, timing = models.build(name, learning_rate, loss), 0, [], None
-    if checkpoint_dir is not None:
-        checkpoint = Checkpoint(checkpoint_dir, {
-            "model": name, "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
-            "epochs": epochs, "data_md5": data_digest(split), "backend": keras.config.backend()})
-        resumed = checkpoint.load()
-        if resumed:
-            model, done, rows, timing = resumed
-            print(f"train-{name}: resuming after epoch {done} from {checkpoint_dir}", flush=True)
-    timer, stop = StepTimer(), StopOnSignal()
-    previous = {sig: signal.signal(sig, stop.note) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for epoch in range(done, epochs):
-            order = np.random.default_rng([seed, epoch]).permutation(len(targets))
-            history = model.fit(
-                split.images[order],
-                targets[order],
-                batch_size=batch_size,
-                initial_epoch=epoch,
-                epochs=epochs,
-                shuffle=False,
-                verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-                callbacks=[timer, OneEpoch(), stop, *callbacks],
-            )
-            previous_end = timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
-            rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in history.history.items()},
-                         "epoch_seconds": round(timer.epoch_ends[-1] - previous_end, 3)})
-            timing = {**timing_summary(timer, len(targets), batch_size, epoch + 1 - done),
-                      "resumed_after_epoch": done}
-            if checkpoint:
-                checkpoint.save(model, epoch + 1, rows, timing)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stop.received:  # arrived after the last step: the checkpoint is saved, stop all the same
-        raise KeyboardInterrupt
-    return model, pd.DataFrame(rows).set_index("epoch"), timing
+    replicas = replicas or distribute.SINGLE
+    with replicas.scope():  # build, resume and train inside the distribution engine, if any
+        keras.utils.set_random_seed(seed)
+        targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
+        checkpoint = None
+        model, done, rows, timing = models.build(name, learning_rate, loss), 0, [], None
+        if checkpoint_dir is not None:
+            checkpoint = Checkpoint(checkpoint_dir, {
+                "model": name, "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
+                "epochs": epochs, "data_md5": data_digest(split), "backend": keras.config.backend(),
+                "replicas": replicas.count})
+            resumed = checkpoint.load()
+            if resumed:
+                model, done, rows, timing = resumed
+                print(f"train-{name}: resuming after epoch {done} from {checkpoint_dir}", flush=True)
+        timer, stop = StepTimer(), StopOnSignal()
+        previous = {sig: signal.signal(sig, stop.note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for epoch in range(done, epochs):
+                order = np.random.default_rng([seed, epoch]).permutation(len(targets))
+                history = model.fit(
+                    split.images[order],
+                    targets[order],
+                    batch_size=batch_size,
+                    initial_epoch=epoch,
+                    epochs=epochs,
+                    shuffle=False,
+                    verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+                    callbacks=[timer, OneEpoch(), stop, *callbacks],
+                )
+                previous_end = timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
+                rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in history.history.items()},
+                             "epoch_seconds": round(timer.epoch_ends[-1] - previous_end, 3)})
+                timing = {**timing_summary(timer, len(targets), batch_size, epoch + 1 - done),
+                          "resumed_after_epoch": done}
+                if checkpoint:
+                    checkpoint.save(model, epoch + 1, rows, timing)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if stop.received:  # arrived after the last step: the checkpoint is saved, stop all the same
+            raise KeyboardInterrupt
+        return model, pd.DataFrame(rows).set_index("epoch"), timing
 
 
 def main() -> None:
@@ -201,14 +208,16 @@ def main() -> None:
     name = sys.argv[1]
     p = params.load()
     cfg = p.train
+    replicas = distribute.setup(cfg.distribution, cfg.devices, cfg.batch_size)  # before any device work
     split = data.load_split(p.paths.train_arrays)
     epochs = cfg.epochs(name)
     print(f"train-{name}: {len(split.labels)} images, {epochs} epochs, batch {cfg.batch_size}, "
-          f"lr {cfg.learning_rate}, loss {cfg.loss}, seed {cfg.seed}, normalize={split.normalize}")
+          f"lr {cfg.learning_rate}, loss {cfg.loss}, seed {cfg.seed}, normalize={split.normalize}, "
+          f"{cfg.distribution} on {replicas.count} replica(s): {', '.join(replicas.devices)}")
     checkpoint_dir = p.paths.checkpoint(name)
     model, history, timing = fit(name, split, seed=cfg.seed, batch_size=cfg.batch_size,
                                  learning_rate=cfg.learning_rate, epochs=epochs, loss=cfg.loss,
-                                 checkpoint_dir=checkpoint_dir)
+                                 checkpoint_dir=checkpoint_dir, replicas=replicas)
     with stage.atomic_output(p.paths.model(name)) as tmp:
         model.save(tmp)
     with stage.atomic_output(p.paths.train_history(name)) as tmp:
@@ -223,6 +232,7 @@ def main() -> None:
         "loss": cfg.loss,
         "seed": cfg.seed,
         "normalize": split.normalize,
+        **replicas.metrics(),
         "final_train_loss": round(float(history["loss"].iloc[-1]), 5),
         "final_train_accuracy": round(float(history["accuracy"].iloc[-1]), 5),
         **timing,

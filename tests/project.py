@@ -41,6 +41,21 @@ def copy_project(root: Path, project: Path) -> Path:
     return project
 
 
+def write_prepared(project: Path, images: int, seed: int, split: str = "train", normalize: str = "unit") -> None:
+    """`data/prepared/<split>.npz` in `project`, as the preprocess stage writes it, of synthetic images."""
+    import numpy as np
+
+    from pipeline import preprocess
+    from tests import archives
+
+    batch = archives.batch(images, seed=seed)
+    pixels = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    offset, scale = preprocess.normalization(normalize, pixels)
+    (project / "data" / "prepared").mkdir(parents=True, exist_ok=True)
+    preprocess.save_split(project / "data" / "prepared" / f"{split}.npz", pixels,
+                          np.array(batch[b"labels"], np.uint8), archives.CLASS_NAMES, normalize, offset, scale)
+
+
 def set_params(project: Path, **changes) -> None:
     """Set dotted keys (`"train.parallel.epochs": 2`) in `project`/params.yaml."""
     path = project / "params.yaml"

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests import archives
-from tests.project import set_params
+from tests.project import set_params, write_prepared
 from tests.servers import serve
 
 ARCHIVE = "data/cifar-10-python.tar.gz"
@@ -62,9 +62,10 @@ def project(root, tmp_path):
     return tmp_path
 
 
-def assert_refused(project, module, message, untouched=ARCHIVE):
+def assert_refused(project, command, message, untouched=ARCHIVE):
+    """`python -m <command>` (a module and its arguments) exits with one line holding `message`."""
     before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "params.yaml"}
-    code, out, err = run(project, module)
+    code, out, err = run(project, *command.split())
     lines = error_lines(err)
     assert code != 0
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -230,15 +231,7 @@ def test_invalid_params_are_refused_before_any_work(project, changes, message, m
 
 @pytest.fixture
 def prepared(project):
-    from pipeline import preprocess
-
-    # 3,000 images: an epoch lasts a few seconds, so the interrupt lands inside epoch 2.
-    batch = archives.batch(3000, seed=3)
-    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    offset, scale = preprocess.normalization("unit", images)
-    (project / "data" / "prepared").mkdir()
-    preprocess.save_split(project / "data" / "prepared" / "train.npz", images, np.array(batch[b"labels"], np.uint8),
-                          archives.CLASS_NAMES, "unit", offset, scale)
+    write_prepared(project, 3000, seed=3)  # an epoch lasts a few seconds: the interrupt lands inside epoch 2
     return project
 
 
@@ -249,12 +242,7 @@ def prepared(project):
      "collapse.probe_images = 4000 exceeds the 3000 images in the training subset"),
 ])
 def test_collapse_refuses_a_subset_larger_than_the_data(prepared, changes, message):
-    from pipeline import preprocess
-
-    batch = archives.batch(100, seed=4)
-    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    preprocess.save_split(prepared / "data" / "prepared" / "test.npz", images, np.array(batch[b"labels"], np.uint8),
-                          archives.CLASS_NAMES, "unit", *preprocess.normalization("unit", images))
+    write_prepared(prepared, 100, seed=4, split="test")
     set_params(prepared, **changes)
     assert_refused(prepared, "pipeline.collapse", message)  # before any worker starts: no metrics, no plots
 
@@ -295,3 +283,17 @@ def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepa
         assert np.array_equal(a, b)
     history = (project / "plots" / "train-sequential.csv").read_text().splitlines()
     assert len(history) == 4 and history[0].startswith("epoch,")
+
+
+@pytest.mark.parametrize("backend, changes, message", [
+    ("torch", {"train.distribution": "data_parallel"},
+     "train.distribution = data_parallel needs the tensorflow or jax backend"),
+    ("tensorflow", {"train.distribution": "data_parallel", "train.devices": 3},
+     "train.batch_size = 100 does not split evenly across 3 replicas"),
+])
+def test_data_parallel_refuses_what_it_cannot_do(prepared, backend, changes, message, monkeypatch):
+    if backend != "tensorflow":
+        pytest.importorskip(backend, reason=f"the {backend} backend is optional (make backends)")
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    set_params(prepared, **changes)
+    assert_refused(prepared, "pipeline.train sequential", message, untouched="data/prepared/train.npz")
