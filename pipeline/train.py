@@ -10,9 +10,9 @@ Reads params `train.seed`, `train.batch_size`, `train.learning_rate`, `train.los
 Throughput is steady state: the first step, where the backend traces and compiles the train
 function, is timed separately as `compile_seconds` and left out of `train_images_per_s`.
 
-Resumable: every completed epoch is checkpointed in `<paths.checkpoints_dir>/<model>/` (a persisted,
-uncached DVC output), so a run killed midway continues from its last completed epoch on the next
-`dvc repro` and reaches the same final weights as an uninterrupted run (`Checkpoint`, `fit`). The
+Resumable: every completed epoch is checkpointed in `<paths.checkpoints_dir>/<model>/` (machine-local:
+no DVC output, never pushed; see dvc.yaml), so a run killed midway continues from its last completed
+epoch on the next `dvc repro` and reaches the same final weights as an uninterrupted run (`Checkpoint`, `fit`). The
 timing metrics then cover the epochs trained after the resume (`resumed_after_epoch`).
 
 Data-parallel (`train.distribution: data_parallel`, pipeline/distribute.py): the same loop inside the
