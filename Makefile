@@ -23,7 +23,7 @@ OVERRIDES := $(strip $(PROFILE_$(PROFILE)) $(SET))
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends repro repro-mirror mirror test bench gate-ab report
+.PHONY: setup backends repro repro-mirror mirror test bench bench-replicas gate-ab report
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -74,3 +74,7 @@ report: setup
 # Speed gate: the working tree against the previous commit, interleaved on this machine.
 gate-ab: setup
 	$(BIN)/python -m pipeline.gate ab --base HEAD~1 --allow-missing-baseline
+
+# Step time on one device against 2 data-parallel replicas (logical CPUs on a GPU-less host) -> replicas.json
+bench-replicas: setup
+	$(BIN)/python -m tests.benchmarks.replicas

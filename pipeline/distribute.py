@@ -8,9 +8,9 @@
 
 Keras 3 trains data-parallel through an existing engine per backend; this module only picks it:
 - TensorFlow: `tf.distribute.MirroredStrategy` over the chosen devices. Model building, checkpoint
-  loading and `fit` run inside its scope. When the environment variable `TF_CONFIG` names a cluster,
-  `tf.distribute.MultiWorkerMirroredStrategy` instead (several machines; README "Several machines").
-  This is the one module of the pipeline that touches `tf.*`.
+  loading and `fit` run inside its scope. This is the one module of the pipeline that touches `tf.*`.
+  Several machines (`TF_CONFIG` naming a cluster, `MultiWorkerMirroredStrategy`) are refused in one
+  line: Keras 3's `fit` does not work under that strategy (measured here; README "Several machines").
 - jax: `keras.distribution.DataParallel`, set as the global distribution.
 - torch: refused in one line; Keras 3.15 has no distribution API for torch.
 
@@ -62,7 +62,7 @@ SINGLE = Replicas("none", ("default",), "default")
 
 
 def multi_worker() -> bool:
-    """True when TF_CONFIG describes a cluster of more than one task (MultiWorkerMirroredStrategy)."""
+    """True when TF_CONFIG describes a cluster of more than one task (MultiWorkerMirroredStrategy's setup)."""
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "")).get("cluster", {})
     except (ValueError, AttributeError):
@@ -96,10 +96,11 @@ def _tensorflow(devices: int) -> Replicas:
     import tensorflow as tf
 
     if multi_worker():
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        count = strategy.num_replicas_in_sync
-        return Replicas("data_parallel", tuple(f"replica:{i}" for i in range(count)),
-                        "MultiWorkerMirroredStrategy", strategy)
+        # Tried here (Keras 3.15.1, TF 2.21, two workers on 127.0.0.1): fit() fails with "Attempt to
+        # convert a value (PerReplica...) to a Tensor". Refuse before any work instead.
+        raise PipelineError("TF_CONFIG names a cluster, but Keras 3 cannot train under "
+                            "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585); "
+                            "README \"Several machines\"")
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus and devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]

@@ -290,8 +290,14 @@ def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepa
      "train.distribution = data_parallel needs the tensorflow or jax backend"),
     ("tensorflow", {"train.distribution": "data_parallel", "train.devices": 3},
      "train.batch_size = 100 does not split evenly across 3 replicas"),
+    ("tensorflow-cluster", {"train.distribution": "data_parallel"},
+     "TF_CONFIG names a cluster, but Keras 3 cannot train under tf.distribute.MultiWorkerMirroredStrategy"),
 ])
 def test_data_parallel_refuses_what_it_cannot_do(prepared, backend, changes, message, monkeypatch):
+    if backend == "tensorflow-cluster":
+        backend = "tensorflow"
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                    "task": {"type": "worker", "index": 0}}))
     if backend != "tensorflow":
         pytest.importorskip(backend, reason=f"the {backend} backend is optional (make backends)")
     monkeypatch.setenv("KERAS_BACKEND", backend)
