@@ -34,7 +34,7 @@ from pipeline import collapse, models, params, stage
 from pipeline.params import PipelineError
 
 SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size", "learning_rate", "loss",
-           "backend", "keras_version", "device_name"]
+           "backend", "keras_version", "device_name", "replicas"]
 
 
 def experiments(all_commits: bool) -> list[dict]:
@@ -75,13 +75,14 @@ def runs(found: list[dict], metrics_dir: str) -> pd.DataFrame:
                 continue
             rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
                          **{k: trained.get(k) for k in SETTING[2:]}, "loss": trained.get("loss", "crossentropy"),
+                         "replicas": trained.get("replicas", 1),  # metrics before data-parallel: one device
                          "test_accuracy": scored["test_accuracy"], **where})
         study = m.get(f"{metrics_dir}/collapse.json")
         for arm in collapse.ARMS if study else ():
             for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
                 rows.append({"model": study["model"], "source": f"collapse {arm}", "seed": int(seed),
                              **{k: study.get(k) for k in SETTING[2:]}, "loss": study.get("loss", "crossentropy"),
-                             "keras_version": study[arm]["keras_version"],
+                             "keras_version": study[arm]["keras_version"], "replicas": 1,
                              "test_accuracy": run["test_accuracy"], **where})
     table = pd.DataFrame(rows, columns=[*SETTING, "seed", "test_accuracy", "experiment", "rev", "timestamp"])
     table = table.sort_values("timestamp").drop_duplicates([*SETTING, "seed"], keep="last")
@@ -110,7 +111,7 @@ def markdown(summary: pd.DataFrame) -> str:
         tutorial=summary["tutorial"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}"),
     )
     columns = ["model", "source", "normalize", "train_images", "epochs", "learning_rate", "loss", "keras_version", "backend",
-               "device_name", "runs", "seeds", "test_accuracy", "range", "collapsed", "tutorial"]
+               "device_name", "replicas", "runs", "seeds", "test_accuracy", "range", "collapsed", "tutorial"]
     return shown[columns].to_markdown(index=False, disable_numparse=True) + "\n"
 
 

@@ -1,14 +1,19 @@
-"""The shared cache: a second machine pulls what the first one computed instead of redoing it.
+"""The shared cache and a CI fan-out: machines pull what another computed instead of redoing it.
 
-The real DVC against a local-directory remote (the same commands as S3, GCS or SSH, README "Share the
-cache"): `dvc repro`, `dvc push`, a fresh `git clone`, `dvc pull`, and then nothing left to run. The
-HTTP server that served the archive is gone by then, so the clone cannot have downloaded it.
+The real DVC against a local-directory remote and a git remote (the same commands as S3, GCS or SSH and
+a hosted git, README "Scale out"):
+- `dvc repro`, `dvc push`, a fresh `git clone`, `dvc pull`, and then nothing left to run. The HTTP
+  server that served the archive is gone by then, so the clone cannot have downloaded it.
+- A CI job in that clone runs one seed as a named experiment and `dvc exp push`es it; a gathering job
+  in another clone `dvc exp pull`s it, with its model, and the seeds report counts it.
 
-Slow (about two minutes): every stage runs once on the tiny archive, evaluate once more in the clone.
+Slow (about two and a half minutes): every stage runs once on the tiny archive; evaluate once more, and
+one seed's training, in the clones.
 """
 
 import json
 
+import pandas as pd
 import pytest
 
 from tests.project import TINY, copy_project, run, set_params
@@ -50,3 +55,21 @@ def test_a_fresh_clone_pulls_data_and_models_and_retrains_nothing(root, tmp_path
     first, second = (json.loads((p / "metrics" / "evaluate-sequential.json").read_text()) for p in (project, clone))
     assert second["test_accuracy"] == first["test_accuracy"] and second["test_images"] == first["test_images"]
     assert "Data and pipelines are up to date" in run(["dvc", "status"], clone)
+
+    # CI fan-out: this clone is one job of a seed matrix; it shares its experiment through git and the remote.
+    run(["dvc", "exp", "run", "evaluate@sequential", "-S", "train.seed=1", "-n", "seed-1"], clone)
+    run(["dvc", "exp", "push", "origin", "seed-1"], clone)  # the exp's git ref to origin, its model to the remote
+
+    gather = tmp_path / "gather"  # the job that collects the matrix
+    run(["git", "clone", "-q", str(project), str(gather)], tmp_path)
+    run(["dvc", "exp", "pull", "origin", "seed-1"], gather)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], gather))
+    names = [rev.get("name") for base in shown for exp in base.get("experiments") or [] for rev in exp["revs"]]
+    assert names == ["seed-1"]
+    run(["dvc", "exp", "apply", "seed-1"], gather)
+    # Its model came too: the seed's stages are up to date (train-parallel, not in the exp, is not).
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "evaluate@sequential"], gather)
+    run(["git", "reset", "-q", "--hard"], gather)
+    run(["python", "-m", "pipeline.report"], gather)
+    seeds = pd.read_csv(gather / "reports" / "seeds-runs.csv")
+    assert sorted(seeds.loc[seeds["model"] == "sequential", "seed"]) == [0, 1]  # the baseline and the job's seed
