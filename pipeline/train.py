@@ -177,10 +177,11 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
         try:
             for epoch in range(done, epochs):
                 order = np.random.default_rng([seed, epoch]).permutation(len(targets))
+                rows_fed, batch_fed = replicas.local_batches(order, batch_size)  # this process's share
                 history = model.fit(
-                    split.images[order],
-                    targets[order],
-                    batch_size=batch_size,
+                    split.images[rows_fed],
+                    targets[rows_fed],
+                    batch_size=batch_fed,
                     initial_epoch=epoch,
                     epochs=epochs,
                     shuffle=False,

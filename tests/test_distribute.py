@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,13 +29,22 @@ TOLERANCE = 1e-4  # absolute, on the loss (about 2.3) and on every weight, after
 STEPS = 4  # 200 images x 2 epochs / batch 100
 
 
-def train(project: Path, backend: str, **env) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "sequential"], cwd=project, capture_output=True, text=True,
+def start(project: Path, backend: str, **env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", "sequential"], cwd=project, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "KERAS_BACKEND": backend,
-             **env}, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+             **env})
+
+
+def finish(proc: subprocess.Popen, project: Path) -> dict:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
     return json.loads((project / "metrics" / "train-sequential.json").read_text())
+
+
+def train(project: Path, backend: str, **env) -> dict:
+    return finish(start(project, backend, **env), project)
 
 
 def weights(project: Path, backend: str) -> list[np.ndarray]:
@@ -50,11 +61,13 @@ def weights(project: Path, backend: str) -> list[np.ndarray]:
 
 @pytest.fixture
 def project(root, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
     values = yaml.safe_load((root / "params.yaml").read_text())
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
-    set_params(tmp_path, **{"train.sequential.epochs": 2})
-    write_prepared(tmp_path, 200, seed=5, normalize="raw")  # the tutorial's unscaled pixels
-    return tmp_path
+    (project / "params.yaml").write_text(yaml.safe_dump(values))
+    set_params(project, **{"train.sequential.epochs": 2})
+    write_prepared(project, 200, seed=5, normalize="raw")  # the tutorial's unscaled pixels
+    return project
 
 
 @pytest.mark.slow
@@ -81,4 +94,35 @@ def test_two_replicas_train_like_one_device(project, backend, devices, env):
     loss_gap = abs(both["final_train_loss"] - single["final_train_loss"])
     weight_gap = max(np.max(np.abs(a - b)) for a, b in zip(weights(project, backend), single_weights, strict=True))
     print(f"{backend}: 2 replicas vs 1 device after {STEPS} steps: loss {loss_gap:.2e}, weights {weight_gap:.2e}")
+    assert loss_gap < TOLERANCE and weight_gap < TOLERANCE
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_device(project, tmp_path):
+    """jax across processes (the multi-host path, README "Several machines"): two processes on
+    127.0.0.1, each in its own copy of the project with one CPU device, each feeding its half of every
+    global batch. Together they must train like one process, and hold the same weights."""
+    pytest.importorskip("jax", reason="the jax backend is optional (make backends)")
+    single = train(project, "jax")
+    single_weights = weights(project, "jax")
+
+    set_params(project, **{"train.distribution": "data_parallel"})
+    other = tmp_path / "other-host"
+    shutil.copytree(project, other, ignore=shutil.ignore_patterns("metrics", "models", "plots", "*.npz.tmp*"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cluster = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    procs = [start(p, "jax", **cluster, KERAS_DISTRIBUTION_PROCESS_ID=str(i)) for i, p in enumerate([project, other])]
+    chief, worker = (finish(proc, p) for proc, p in zip(procs, [project, other]))
+
+    for i, m in enumerate([chief, worker]):
+        assert (m["replicas"], m["processes"], m["process_index"]) == (2, 2, i)
+        assert m["batch_size"] == 100 and m["timed_steps"] == STEPS - 1
+    chief_weights, worker_weights = weights(project, "jax"), weights(other, "jax")
+    for a, b in zip(chief_weights, worker_weights, strict=True):
+        assert np.array_equal(a, b)
+    loss_gap = abs(chief["final_train_loss"] - single["final_train_loss"])
+    weight_gap = max(np.max(np.abs(a - b)) for a, b in zip(chief_weights, single_weights, strict=True))
+    print(f"jax, 2 processes vs 1 after {STEPS} steps: loss {loss_gap:.2e}, weights {weight_gap:.2e}")
     assert loss_gap < TOLERANCE and weight_gap < TOLERANCE

@@ -285,21 +285,23 @@ def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepa
     assert len(history) == 4 and history[0].startswith("epoch,")
 
 
-@pytest.mark.parametrize("backend, changes, message", [
-    ("torch", {"train.distribution": "data_parallel"},
+CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}})
+
+
+@pytest.mark.parametrize("backend, env, changes, message", [
+    ("torch", {}, {"train.distribution": "data_parallel"},
      "train.distribution = data_parallel needs the tensorflow or jax backend"),
-    ("tensorflow", {"train.distribution": "data_parallel", "train.devices": 3},
+    ("tensorflow", {}, {"train.distribution": "data_parallel", "train.devices": 3},
      "train.batch_size = 100 does not split evenly across 3 replicas"),
-    ("tensorflow-cluster", {"train.distribution": "data_parallel"},
+    ("tensorflow", {"TF_CONFIG": CLUSTER}, {"train.distribution": "data_parallel"},
      "TF_CONFIG names a cluster, but Keras 3 cannot train under tf.distribute.MultiWorkerMirroredStrategy"),
+    ("tensorflow", {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}, {"train.distribution": "data_parallel"},
+     "KERAS_DISTRIBUTION_NUM_PROCESSES > 1 (training across processes or hosts) needs KERAS_BACKEND=jax"),
 ])
-def test_data_parallel_refuses_what_it_cannot_do(prepared, backend, changes, message, monkeypatch):
-    if backend == "tensorflow-cluster":
-        backend = "tensorflow"
-        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-                                                    "task": {"type": "worker", "index": 0}}))
+def test_data_parallel_refuses_what_it_cannot_do(prepared, backend, env, changes, message, monkeypatch):
     if backend != "tensorflow":
         pytest.importorskip(backend, reason=f"the {backend} backend is optional (make backends)")
-    monkeypatch.setenv("KERAS_BACKEND", backend)
+    for name, value in {"KERAS_BACKEND": backend, **env}.items():
+        monkeypatch.setenv(name, value)
     set_params(prepared, **changes)
     assert_refused(prepared, "pipeline.train sequential", message, untouched="data/prepared/train.npz")
