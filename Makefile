@@ -1,7 +1,8 @@
 # The two commands (both set everything up first, from a fresh clone):
 #   make repro   run the pipeline (dvc repro); offline here: make repro-mirror
 #   make test    run the test suite
-# Also: make bench (pytest-benchmark suite -> benchmarks.json), make mirror (offline archive).
+# Also: make bench (pytest-benchmark suite -> benchmarks.json), make bench-replicas (1 device vs 2 replicas),
+# make report (seeds), make mirror (offline archive).
 
 PYTHON ?= python3
 VENV := .venv
