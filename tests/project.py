@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 # What the scratch-project tests override, so that every stage runs in seconds on the tiny archive.
 TINY = {"train.sequential.epochs": 1, "train.parallel.epochs": 1, "lstm_step.warmup_steps": 1,
@@ -24,6 +25,14 @@ def run(cmd, cwd) -> str:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def start_stage(project: Path, *args: str, **env: str) -> subprocess.Popen:
+    """`python -m <args>` (a stage, or any module) in `project`, with this checkout's `pipeline` package
+    importable and `env` on top of this process's environment; stdout and stderr are pipes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=project, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def copy_project(root: Path, project: Path) -> Path:

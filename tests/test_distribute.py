@@ -23,23 +23,19 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.project import set_params, write_prepared
+from tests.project import ROOT, set_params, start_stage, write_prepared
 
 TOLERANCE = 1e-4  # absolute, on the loss (about 2.3) and on every weight, after 4 steps
 STEPS = 4  # 200 images x 2 epochs / batch 100
 
 
 def start(project: Path, backend: str, **env) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", "sequential"], cwd=project, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "KERAS_BACKEND": backend,
-             **env})
+    return start_stage(project, "pipeline.train", "sequential", KERAS_BACKEND=backend, **env)
 
 
 def finish(proc: subprocess.Popen, project: Path) -> dict:
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
     return json.loads((project / "metrics" / "train-sequential.json").read_text())
 
 
@@ -53,8 +49,7 @@ def weights(project: Path, backend: str) -> list[np.ndarray]:
     code = ("import sys, numpy as np, keras; m = keras.saving.load_model('models/sequential.keras');"
             "np.savez(sys.argv[1], *m.get_weights())")
     subprocess.run([sys.executable, "-c", code, str(out)], cwd=project, check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-                        "KERAS_BACKEND": backend})
+                   env={**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": backend})
     with np.load(out) as saved:
         return [saved[k] for k in sorted(saved.files, key=lambda k: int(k.split("_")[1]))]
 

@@ -9,8 +9,6 @@ import pickle
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import tarfile
 import time
 import io
@@ -21,17 +19,11 @@ import pytest
 import yaml
 
 from tests import archives
-from tests.project import set_params, write_prepared
+from tests.project import set_params, start_stage as start, write_prepared
 from tests.servers import serve
 
 ARCHIVE = "data/cifar-10-python.tar.gz"
 GOOD = "good-archive-bytes"
-
-
-def start(project: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=project, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def run(project: Path, *args: str):

@@ -20,27 +20,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from tests.project import set_params, write_prepared
+from tests.project import ROOT, set_params, start_stage, write_prepared
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def train_once(project: Path, model: str, backend: str, distribution: str, devices: int) -> dict:
     set_params(project, **{"train.distribution": distribution, "train.devices": devices})
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": backend}
-    result = subprocess.run([sys.executable, "-m", "pipeline.train", model], cwd=project, env=env,
-                            capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"replicas: pipeline.train {model} ({distribution}) failed:\n{result.stderr[-2000:]}")
+    proc = start_stage(project, "pipeline.train", model, KERAS_BACKEND=backend)
+    _, err = proc.communicate()
+    if proc.returncode:
+        sys.exit(f"replicas: pipeline.train {model} ({distribution}) failed:\n{err[-2000:]}")
     return json.loads((project / "metrics" / f"train-{model}.json").read_text())
 
 
