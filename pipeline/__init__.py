@@ -1,7 +1,7 @@
 """DVC pipeline that trains and benchmarks the two CNN-RNN CIFAR-10 models of the Keras tutorial.
 
 Stages run as `python -m pipeline.<module>` from the repository root (see dvc.yaml):
-download -> preprocess -> train (sequential, parallel) -> evaluate.
+download -> preprocess -> train (sequential, parallel) -> evaluate, and lstm-step.
 
 The environment defaults below must be set before Keras imports its backend, so they live in the
 package's __init__, which Python runs before any stage module.
@@ -14,24 +14,22 @@ import sys
 # Same seed on CPU -> identical weights: TensorFlow picks deterministic kernels when this is set at
 # import time. Other backends ignore it.
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
-# TensorFlow's C++ INFO lines (oneDNN notices, CPU feature flags) drown the progress output.
+# Python-side INFO lines of TensorFlow; its native start-up notices need pipeline.native_log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _quiet_interrupt(kind, value, traceback):
-    if issubclass(kind, KeyboardInterrupt):
-        print("pipeline: interrupted; no output was replaced", file=sys.stderr)
-        return
-    sys.__excepthook__(kind, value, traceback)
-
-
-# Started as `python -m pipeline.<stage>` (argv[0] is "-m" while the package is imported): SIGTERM
-# behaves like Ctrl-C, and an interrupt while the heavy libraries load ends in one line, not a
-# traceback. Inside main(), pipeline.stage.run does the same and cleans up temporary files.
+# Started as `python -m pipeline.<module>` (argv[0] is "-m" while the package is imported): SIGTERM
+# behaves like Ctrl-C, an interrupt while the heavy libraries load ends in one line, not a traceback,
+# and the backends' native start-up notices are kept off stderr. Inside main(), pipeline.cli.run
+# handles interrupts with the module's own name.
 if sys.argv[:1] == ["-m"]:
-    signal.signal(signal.SIGTERM, _terminate)
-    sys.excepthook = _quiet_interrupt
+    from pipeline import cli, native_log
+
+    def _interrupted_while_loading(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            print(cli.interrupted("pipeline"), file=sys.stderr)
+            return
+        sys.__excepthook__(kind, value, traceback)
+
+    signal.signal(signal.SIGTERM, cli.raise_interrupt)
+    sys.excepthook = _interrupted_while_loading
+    native_log.filter_stderr()

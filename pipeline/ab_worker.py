@@ -1,11 +1,14 @@
 """Benchmark worker for `python -m pipeline.gate ab`: one per rev, run with that rev's code.
 
-Started as `python <head>/pipeline/ab_worker.py BATCH WARMUP` with PYTHONPATH and cwd set to the rev's
-checkout, so `pipeline.lstm_step` is that rev's. It builds one LSTM core training step per model
-(CPU path), warms each up, prints {"cores", "backend", "warmup_s"}, then for each core name read on
-stdin runs one step and prints {"ms": ...}. The gate drives two of these in interleaved order.
+    python <head>/pipeline/ab_worker.py --batch N --warmup N   (cwd and PYTHONPATH: the rev's checkout)
+
+It builds one LSTM core training step per model (CPU path) with that rev's `make_train_step`, warms
+each up, prints {"cores", "backend", "warmup_s"}, then for each core name read on stdin runs one step
+and prints {"ms": ...}. The gate drives two of these in interleaved order. Run as a script, not a
+stage: it may import an older rev's package, so it uses nothing of this one but argparse.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -15,19 +18,33 @@ import time
 sys.path.pop(0)
 
 
+def _make_train_step():
+    """The rev's train-step builder: pipeline.steps, or pipeline.lstm_step in revs that predate it."""
+    try:
+        from pipeline.steps import make_train_step
+    except ImportError:
+        try:
+            from pipeline.lstm_step import make_train_step
+        except ImportError:
+            sys.exit("this rev has no make_train_step (pipeline.steps or pipeline.lstm_step) to benchmark")
+    return make_train_step
+
+
 def main() -> None:
-    batch, warmup = int(sys.argv[1]), int(sys.argv[2])
+    parser = argparse.ArgumentParser(prog="ab_worker.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, required=True, help="sequences per training step")
+    parser.add_argument("--warmup", type=int, required=True, help="untimed steps per core first")
+    args = parser.parse_args()
     # The rev's package first: its __init__ sets the backend's environment before keras loads it.
-    from pipeline import lstm_step, models
+    make_train_step = _make_train_step()
+    from pipeline import models
 
     import keras
 
-    if not hasattr(lstm_step, "make_train_step"):
-        sys.exit("this rev has no pipeline.lstm_step.make_train_step to benchmark")
     start = time.perf_counter()
-    steps = {core: lstm_step.make_train_step(core, batch) for core in models.LSTM_CORES}
+    steps = {core: make_train_step(core, args.batch) for core in models.LSTM_CORES}
     for step in steps.values():
-        for _ in range(warmup):
+        for _ in range(args.warmup):
             step()
     print(json.dumps({"cores": list(steps), "backend": keras.config.backend(),
                       "warmup_s": time.perf_counter() - start}), flush=True)

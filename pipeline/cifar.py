@@ -24,7 +24,6 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
 NUM_CLASSES = 10
-IMAGE_SHAPE = (32, 32, 3)
 ROW_BYTES = 3072
 # An official data batch pickles to 31 MB; anything far larger is refused before it is read.
 MAX_MEMBER_BYTES = 64 << 20

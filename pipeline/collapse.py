@@ -1,8 +1,11 @@
 """Stage `collapse`: does the parallel model fall to chance (the tutorial's 10.0%), how often, and when?
 
+A study, not part of the benchmark: it lives in studies/dvc.yaml and runs when named
+(`dvc repro studies/dvc.yaml`, or `make study`).
+
 Trains the parallel model `collapse.seeds` times (seeds 0, 1, ...) for `collapse.epochs` epochs on a
 class-balanced subset of the prepared training images, with `train.batch_size` and
-`train.learning_rate`, through the same `train.fit` as the train stages, under Keras 3 and, with
+`train.learning_rate`, through the same `training.fit` as the train stages, under Keras 3 and, with
 `collapse.keras2: true`, under Keras 2 (`tf_keras`, the tutorial's generation of Keras) with the same
 model code, and with `train.loss` (`clipped_crossentropy`: the loss as the tutorial's Keras computed
 it; Keras 3 only). A `diagnostics.Probe` records, every `collapse.probe_every` steps, the loss, gradient norms
@@ -10,11 +13,11 @@ per branch, LSTM gate saturation, dead ReLUs and logit magnitudes (see pipeline/
 
 Writes `<paths.plots_dir>/collapse/<arm>-seed<k>.csv` (one row per probe) and
 `<paths.metrics_dir>/collapse.json`: per arm, each seed's test accuracy after every epoch, whether it
-collapsed (final test accuracy below `COLLAPSED_BELOW`), the first NaN/inf step, and the extremes of
+collapsed (final test accuracy below `params.COLLAPSED_BELOW`), the first NaN/inf step, and the extremes of
 the diagnostics, plus mean and standard deviation over seeds.
 
-Each arm runs in its own process (`python -m pipeline.collapse --arm keras2`), because Keras 2 is
-bound to the name `keras` before the model code is imported. Fixes are DVC experiments over the same
+Each arm runs in its own process (`python -m pipeline.collapse --arm keras2 --out FILE`), because
+Keras 2 is bound to the name `keras` before the model code is imported. Fixes are DVC experiments over the same
 seeds, e.g. `dvc exp run collapse -S preprocess.normalize=unit`.
 """
 
@@ -30,14 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import params, preprocess, stage
+from pipeline import cli, data, environment, params
+from pipeline.atomic import atomic_output, write_json
 from pipeline.params import PipelineError
 
 MODEL = "parallel"
-ARMS = ("keras3", "keras2")
-# Chance on CIFAR-10 is 0.10; the tutorial's failed run scored 0.10000001. Every run that learned
-# anything here scored far above 0.15 (see the README), so the line sits between.
-COLLAPSED_BELOW = 0.15
 
 
 def use_keras2() -> None:
@@ -53,20 +53,14 @@ def use_keras2() -> None:
 
 
 def subset(split, limit: int, seed: int, key: str):
-    keep = preprocess.balanced_subset(split.labels, limit, seed, key)
+    keep = data.balanced_subset(split.labels, limit, seed, key)
     return split.images[keep], split.labels[keep]
 
 
 def check_sizes(p: params.Params) -> None:
     """Refuse, in one line and before any worker starts, a subset larger than the prepared split."""
     cfg = p.collapse
-    counts = {}
-    for path in (p.paths.train_arrays, p.paths.test_arrays):
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                counts[path] = len(npz["labels"])
-        except (OSError, KeyError, ValueError) as exc:
-            raise PipelineError(f"{path}: cannot read the prepared labels ({exc}); rerun the preprocess stage") from None
+    counts = {path: data.split_size(path) for path in (p.paths.train_arrays, p.paths.test_arrays)}
     train_images = cfg.train_limit or counts[p.paths.train_arrays]
     for key, limit, available, where in (
             ("collapse.train_limit", cfg.train_limit, counts[p.paths.train_arrays], p.paths.train_arrays),
@@ -82,7 +76,7 @@ def run_arm(arm: str, out: Path) -> None:
         use_keras2()
     import keras
 
-    from pipeline import data, diagnostics, train
+    from pipeline import diagnostics, training
 
     p = params.load()
     cfg, tcfg = p.collapse, p.train
@@ -90,7 +84,7 @@ def run_arm(arm: str, out: Path) -> None:
     images, labels = subset(full, cfg.train_limit, p.preprocess.seed, "collapse.train_limit")
     test = data.load_split(p.paths.test_arrays)
     test_images, test_labels = subset(test, cfg.test_limit, p.preprocess.seed, "collapse.test_limit")
-    probe_keep = preprocess.balanced_subset(labels, cfg.probe_images, p.preprocess.seed, "collapse.probe_images")
+    probe_keep = data.balanced_subset(labels, cfg.probe_images, p.preprocess.seed, "collapse.probe_images")
     split = data.Split(images, labels, full.class_names, full.normalize)
     steps_per_epoch = -(-len(labels) // tcfg.batch_size)
     runs = []
@@ -99,7 +93,7 @@ def run_arm(arm: str, out: Path) -> None:
               f"{cfg.epochs} epochs, normalize={full.normalize}", flush=True)
         probe = diagnostics.Probe(MODEL, images[probe_keep], labels[probe_keep], cfg.probe_every,
                                   test_images, test_labels, steps_per_epoch)
-        train.fit(MODEL, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate, loss=tcfg.loss,
+        training.fit(MODEL, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate, loss=tcfg.loss,
                   epochs=cfg.epochs, verbose=2, callbacks=[probe])
         runs.append({"seed": seed, "probes": probe.rows, "epochs": probe.epochs,
                      "first_nonfinite_step": probe.first_nonfinite_step})
@@ -119,7 +113,7 @@ def summarize(arm_result: dict) -> dict:
             "test_accuracy": round(final, 4),
             "test_accuracy_by_epoch": [round(e["test_accuracy"], 4) for e in run["epochs"]],
             "first_epoch_loss": round(run["epochs"][0]["loss"], 4),
-            "collapsed": final < COLLAPSED_BELOW,
+            "collapsed": final < params.COLLAPSED_BELOW,
             "first_nonfinite_step": run["first_nonfinite_step"],
             "logit_abs_max": round(float(probes["logit_abs_max"].max()), 2),
             "dead_relu_channels_max": round(float(probes["dead_relu_channels"].max()), 4),
@@ -137,41 +131,46 @@ def summarize(arm_result: dict) -> dict:
     }
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--arm"]:
-        run_arm(sys.argv[2], Path(sys.argv[3]))
+def main(argv=None) -> None:
+    parser = cli.ArgumentParser(prog="python -m pipeline.collapse", description=__doc__.splitlines()[0])
+    parser.add_argument("--arm", choices=params.COLLAPSE_ARMS, help="worker: train every seed under this Keras only")
+    parser.add_argument("--out", type=Path, help="worker: where the arm's results go (with --arm)")
+    args = parser.parse_args(argv)
+    if args.arm:
+        if args.out is None:
+            parser.error("--arm needs --out")
+        run_arm(args.arm, args.out)
         return
     p = params.load()
     cfg = p.collapse
     if cfg.keras2 and p.train.loss != "crossentropy":
         raise PipelineError(f"train.loss = {p.train.loss!r} is Keras 3 only; set collapse.keras2: false with it")
     check_sizes(p)
-    arms = ARMS if cfg.keras2 else ARMS[:1]
+    arms = params.COLLAPSE_ARMS if cfg.keras2 else params.COLLAPSE_ARMS[:1]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for arm in arms:
             out = Path(tmp) / f"{arm}.json"
-            code = subprocess.call([sys.executable, "-m", "pipeline.collapse", "--arm", arm, str(out)])
+            code = subprocess.call([sys.executable, "-m", "pipeline.collapse", "--arm", arm, "--out", str(out)])
             if code != 0:
                 raise PipelineError(f"collapse: the {arm} worker failed (exit {code}); see its output above")
             results[arm] = json.loads(out.read_text())
-    plots_dir = Path(p.paths.plots_dir) / "collapse"
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    for stale in plots_dir.glob("*.csv"):
+    p.paths.collapse_plots_dir.mkdir(parents=True, exist_ok=True)
+    for stale in p.paths.collapse_plots_dir.glob("*.csv"):
         stale.unlink()
     for arm, result in results.items():
         for run in result["runs"]:
-            with stage.atomic_output(plots_dir / f"{arm}-seed{run['seed']}.csv") as tmp:
+            with atomic_output(p.paths.collapse_plot(arm, run["seed"])) as tmp:
                 pd.DataFrame(run["probes"]).to_csv(tmp, index=False)
     first = next(iter(results.values()))
     metrics = {
         "model": MODEL, "normalize": first["normalize"], "train_images": first["train_images"],
         "test_images": first["test_images"], "epochs": cfg.epochs, "batch_size": p.train.batch_size,
-        "learning_rate": p.train.learning_rate, "loss": p.train.loss, "seeds": cfg.seeds, "collapsed_below": COLLAPSED_BELOW,
+        "learning_rate": p.train.learning_rate, "loss": p.train.loss, "seeds": cfg.seeds, "collapsed_below": params.COLLAPSED_BELOW,
         **{arm: summarize(result) for arm, result in results.items()},
-        **stage.environment(),
+        **environment.record(),
     }
-    stage.write_json(p.paths.collapse_metrics, metrics)
+    write_json(p.paths.collapse_metrics, metrics)
     for arm in results:
         m = metrics[arm]
         print(f"collapse: {arm}: {m['collapsed_runs']}/{m['runs']} runs collapsed, test accuracy "
@@ -179,4 +178,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    cli.main(main)

@@ -9,7 +9,7 @@ steps it measures, on a fixed probe batch of training images:
   `clipped_share`, the share of probe images whose true class has probability outside
   [1e-7, 1 - 1e-7], to which `models.clipped_crossentropy` (the tutorial-era loss) passes no gradient;
 - `grad_norm_<branch>`: the L2 norm of the training loss's gradient over each branch's weights
-  (`models.BRANCHES`), read backend-agnostically as the weight change of one SGD(lr=1) step on a clone;
+  (`models.BRANCHES`), read backend-agnostically on a clone (pipeline/gradients.py);
 - `sat_input`, `sat_forget`, `sat_cell`, `sat_output`, `sat_cell_state`: the share of the LSTM's
   sigmoid gate outputs within `SATURATION` of 0 or 1, and of its tanh outputs (candidate `cell`, and
   tanh of the cell state) within `SATURATION` of -1 or 1, over all probe images and time steps
@@ -33,9 +33,9 @@ import math
 import keras
 import numpy as np
 
-from pipeline import models
+from pipeline import gradients, models
 
-SATURATION = 1e-3  # "saturated": within this of the activation's limits (the definition)
+SATURATION = 1e-3  # "saturated": within this of the activation's limits
 
 
 def _sigmoid(z):
@@ -112,14 +112,9 @@ class Probe(keras.callbacks.Callback):
     def gradient_norms(self) -> dict:
         _, clone = self._tools()
         clone.set_weights(self.model.get_weights())
-        before = {layer.name: layer.get_weights() for layer in clone.layers}
-        clone.train_on_batch(self.images, self.targets)
-        norms = {}
-        for branch, names in models.BRANCHES[self.name].items():
-            squares = sum(float(np.sum((np.asarray(w0, np.float64) - np.asarray(w1, np.float64)) ** 2))
-                          for n in names for w0, w1 in zip(before[n], clone.get_layer(n).get_weights()))
-            norms[f"grad_norm_{branch}"] = math.sqrt(squares)
-        return norms
+        by_layer = gradients.by_sgd_step(clone, self.images, self.targets)
+        return {f"grad_norm_{branch}": math.sqrt(sum(float(np.sum(g ** 2)) for n in names for g in by_layer[n]))
+                for branch, names in models.BRANCHES[self.name].items()}
 
     def measure(self) -> dict:
         inside, _ = self._tools()

@@ -10,7 +10,7 @@ Keras 3 trains data-parallel through an existing engine per backend; this module
 - TensorFlow: `tf.distribute.MirroredStrategy` over the chosen devices. Model building, checkpoint
   loading and `fit` run inside its scope. This is the one module of the pipeline that touches `tf.*`.
   Several machines (`TF_CONFIG` naming a cluster, `MultiWorkerMirroredStrategy`) are refused in one
-  line: Keras 3's `fit` does not work under that strategy (measured here; README "Several machines"),
+  line: Keras 3's `fit` does not work under that strategy (docs/scale-out.md, "Several machines"),
   and so is a multi-process setup under any backend but jax.
 - jax: `keras.distribution.DataParallel`, set as the global distribution. Across processes or hosts,
   configuration only: Keras's own `KERAS_DISTRIBUTION_JOB_ADDRESSES` (the coordinator, process 0),
@@ -22,7 +22,7 @@ Keras 3 trains data-parallel through an existing engine per backend; this module
 Devices: every GPU the backend sees, or the first `train.devices` of them. On a host without a GPU,
 `train.devices: N` splits the CPU into N logical devices (TensorFlow logical CPU devices; jax's
 `jax_num_cpu_devices`, the same as `XLA_FLAGS=--xla_force_host_platform_device_count=N`). That tests the
-mode on any machine. It is not a speed-up: the replicas share the same cores (README "Scale out").
+mode on any machine. It is not a speed-up: the replicas share the same cores (docs/scale-out.md).
 Across processes, every device of every process is a replica; `train.devices` then only splits each
 process's CPU.
 
@@ -39,8 +39,6 @@ import os
 import keras
 
 from pipeline.params import PipelineError
-
-MODES = ("none", "data_parallel")  # pipeline/params.py: DISTRIBUTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +111,7 @@ def setup(mode: str, devices: int, batch_size: int) -> Replicas:
                             "(KERAS_BACKEND); Keras 3.15 has no distribution API for torch")
     if processes() > 1 and backend != "jax":
         raise PipelineError("KERAS_DISTRIBUTION_NUM_PROCESSES > 1 (training across processes or hosts) "
-                            "needs KERAS_BACKEND=jax; README \"Several machines\"")
+                            "needs KERAS_BACKEND=jax; docs/scale-out.md \"Several machines\"")
     replicas = _tensorflow(devices) if backend == "tensorflow" else _jax(devices)
     if batch_size % replicas.count:
         raise PipelineError(f"train.batch_size = {batch_size} does not split evenly across "
@@ -136,7 +134,7 @@ def _tensorflow(devices: int) -> Replicas:
         # convert a value (PerReplica...) to a Tensor". Refuse before any work instead.
         raise PipelineError("TF_CONFIG names a cluster, but Keras 3 cannot train under "
                             "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585); "
-                            "README \"Several machines\"")
+                            "docs/scale-out.md \"Several machines\"")
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus and devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]

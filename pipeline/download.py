@@ -1,6 +1,8 @@
 """Stage `download`: fetch the CIFAR-10 archive and verify its checksum.
 
-Reads params `download.*` and `paths.archive`; writes `paths.archive`.
+Reads params `download.url`, `download.md5` and `paths.archive`; writes `paths.archive`. Also reads
+`download.retries` and `download.timeout_s`, operational knobs that dvc.yaml leaves out of the stage's
+params: changing them does not make the archive out of date.
 
 - http(s): streamed into `<archive>.part` with a progress bar, resumed with an HTTP Range request
   after a dropped connection, retried with exponential backoff.
@@ -22,7 +24,7 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from pipeline import params, stage
+from pipeline import cli, params
 from pipeline.params import PipelineError
 
 CHUNK_BYTES = 1 << 20
@@ -117,7 +119,8 @@ def fetch(url: str, dest: Path, md5: str, retries: int, timeout_s: float) -> Non
     os.replace(part, dest)
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    cli.ArgumentParser(prog="python -m pipeline.download", description=__doc__.splitlines()[0]).parse_args(argv)
     p = params.load()
     dest = Path(p.paths.archive)
     fetch(p.download.url, dest, p.download.md5, p.download.retries, p.download.timeout_s)
@@ -125,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    cli.main(main)

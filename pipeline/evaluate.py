@@ -1,4 +1,4 @@
-"""Stages `evaluate@sequential` and `evaluate@parallel`: test accuracy, loss and inference throughput.
+"""Stage `evaluate@<model>` (dvc.yaml `foreach`): test accuracy, loss and inference throughput.
 
 Run as `python -m pipeline.evaluate sequential|parallel`. One stage per model (a dvc.yaml `foreach`),
 so that an experiment on one model (`dvc exp run evaluate@parallel -S train.seed=3`) neither retrains
@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
 
-from pipeline import data, models, params, stage
+from pipeline import cli, data, environment, models, params
+from pipeline.atomic import atomic_output, write_json
 from pipeline.params import PipelineError
 
 
@@ -59,10 +60,10 @@ def load_model(path) -> keras.Model:
         raise PipelineError(f"{path}: cannot load model: {exc}") from None
 
 
-def main() -> None:
-    if len(sys.argv) != 2 or sys.argv[1] not in models.BUILDERS:
-        raise PipelineError(f"usage: python -m pipeline.evaluate {{{'|'.join(models.BUILDERS)}}}")
-    name = sys.argv[1]
+def main(argv=None) -> None:
+    parser = cli.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=params.MODEL_NAMES)
+    name = parser.parse_args(argv).model
     p = params.load()
     split = data.load_split(p.paths.test_arrays)
     model = load_model(p.paths.model(name))
@@ -70,12 +71,12 @@ def main() -> None:
     metrics, predicted = evaluate(model, split, p.evaluate.batch_size)
     names = np.array(split.class_names)
     confusion = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
-    with stage.atomic_output(p.paths.confusion(name)) as tmp:
+    with atomic_output(p.paths.confusion(name)) as tmp:
         confusion.to_csv(tmp, index=False)
-    stage.write_json(p.paths.evaluate_metrics(name), {"model": name, **metrics, **stage.environment()})
+    write_json(p.paths.evaluate_metrics(name), {"model": name, **metrics, **environment.record()})
     print(f"evaluate-{name}: test accuracy {metrics['test_accuracy']:.4f} "
           f"(tutorial reported {metrics['reported_test_accuracy']:.4f})")
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    cli.main(main)

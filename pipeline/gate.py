@@ -22,7 +22,6 @@ the last two with one clear line on stderr.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -35,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import params
-from pipeline.params import PipelineError
+from pipeline import cli, params
 
 # A median's standard error is about 1.2533 * sigma / sqrt(n) for normal noise, and sigma is about
 # IQR / 1.349: the conversion used for the spread that the metrics record.
@@ -45,7 +43,7 @@ SETTINGS = ("epochs", "train_images", "batch_size", "learning_rate", "seed", "no
 WORKER = Path(__file__).with_name("ab_worker.py")
 
 
-class GateUsageError(PipelineError):
+class GateUsageError(cli.UsageError):
     """No baseline, a missing metric or an unreadable file: exit 2."""
 
 
@@ -182,32 +180,40 @@ def _get(metrics: dict, file: str, *keys):
     return value
 
 
-def compare(base: dict, cur: dict, cfg: params.Gate) -> tuple[dict[str, list[Row]], list[str]]:
+def metric_files(paths: params.Paths) -> dict[str, str]:
+    """The file name, inside the metrics directory, of each metrics file the gate reads."""
+    files = {f"{kind}-{m}": Path(path(m)).name for m in params.MODEL_NAMES
+             for kind, path in (("train", paths.train_metrics), ("evaluate", paths.evaluate_metrics))}
+    return {**files, "lstm-step": Path(paths.lstm_step_metrics).name}
+
+
+def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str]) -> tuple[dict[str, list[Row]], list[str]]:
+    """Accuracy and timing rows of `cur` against `base`, both keyed by the names in `files`."""
     notes = []
     for model in params.MODEL_NAMES:
-        file = f"train-{model}.json"
+        file = files[f"train-{model}"]
         differ = [f"{k} {base[file].get(k)} vs {cur[file].get(k)}" for k in SETTINGS
                   if base[file].get(k) != cur[file].get(k)]
         if differ:
             raise GateUsageError(f"{file}: baseline and current come from different settings ({'; '.join(differ)}); "
                                  "compare runs of the same profile")
     accuracy = [
-        accuracy_verdict(f"{m} test_accuracy", _get(base, f"evaluate-{m}.json", "test_accuracy"),
-                         _get(cur, f"evaluate-{m}.json", "test_accuracy"), cfg.max_accuracy_drop.of(m))
+        accuracy_verdict(f"{m} test_accuracy", _get(base, files[f"evaluate-{m}"], "test_accuracy"),
+                         _get(cur, files[f"evaluate-{m}"], "test_accuracy"), cfg.max_accuracy_drop.of(m))
         for m in params.MODEL_NAMES
     ]
     timing = []
     for m in params.MODEL_NAMES:
-        file = f"train-{m}.json"
+        file = files[f"train-{m}"]
         pick = lambda d: Timing(_get(d, file, "step_time_ms_median"), _get(d, file, "step_time_ms_iqr"),  # noqa: E731
                                 _get(d, file, "timed_steps"))
         timing.append(timing_verdict(f"train-{m} step time", pick(base), pick(cur), cfg.max_slowdown, cfg.noise_z))
     for core in params.MODEL_NAMES:
-        pick = lambda d: Timing(*(_get(d, "lstm-step.json", core, "cpu_generic", k)  # noqa: E731
+        pick = lambda d: Timing(*(_get(d, files["lstm-step"], core, "cpu_generic", k)  # noqa: E731
                                   for k in ("step_time_ms_median", "step_time_ms_iqr", "rounds")))
         timing.append(timing_verdict(f"lstm-step {core} core, CPU step", pick(base), pick(cur), cfg.max_slowdown,
                                      cfg.noise_z))
-    devices = {d["train-sequential.json"].get("device_name") for d in (base, cur)}
+    devices = {d[files[f"train-{params.MODEL_NAMES[0]}"]].get("device_name") for d in (base, cur)}
     if len(devices) > 1:
         notes.append(f"timings come from different devices ({' vs '.join(sorted(map(str, devices)))}): "
                      "prefer `python -m pipeline.gate ab` for speed")
@@ -223,7 +229,7 @@ class Worker:
     def __init__(self, label: str, rev_dir: Path, batch: int, warmup: int):
         self.label = label
         env = {**os.environ, "PYTHONPATH": str(rev_dir), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(batch), str(warmup)], cwd=rev_dir, env=env,
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), "--batch", str(batch), "--warmup", str(warmup)], cwd=rev_dir, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def reply(self) -> dict:
@@ -299,8 +305,8 @@ def ab(base_rev: str, head_rev: str | None, cfg: params.Gate, batch: int, allow_
 # ---------------------------------------------------------------- command line
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.gate", description=__doc__.split("\n\n")[0])
+def _gate(argv) -> int:
+    parser = cli.ArgumentParser(prog="python -m pipeline.gate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     cmp_ = sub.add_parser("compare", help="current metrics against a baseline rev or directory")
     cmp_.add_argument("--baseline", default="main", help="git rev whose committed metrics are the baseline")
@@ -315,30 +321,26 @@ def main(argv=None) -> int:
     for p in (cmp_, ab_):
         p.add_argument("--report", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
-    try:
-        p = params.load()
-        cfg = p.gate if not getattr(args, "pairs", None) else dataclasses.replace(p.gate, ab_pairs=args.pairs)
-        if args.mode == "compare":
-            names = [f"{s}-{m}.json" for s in ("train", "evaluate") for m in params.MODEL_NAMES] + ["lstm-step.json"]
-            current_dir = args.current_dir or Path(p.paths.metrics_dir)
-            cur = metrics_in_dir(current_dir, names, f"current {current_dir}")
-            if args.baseline_dir:
-                base = metrics_in_dir(args.baseline_dir, names, f"baseline {args.baseline_dir}")
-                label = str(args.baseline_dir)
-            else:
-                base = metrics_at_rev(args.baseline, p.paths.metrics_dir, names)
-                label = args.baseline
-            sections, notes = compare(base, cur, cfg)
-            title = f"Gate: {current_dir} against {label}"
+    p = params.load()
+    cfg = p.gate if not getattr(args, "pairs", None) else dataclasses.replace(p.gate, ab_pairs=args.pairs)
+    if args.mode == "compare":
+        files = metric_files(p.paths)
+        current_dir = args.current_dir or Path(p.paths.metrics_dir)
+        cur = metrics_in_dir(current_dir, list(files.values()), f"current {current_dir}")
+        if args.baseline_dir:
+            base = metrics_in_dir(args.baseline_dir, list(files.values()), f"baseline {args.baseline_dir}")
+            label = str(args.baseline_dir)
         else:
-            sections, notes = ab(args.base, args.head, cfg, p.train.batch_size, args.allow_missing_baseline)
-            title = f"Gate (A/B): {args.head or 'working tree'} against {args.base}"
-            if sections is None:
-                print(f"## {title}\n\n- {notes[0]}; speed not gated.")
-                return 0
-    except PipelineError as exc:
-        print(f"pipeline.gate: error: {exc}", file=sys.stderr)
-        return 2
+            base = metrics_at_rev(args.baseline, p.paths.metrics_dir, list(files.values()))
+            label = args.baseline
+        sections, notes = compare(base, cur, cfg, files)
+        title = f"Gate: {current_dir} against {label}"
+    else:
+        sections, notes = ab(args.base, args.head, cfg, p.train.batch_size, args.allow_missing_baseline)
+        title = f"Gate (A/B): {args.head or 'working tree'} against {args.base}"
+        if sections is None:
+            print(f"## {title}\n\n- {notes[0]}; speed not gated.")
+            return 0
     report = markdown(title, sections, notes)
     print(report)
     if args.report:
@@ -348,6 +350,11 @@ def main(argv=None) -> int:
         print(f"pipeline.gate: FAIL: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv=None) -> int:
+    """The gate's exit status: 0 pass, 1 a gate failed, 2 a usage error (any error is one line)."""
+    return cli.run(_gate, argv, prog="pipeline.gate", error_exit=2)
 
 
 if __name__ == "__main__":

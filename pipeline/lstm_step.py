@@ -19,7 +19,8 @@ n x n float32) measured on the same device in the same run.
 
 Parity: with identical weights and inputs, the CPU path and the GPU cuDNN path must agree on outputs
 and gradients within `lstm_step.parity_atol`; the max abs differences are recorded. Gradients are read
-backend-agnostically as the weight change of one SGD step with learning rate 1.
+backend-agnostically (pipeline/gradients.py). The cores are built by pipeline/steps.py, which the speed
+gate's worker uses too.
 
 With no GPU visible, every GPU field is null and `gpu_status` says why. Nothing is estimated.
 """
@@ -31,25 +32,9 @@ import time
 import keras
 import numpy as np
 
-from pipeline import models, params, stage
-
-# Not "cpu:0": under the torch backend (Keras 3.15) building a model inside keras.device("cpu:0")
-# copies each variable off its Parameter and fails on integer variables; "cpu" works on all backends.
-CPU = "cpu"
-
-
-def lstm_train_flops(batch: int, steps: int, features: int, units: int) -> int:
-    """FLOPs of one LSTM training step, counting matrix products only.
-
-    Per sequence and time step the four gates take x_t @ W (features x 4*units) and h @ U
-    (units x 4*units): 2 * 4*units * (features + units) FLOPs, a multiply-add counted as 2.
-    Backward computes gradients for the activations and for the weights, each as costly as the
-    forward products, so a training step is 3x the forward. The elementwise gate arithmetic (about
-    10 * units per step, under 4% here) and the Adam update (a few FLOPs per weight) are left out.
-    """
-    forward = 2 * batch * steps * 4 * units * (features + units)
-    return 3 * forward
-
+from pipeline import cli, environment, gradients, models, params, stats, steps
+from pipeline.atomic import write_json
+from pipeline.steps import CPU
 
 def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:
     """Why this LSTM cannot use the cuDNN kernel (empty: it can), per the Keras LSTM documentation."""
@@ -65,55 +50,17 @@ def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:
     return [reason for ok, reason in rules if not ok]
 
 
-def core_model(steps: int, features: int, units: int, use_cudnn, optimizer) -> keras.Model:
-    inputs = keras.Input((steps, features))
-    model = keras.Model(inputs, keras.layers.LSTM(units, use_cudnn=use_cudnn)(inputs), name="lstm_core")
-    model.compile(optimizer=optimizer, loss="mean_squared_error")
-    return model
-
-
-def _data(batch: int, steps: int, features: int, units: int, seed: int):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, steps, features), dtype=np.float32)
-    y = rng.uniform(-0.5, 0.5, (batch, units)).astype(np.float32)
-    return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
-
-
-def _spread(times_ms: list[float]) -> dict:
-    q25, q50, q75 = np.percentile(times_ms, [25, 50, 75])
-    return {"step_time_ms_median": round(float(q50), 3), "step_time_ms_iqr": round(float(q75 - q25), 3)}
-
-
-def make_train_step(core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
-    """Build `core`'s LSTM on `device`; return a function that runs one training step and returns its loss.
-
-    The gate's A/B worker builds each rev's steps through this one function, so keep its signature.
-    """
-    steps, features = models.LSTM_CORES[core]
-    with keras.device(device):
-        keras.utils.set_random_seed(seed)
-        model = core_model(steps, features, models.LSTM_UNITS, use_cudnn, keras.optimizers.Adam(0.001))
-        x, y = _data(batch, steps, features, models.LSTM_UNITS, seed)
-
-    def train_step() -> float:
-        with keras.device(device):
-            return model.train_on_batch(x, y)  # the loss as a float: the step has completed
-
-    return train_step
-
-
 def time_train_step(core: str, batch: int, device: str, use_cudnn, warmup_steps: int, rounds: int,
                     seed: int) -> dict:
     """Warm up, then time `rounds` training steps of `core`'s LSTM on `device`."""
-    step = make_train_step(core, batch, device, use_cudnn, seed)
+    step = steps.make_train_step(core, batch, device, use_cudnn, seed)
     warmup_ms, times_ms = [], []
     for i in range(warmup_steps + rounds):
         start = time.perf_counter()
         step()
         (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
-    steps, features = models.LSTM_CORES[core]
-    flops = lstm_train_flops(batch, steps, features, models.LSTM_UNITS)
-    result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **_spread(times_ms)}
+    flops = steps.lstm_train_flops(batch, *models.LSTM_CORES[core], models.LSTM_UNITS)
+    result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **stats.spread(times_ms)}
     median_s = result["step_time_ms_median"] / 1000
     result["sequences_per_s"] = round(batch / median_s, 2)
     result["gflops"] = round(flops / median_s / 1e9, 3)
@@ -135,24 +82,23 @@ def sgemm_gflops(device: str, n: int, warmup_steps: int, rounds: int) -> float:
     return round(2 * n**3 / float(np.median(times)) / 1e9, 2)
 
 
-def _outputs_and_gradients(device, steps, features, units, batch, use_cudnn, weights, seed):
+def _outputs_and_gradients(device, length, features, units, batch, use_cudnn, weights, seed):
     with keras.device(device):
-        model = core_model(steps, features, units, use_cudnn, keras.optimizers.SGD(learning_rate=1.0))
+        model = steps.core_model(length, features, units, use_cudnn, keras.optimizers.SGD(learning_rate=1.0))
         model.set_weights(weights)
-        x, y = _data(batch, steps, features, units, seed)
+        x, y = steps.core_data(batch, length, features, units, seed)
         outputs = keras.ops.convert_to_numpy(model.predict_on_batch(x))
-        model.train_on_batch(x, y)
-        gradients = [w0 - w1 for w0, w1 in zip(weights, model.get_weights())]
-    return outputs, gradients
+        by_layer = gradients.by_sgd_step(model, x, y)
+    return outputs, [g for layer_gradients in by_layer.values() for g in layer_gradients]
 
 
-def parity(cpu: str, gpu: str, steps, features, units, batch, seed) -> dict:
+def parity(cpu: str, gpu: str, length, features, units, batch, seed) -> dict:
     """Max abs difference of outputs and gradients: CPU generic kernel against GPU cuDNN kernel."""
     with keras.device(cpu):
         keras.utils.set_random_seed(seed)
-        weights = core_model(steps, features, units, False, "sgd").get_weights()
-    out_cpu, grad_cpu = _outputs_and_gradients(cpu, steps, features, units, batch, False, weights, seed)
-    out_gpu, grad_gpu = _outputs_and_gradients(gpu, steps, features, units, batch, True, weights, seed)
+        weights = steps.core_model(length, features, units, False, "sgd").get_weights()
+    out_cpu, grad_cpu = _outputs_and_gradients(cpu, length, features, units, batch, False, weights, seed)
+    out_gpu, grad_gpu = _outputs_and_gradients(gpu, length, features, units, batch, True, weights, seed)
     return {
         "parity_output_max_abs_diff": float(np.max(np.abs(out_cpu - out_gpu))),
         "parity_gradient_max_abs_diff": float(max(np.max(np.abs(a - b)) for a, b in zip(grad_cpu, grad_gpu))),
@@ -160,9 +106,9 @@ def parity(cpu: str, gpu: str, steps, features, units, batch, seed) -> dict:
 
 
 def measure(batch: int, cfg: params.LstmStep) -> dict:
-    gpus, gpu_status = stage.gpu_devices()
+    gpus, gpu_status = environment.gpu_devices()
     gpu = gpus[0] if gpus else None
-    env = stage.environment()
+    env = environment.record()
     report = {
         "batch_size": batch,
         "units": models.LSTM_UNITS,
@@ -172,23 +118,23 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
         "backend_version": env["backend_version"],
         "keras_version": env["keras_version"],
         "threads": env["threads"],
-        "cpu_device_name": stage.cpu_name(),
-        "gpu_device_name": (stage.gpu_name() or gpu) if gpu else None,
+        "cpu_device_name": environment.cpu_name(),
+        "gpu_device_name": (environment.gpu_name() or gpu) if gpu else None,
         "gpu_status": gpu_status,
         "sgemm_n": cfg.sgemm_n,
         "cpu_sgemm_gflops": sgemm_gflops(CPU, cfg.sgemm_n, cfg.warmup_steps, cfg.rounds),
         "gpu_sgemm_gflops": sgemm_gflops(gpu, cfg.sgemm_n, cfg.warmup_steps, cfg.rounds) if gpu else None,
         "parity_atol": cfg.parity_atol,
     }
-    for model_name, (steps, features) in models.LSTM_CORES.items():
-        shape = (steps, features, models.LSTM_UNITS, batch)
-        print(f"lstm-step: {model_name} core, {steps} steps x {features} features, batch {batch}", flush=True)
+    for model_name, (length, features) in models.LSTM_CORES.items():
+        shape = (length, features, models.LSTM_UNITS, batch)
+        print(f"lstm-step: {model_name} core, {length} steps x {features} features, batch {batch}", flush=True)
         run = lambda device, use_cudnn: time_train_step(  # noqa: E731
             model_name, batch, device, use_cudnn, cfg.warmup_steps, cfg.rounds, cfg.seed)
         core = {
-            "steps": steps,
+            "steps": length,
             "features": features,
-            "train_step_gflop": round(lstm_train_flops(batch, steps, features, models.LSTM_UNITS) / 1e9, 4),
+            "train_step_gflop": round(steps.lstm_train_flops(batch, length, features, models.LSTM_UNITS) / 1e9, 4),
             "cudnn_ineligible_because": cudnn_ineligibility(keras.layers.LSTM(models.LSTM_UNITS)),
             "cpu_generic": run(CPU, False),
             "gpu_cudnn": run(gpu, True) if gpu else None,
@@ -210,11 +156,11 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
     return report
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    cli.ArgumentParser(prog="python -m pipeline.lstm_step", description=__doc__.splitlines()[0]).parse_args(argv)
     p = params.load()
-    report = measure(p.train.batch_size, p.lstm_step)
-    stage.write_json(p.paths.lstm_step_metrics, report)
+    write_json(p.paths.lstm_step_metrics, measure(p.train.batch_size, p.lstm_step))
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    cli.main(main)

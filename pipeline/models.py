@@ -10,6 +10,8 @@ Both: Adam, categorical cross-entropy, accuracy. Only backend-agnostic `keras.*`
 models run under the tensorflow, torch and jax backends alike, and under Keras 2 (`tf_keras`) for the
 collapse study's comparison (pipeline/collapse.py binds `keras` to it before importing this module).
 
+The names come from pipeline/params.py (MODEL_NAMES, LOSSES); `BUILDERS` and `LOSSES` map them to code.
+
 Layers are named so that pipeline/diagnostics.py can find them: `BRANCHES` groups the trainable
 layers of each model, `RELU`, `LSTM` and `HEAD` name the layers it probes.
 """
@@ -23,7 +25,7 @@ INPUT_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
 LSTM_UNITS = 50
 # The (steps, features) each model's LSTM reads: the pooled 16x16 grid of 50 channels, or the raw
-# image as 1024 pixels of 3 values. The lstm-step stage times these cores on their own.
+# image as 1024 pixels of 3 values. pipeline/steps.py builds these cores on their own for timing.
 LSTM_CORES = {"sequential": (16 * 16, 50), "parallel": (32 * 32, 3)}
 REPORTED_TEST_ACCURACY = {"sequential": 0.5927, "parallel": 0.10000001}
 REPORTED_EPOCHS = {"sequential": 100, "parallel": 10}

@@ -16,11 +16,18 @@ from urllib.parse import urlparse
 import yaml
 
 PARAMS_FILE = Path("params.yaml")
+# The one list of each set of names. pipeline/models.py maps MODEL_NAMES and LOSSES to code
+# (tests/test_models.py checks that the maps cover exactly these).
 MODEL_NAMES = ("sequential", "parallel")
 NORMALIZE_MODES = ("raw", "unit", "standardize")
-LOSSES = ("crossentropy", "clipped_crossentropy")  # pipeline/models.py: LOSSES
-DISTRIBUTIONS = ("none", "data_parallel")  # pipeline/distribute.py: MODES
+LOSSES = ("crossentropy", "clipped_crossentropy")
+DISTRIBUTIONS = ("none", "data_parallel")
 URL_SCHEMES = ("http", "https", "file")
+# The collapse study's arms: the same model code under Keras 3 and under Keras 2 (tf_keras).
+COLLAPSE_ARMS = ("keras3", "keras2")
+# Chance on CIFAR-10 is 0.10; the tutorial's failed run scored 0.10000001. Every run that learned
+# anything scored far above 0.15 (docs/findings.md), so "collapsed" is a final test accuracy below it.
+COLLAPSED_BELOW = 0.15
 
 
 class PipelineError(Exception):
@@ -78,6 +85,13 @@ class Paths:
     @property
     def collapse_metrics(self) -> Path:
         return Path(self.metrics_dir) / "collapse.json"
+
+    @property
+    def collapse_plots_dir(self) -> Path:
+        return Path(self.plots_dir) / "collapse"
+
+    def collapse_plot(self, arm: str, seed: int) -> Path:
+        return self.collapse_plots_dir / f"{arm}-seed{seed}.csv"
 
     @property
     def lstm_step_metrics(self) -> Path:

@@ -5,29 +5,27 @@
 Builds each model with `train.learning_rate` and each loss in `models.LOSSES` from the same seed,
 and prints `diagnostics.Probe.measure()` on a class-balanced sample of `<paths.prepared_dir>/train.npz`
 (so with the input scaling `preprocess.normalize` gave it). It shows whether the softmax is saturated,
-and the tutorial-era loss blind, before training starts (README, "Reproducing the tutorial").
+and the tutorial-era loss blind, before training starts (docs/findings.md).
 Not a stage: it reads the prepared arrays and writes nothing.
 """
 
 from __future__ import annotations
 
-import argparse
-
 import keras
 
-from pipeline import data, diagnostics, models, params, preprocess, stage
+from pipeline import cli, data, diagnostics, models, params
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.probe_init", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m pipeline.probe_init", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200, help="probe images, a multiple of 10 (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     args = parser.parse_args(argv)
     p = params.load()
     split = data.load_split(p.paths.train_arrays)
-    keep = preprocess.balanced_subset(split.labels, args.images, p.preprocess.seed, "--images")
-    for name in models.BUILDERS:
-        for loss in models.LOSSES:
+    keep = data.balanced_subset(split.labels, args.images, p.preprocess.seed, "--images")
+    for name in params.MODEL_NAMES:
+        for loss in params.LOSSES:
             keras.utils.set_random_seed(args.seed)
             model = models.build(name, p.train.learning_rate, loss)
             probe = diagnostics.Probe(name, split.images[keep], split.labels[keep], 1, split.images[:10],
@@ -39,4 +37,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    cli.main(main)

@@ -2,10 +2,10 @@
 
     python -m pipeline.report [--out reports/seeds] [--all-commits]
 
-Multi-seed runs are plain DVC experiments (README, "Several seeds"):
+Multi-seed runs are plain DVC experiments (docs/experiments.md, "Several seeds"):
 
     dvc exp run --queue evaluate@parallel -S 'train.seed=range(0,3)'   # one experiment per seed
-    dvc exp run --queue collapse -S preprocess.normalize=unit            # the collapse stage seeds itself
+    dvc exp run --queue studies/dvc.yaml:collapse -S preprocess.normalize=unit  # the study seeds itself
     dvc queue start -j 1                                                 # -j N: N at once
     python -m pipeline.report
 
@@ -14,7 +14,7 @@ every commit, not only HEAD's) and takes each run's settings from its own metric
 what produced them, so an experiment that retrained one model does not count the other model's
 unchanged metrics as a new run. Rows are one per (setting, seed); when the same seed of a setting
 appears more than once, the newest counts. A train-stage run needs both `train-<model>.json` and
-`evaluate-<model>.json` (target `evaluate@<model>`, not `train-<model>`); each seed of the `collapse`
+`evaluate-<model>.json` (target `evaluate@<model>`, not `train@<model>`); each seed of the `collapse`
 stage is a run of its own, labelled with its arm (keras3, keras2).
 
 Writes `<out>.md` (the table), `<out>.csv` (the same numbers) and `<out>-runs.csv` (one row per run).
@@ -22,15 +22,14 @@ Writes `<out>.md` (the table), `<out>.csv` (the same numbers) and `<out>-runs.cs
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import collapse, models, params, stage
+from pipeline import cli, models, params
+from pipeline.atomic import atomic_output
 from pipeline.params import PipelineError
 
 SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size", "learning_rate", "loss",
@@ -63,22 +62,22 @@ def experiments(all_commits: bool) -> list[dict]:
     return found
 
 
-def runs(found: list[dict], metrics_dir: str) -> pd.DataFrame:
+def runs(found: list[dict], paths: params.Paths) -> pd.DataFrame:
     """One row per (setting, seed): the train stages' runs and the collapse stage's seeds."""
     rows = []
     for exp in found:
         m = exp["metrics"]
         where = {"experiment": exp["name"], "rev": exp["rev"][:7], "timestamp": exp["timestamp"]}
-        for name in models.BUILDERS:
-            trained, scored = m.get(f"{metrics_dir}/train-{name}.json"), m.get(f"{metrics_dir}/evaluate-{name}.json")
+        for name in params.MODEL_NAMES:
+            trained, scored = m.get(str(paths.train_metrics(name))), m.get(str(paths.evaluate_metrics(name)))
             if not trained or not scored or "test_accuracy" not in scored:
                 continue
             rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
                          **{k: trained.get(k) for k in SETTING[2:]}, "loss": trained.get("loss", "crossentropy"),
                          "replicas": trained.get("replicas", 1),  # metrics before data-parallel: one device
                          "test_accuracy": scored["test_accuracy"], **where})
-        study = m.get(f"{metrics_dir}/collapse.json")
-        for arm in collapse.ARMS if study else ():
+        study = m.get(str(paths.collapse_metrics))
+        for arm in params.COLLAPSE_ARMS if study else ():
             for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
                 rows.append({"model": study["model"], "source": f"collapse {arm}", "seed": int(seed),
                              **{k: study.get(k) for k in SETTING[2:]}, "loss": study.get("loss", "crossentropy"),
@@ -90,10 +89,10 @@ def runs(found: list[dict], metrics_dir: str) -> pd.DataFrame:
 
 
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std, min and max test accuracy over seeds; collapsed = runs below chance + 0.05."""
+    """Mean, sample std, min and max test accuracy over seeds; collapsed = runs below params.COLLAPSED_BELOW."""
     grouped = table.groupby(SETTING, dropna=False)
     summary = grouped["test_accuracy"].agg(runs="count", mean="mean", std="std", min="min", max="max")
-    summary["collapsed"] = grouped["test_accuracy"].apply(lambda a: int((a < collapse.COLLAPSED_BELOW).sum()))
+    summary["collapsed"] = grouped["test_accuracy"].apply(lambda a: int((a < params.COLLAPSED_BELOW).sum()))
     summary["seeds"] = grouped["seed"].apply(lambda s: ",".join(str(int(v)) for v in sorted(s)))
     summary = summary.reset_index()
     tutorial = (summary["source"].str.startswith("train-") & (summary["normalize"] == "raw")
@@ -115,13 +114,13 @@ def markdown(summary: pd.DataFrame) -> str:
     return shown[columns].to_markdown(index=False, disable_numparse=True) + "\n"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.splitlines()[0])
+def main(argv=None) -> None:
+    parser = cli.ArgumentParser(prog="python -m pipeline.report", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/seeds"), help="output prefix (default reports/seeds)")
     parser.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
     args = parser.parse_args(argv)
     p = params.load()
-    table = runs(experiments(args.all_commits), p.paths.metrics_dir)
+    table = runs(experiments(args.all_commits), p.paths)
     if table.empty:
         raise PipelineError("no experiment has train-<model>.json with evaluate-<model>.json, or collapse.json; "
                             "run some first (dvc exp run)")
@@ -131,12 +130,11 @@ def main(argv=None) -> int:
     for suffix, write in ((".md", lambda f: Path(f).write_text(text)),
                           (".csv", lambda f: summary.to_csv(f, index=False)),
                           ("-runs.csv", lambda f: table.to_csv(f, index=False))):
-        with stage.atomic_output(args.out.parent / (args.out.name + suffix)) as tmp:
+        with atomic_output(args.out.parent / (args.out.name + suffix)) as tmp:
             write(tmp)
     print(text, end="")
     print(f"report: {len(table)} runs in {len(summary)} settings -> {args.out}.md, .csv, -runs.csv")
-    return 0
 
 
 if __name__ == "__main__":
-    stage.run(lambda: sys.exit(main()))
+    cli.main(main)

@@ -54,14 +54,14 @@ def write_prepared(project: Path, images: int, seed: int, split: str = "train", 
     """`data/prepared/<split>.npz` in `project`, as the preprocess stage writes it, of synthetic images."""
     import numpy as np
 
-    from pipeline import preprocess
+    from pipeline import data, preprocess
     from tests import archives
 
     batch = archives.batch(images, seed=seed)
     pixels = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     offset, scale = preprocess.normalization(normalize, pixels)
     (project / "data" / "prepared").mkdir(parents=True, exist_ok=True)
-    preprocess.save_split(project / "data" / "prepared" / f"{split}.npz", pixels,
+    data.save_split(project / "data" / "prepared" / f"{split}.npz", pixels,
                           np.array(batch[b"labels"], np.uint8), archives.CLASS_NAMES, normalize, offset, scale)
 
 

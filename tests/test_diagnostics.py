@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import collapse, data, diagnostics, models, train
+from pipeline import data, diagnostics, models, params, training
 from tests import archives
 from tests.project import set_params
 
@@ -69,7 +69,7 @@ def test_gradient_norms_per_branch_match_gradient_tape(split):
 
 def test_probe_during_fit(split):
     probe = diagnostics.Probe("parallel", split.images[:20], split.labels[:20], 1, split.images[:30], split.labels[:30], 2)
-    train.fit("parallel", split, seed=0, batch_size=50, learning_rate=0.001, epochs=2, verbose=0, callbacks=[probe])
+    training.fit("parallel", split, seed=0, batch_size=50, learning_rate=0.001, epochs=2, verbose=0, callbacks=[probe])
     assert [r["step"] for r in probe.rows] == [0, 1, 2, 3, 4]  # the initial weights, then every step
     assert [r["epoch"] for r in probe.rows] == [0, 0.5, 1, 1.5, 2]
     assert [e["epoch"] for e in probe.epochs] == [1, 2]
@@ -95,11 +95,11 @@ def test_collapse_stage_runs_both_kerases(root, tmp_path, tiny_archive):
     assert "collapse: keras2 (keras 2." in done.stdout and "seed 2/2" in done.stdout  # progress
     metrics = json.loads((tmp_path / "metrics" / "collapse.json").read_text())
     assert metrics["keras3"]["keras_version"].startswith("3.") and metrics["keras2"]["keras_version"].startswith("2.")
-    for arm in collapse.ARMS:
+    for arm in params.COLLAPSE_ARMS:
         assert metrics[arm]["runs"] == 2 and set(metrics[arm]["per_seed"]) == {"0", "1"}
         for seed in ("0", "1"):
             run = metrics[arm]["per_seed"][seed]
-            assert run["collapsed"] == (run["test_accuracy"] < collapse.COLLAPSED_BELOW)
+            assert run["collapsed"] == (run["test_accuracy"] < params.COLLAPSED_BELOW)
             assert len(run["test_accuracy_by_epoch"]) == 1
             rows = (tmp_path / "plots" / "collapse" / f"{arm}-seed{seed}.csv").read_text().splitlines()
             assert len(rows) == 1 + 1 + 200 // 100 // 2  # header, the initial probe, one every 2 of 2 steps

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import lstm_step, stage
+from pipeline import environment, lstm_step, steps
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
-GPUS, GPU_STATUS = stage.gpu_devices()
+GPUS, GPU_STATUS = environment.gpu_devices()
 
 
 def run_stage(root, tmp_path, backend=None):
@@ -39,9 +39,9 @@ def run_stage(root, tmp_path, backend=None):
 def check_report(report, backend):
     jsonschema.validate(report, SCHEMA)
     assert report["backend"] == backend and report["batch_size"] == 8 and report["rounds"] == 3
-    for name, steps, features in (("sequential", 256, 50), ("parallel", 1024, 3)):
+    for name, length, features in (("sequential", 256, 50), ("parallel", 1024, 3)):
         core = report[name]
-        assert (core["steps"], core["features"]) == (steps, features)
+        assert (core["steps"], core["features"]) == (length, features)
         assert core["cudnn_ineligible_because"] == []
         cpu = core["cpu_generic"]
         assert len(cpu["warmup_ms"]) == 1
@@ -72,8 +72,8 @@ def test_stage_runs_under_other_backends(root, tmp_path, backend):
 
 def test_flop_count_formula():
     # sequential core at batch 100: 3 * 2 * 100 * 256 * 4*50 * (50 + 50)
-    assert lstm_step.lstm_train_flops(100, 256, 50, 50) == 3_072_000_000
-    assert lstm_step.lstm_train_flops(100, 1024, 3, 50) == 3 * 2 * 100 * 1024 * 200 * 53
+    assert steps.lstm_train_flops(100, 256, 50, 50) == 3_072_000_000
+    assert steps.lstm_train_flops(100, 1024, 3, 50) == 3 * 2 * 100 * 1024 * 200 * 53
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_layer_that_is_not_cudnn_eligible_is_reported(kwargs, reason):
 def test_cudnn_path_never_falls_back_silently():
     # On a machine without cuDNN, asking for the cuDNN kernel must fail, not time the generic one.
     x = np.zeros((2, 4, 3), np.float32)
-    model = lstm_step.core_model(4, 3, 5, True, "adam")
+    model = steps.core_model(4, 3, 5, True, "adam")
     with pytest.raises(ValueError, match="use_cudnn=True was specified"):
         model.predict_on_batch(x)
 
@@ -116,12 +116,12 @@ def numpy_lstm_loss(x, y, kernel, recurrent, bias):
 
 
 def test_generic_kernel_matches_a_numpy_lstm():
-    steps, features, units, batch, seed = 6, 3, 4, 2, 0
+    length, features, units, batch, seed = 6, 3, 4, 2, 0
     keras.utils.set_random_seed(seed)
-    weights = [w + 0.1 for w in lstm_step.core_model(steps, features, units, False, "sgd").get_weights()]
-    outputs, gradients = lstm_step._outputs_and_gradients(lstm_step.CPU, steps, features, units, batch,
+    weights = [w + 0.1 for w in steps.core_model(length, features, units, False, "sgd").get_weights()]
+    outputs, gradients = lstm_step._outputs_and_gradients(steps.CPU, length, features, units, batch,
                                                           False, weights, seed)
-    x, y = (keras.ops.convert_to_numpy(t).astype(np.float64) for t in lstm_step._data(batch, steps, features, units, seed))
+    x, y = (keras.ops.convert_to_numpy(t).astype(np.float64) for t in steps.core_data(batch, length, features, units, seed))
     params = [w.astype(np.float64) for w in weights]
     expected_h, _ = numpy_lstm_loss(x, y, *params)
     np.testing.assert_allclose(outputs, expected_h, atol=1e-5)
@@ -144,6 +144,6 @@ def test_generic_kernel_matches_a_numpy_lstm():
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPUS, reason=GPU_STATUS)
 def test_gpu_cudnn_path_matches_cpu_path():
-    result = lstm_step.parity(lstm_step.CPU, GPUS[0], 64, 50, 50, 16, seed=0)
+    result = lstm_step.parity(steps.CPU, GPUS[0], 64, 50, 50, 16, seed=0)
     assert result["parity_output_max_abs_diff"] < 1e-4
     assert result["parity_gradient_max_abs_diff"] < 1e-4

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import models
+from pipeline import models, params
 
 SUMMARIES = {
     "sequential": (
@@ -82,3 +82,11 @@ def test_models_build_with_either_loss_and_the_clipped_one_survives_save_and_loa
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert loaded.loss is models.clipped_crossentropy or getattr(loaded.loss, "__name__", "") == "clipped_crossentropy"
+
+
+def test_the_code_maps_cover_exactly_the_names_params_allows():
+    # params.py holds the one list of model and loss names; models.py maps each to code.
+    assert tuple(models.BUILDERS) == params.MODEL_NAMES
+    assert tuple(models.LOSSES) == params.LOSSES
+    assert set(models.REPORTED_TEST_ACCURACY) == set(models.REPORTED_EPOCHS) == set(params.MODEL_NAMES)
+    assert set(models.LSTM_CORES) == set(models.BRANCHES) == set(params.MODEL_NAMES)

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import yaml
@@ -12,12 +13,30 @@ def raw(root):
     return yaml.safe_load((root / "params.yaml").read_text())
 
 
-def test_committed_params_keep_official_source_and_tutorial_protocol(root):
+def test_committed_params_are_the_official_source_and_the_benchmark_profile(root):
     p = params.load(root / "params.yaml")
     assert p.download.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     assert p.download.md5 == "c58f30108f718f92721af3b95e74349a"
-    assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 0, 0)
+    assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 10_000, 2_000)
     assert (p.train.batch_size, p.train.learning_rate) == (100, 0.001)
+    assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (3, 1)
+
+
+def test_the_tutorial_profile_is_the_tutorials_protocol(root, raw):
+    # `make repro PROFILE=tutorial` passes these overrides to dvc exp run -S.
+    makefile = (root / "Makefile").read_text().replace("\\\n", " ")
+    overrides = re.search(r"^PROFILE_tutorial := (.*)$", makefile, re.M).group(1).split()
+    for override in overrides:
+        dotted, value = override.split("=")
+        *parents, key = dotted.split(".")
+        node = raw
+        for parent in parents:
+            node = node[parent]
+        assert key in node, override
+        node[key] = yaml.safe_load(value)
+    p = params.parse(raw)
+    assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 0, 0)
+    assert (p.train.batch_size, p.train.learning_rate, p.train.loss) == (100, 0.001, "crossentropy")
     assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (100, 10)
 
 

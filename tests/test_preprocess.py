@@ -10,17 +10,17 @@ LABELS = np.repeat(np.arange(10), 50)  # 50 per class, as in a balanced split
 
 
 def test_subset_is_class_balanced_and_stable():
-    keep = preprocess.balanced_subset(LABELS, 100, seed=0, key="preprocess.train_limit")
+    keep = data.balanced_subset(LABELS, 100, seed=0, key="preprocess.train_limit")
     assert len(keep) == 100 and np.all(np.diff(keep) > 0)
     assert np.bincount(LABELS[keep], minlength=10).tolist() == [10] * 10
-    assert np.array_equal(keep, preprocess.balanced_subset(LABELS, 100, seed=0, key="k"))
-    assert not np.array_equal(keep, preprocess.balanced_subset(LABELS, 100, seed=1, key="k"))
+    assert np.array_equal(keep, data.balanced_subset(LABELS, 100, seed=0, key="k"))
+    assert not np.array_equal(keep, data.balanced_subset(LABELS, 100, seed=1, key="k"))
 
 
 def test_subset_limits():
-    assert np.array_equal(preprocess.balanced_subset(LABELS, 0, 0, "k"), np.arange(500))
+    assert np.array_equal(data.balanced_subset(LABELS, 0, 0, "k"), np.arange(500))
     with pytest.raises(PipelineError, match="preprocess.test_limit = 600 exceeds the 500 images available"):
-        preprocess.balanced_subset(LABELS, 600, 0, "preprocess.test_limit")
+        data.balanced_subset(LABELS, 600, 0, "preprocess.test_limit")
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def images():
 def _round_trip(tmp_path, images, mode):
     offset, scale = preprocess.normalization(mode, images)
     path = tmp_path / f"{mode}.npz"
-    preprocess.save_split(path, images, np.arange(64, dtype=np.uint8) % 10, [f"c{i}" for i in range(10)], mode, offset, scale)
+    data.save_split(path, images, np.arange(64, dtype=np.uint8) % 10, [f"c{i}" for i in range(10)], mode, offset, scale)
     return data.load_split(path)
 
 

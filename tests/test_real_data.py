@@ -6,7 +6,7 @@ Skips with a reason when ../shared is absent (see conftest.real_mirror).
 import numpy as np
 import pytest
 
-from pipeline import cifar, data, evaluate, preprocess, train
+from pipeline import cifar, data, evaluate, preprocess, training
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def splits(real_mirror, tmp_path_factory):
     offset, scale = preprocess.normalization("standardize", train_x)
     out = tmp_path_factory.mktemp("prepared")
     for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
-        preprocess.save_split(out / f"{name}.npz", x, y, raw["class_names"], "standardize", offset, scale)
+        data.save_split(out / f"{name}.npz", x, y, raw["class_names"], "standardize", offset, scale)
     return data.load_split(out / "train.npz"), data.load_split(out / "test.npz")
 
 
@@ -34,7 +34,7 @@ def test_sequential_model_beats_chance_after_one_epoch(splits):
     # Measured here (seeds 0 and 1, batch 50): 0.275 and 0.248 test accuracy. Chance is 0.10, with a
     # standard deviation of 0.0095 over 1,000 test images: 0.15 is five of them above chance.
     train_split, test_split = splits
-    model, history, _ = train.fit("sequential", train_split, seed=0, batch_size=50, learning_rate=0.001, epochs=1, verbose=0)
+    model, history, _ = training.fit("sequential", train_split, seed=0, batch_size=50, learning_rate=0.001, epochs=1, verbose=0)
     metrics, _ = evaluate.evaluate(model, test_split, batch_size=100)
     assert np.isfinite(history["loss"].iloc[0])
     assert metrics["test_accuracy"] > 0.15

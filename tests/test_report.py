@@ -4,8 +4,9 @@ tests/test_seeds.py runs it over a real queue."""
 import pandas as pd
 import pytest
 
-from pipeline import report
+from pipeline import params, report
 
+PATHS = params.load().paths
 ENV = {"backend": "tensorflow", "keras_version": "3.15.1", "device_name": "cpu"}
 SETTING = {"normalize": "raw", "train_images": 10_000, "epochs": 3, "batch_size": 100, "learning_rate": 0.001}
 
@@ -38,7 +39,7 @@ def test_runs_count_each_setting_and_seed_once_and_the_newest_wins():
         exp("unscored", "4", **{"train-parallel": trained(5)}),
         exp("study", "5", collapse=study([0.10, 0.10, 0.52])),
     ]
-    table = report.runs(found, "metrics")
+    table = report.runs(found, PATHS)
     sources = table.groupby("source")["seed"].apply(list).to_dict()
     assert sources == {"train-sequential": [0], "train-parallel": [0, 1],
                        "collapse keras3": [0, 1, 2], "collapse keras2": [0, 1, 2]}
@@ -59,5 +60,5 @@ def test_runs_count_each_setting_and_seed_once_and_the_newest_wins():
 def test_the_tutorial_column_appears_only_for_its_protocol():
     protocol = {**trained(0), "train_images": 50_000, "epochs": 10}
     found = [exp("p", "1", **{"train-parallel": protocol, "evaluate-parallel": {"test_accuracy": 0.49}})]
-    summary = report.aggregate(report.runs(found, "metrics"))
+    summary = report.aggregate(report.runs(found, PATHS))
     assert summary["tutorial"].tolist() == [0.10000001]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline import data, train
+from pipeline import data, training
 from tests import archives
 
 
@@ -15,7 +15,7 @@ def split():
 
 
 def _fit(split, name="sequential", seed=0, epochs=3):
-    return train.fit(name, split, seed=seed, batch_size=50, learning_rate=0.003, epochs=epochs, verbose=0)
+    return training.fit(name, split, seed=seed, batch_size=50, learning_rate=0.003, epochs=epochs, verbose=0)
 
 
 def test_loss_falls_and_history_and_timing_are_recorded(split):
@@ -38,5 +38,5 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(split):
 
 
 def test_parallel_model_trains_a_step(split):
-    _, history, _ = train.fit("parallel", split, seed=0, batch_size=100, learning_rate=0.001, epochs=1, verbose=0)
+    _, history, _ = training.fit("parallel", split, seed=0, batch_size=100, learning_rate=0.001, epochs=1, verbose=0)
     assert np.isfinite(history["loss"].iloc[0])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import stage
+from pipeline import environment as env_record
 
 
 def pytest_collection_modifyitems(config, items):
@@ -14,6 +14,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def environment(benchmark):
     """Record the device, backend and threads with every result."""
-    info = stage.environment()
+    info = env_record.record()
     benchmark.extra_info.update(info)
     return info

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import cifar, lstm_step, models, params
+from pipeline import cifar, models, params, steps
 from tests import archives
 
 BATCH = params.load().train.batch_size
@@ -20,11 +20,11 @@ BATCH = params.load().train.batch_size
 
 @pytest.mark.parametrize("core", list(models.LSTM_CORES))
 def test_lstm_core_train_step_cpu(benchmark, environment, core):
-    steps, features = models.LSTM_CORES[core]
-    step = lstm_step.make_train_step(core, BATCH)
+    length, features = models.LSTM_CORES[core]
+    step = steps.make_train_step(core, BATCH)
     benchmark.group = "lstm-core"
-    benchmark.extra_info.update(steps=steps, features=features, batch_size=BATCH, kernel="generic",
-                                gflop_per_step=lstm_step.lstm_train_flops(BATCH, steps, features, models.LSTM_UNITS) / 1e9)
+    benchmark.extra_info.update(steps=length, features=features, batch_size=BATCH, kernel="generic",
+                                gflop_per_step=steps.lstm_train_flops(BATCH, length, features, models.LSTM_UNITS) / 1e9)
     benchmark.pedantic(step, rounds=10, warmup_rounds=3)
 
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import data, models, train
+from pipeline import data, models, training
 from tests import archives
 
 IMAGES, EPOCHS, BATCH = 5000, 2, 100
@@ -30,7 +30,7 @@ def bare_fit(split):
 
 
 def pipeline_fit(split):
-    train.fit("sequential", split, seed=0, batch_size=BATCH, learning_rate=0.001, epochs=EPOCHS, verbose=0)
+    training.fit("sequential", split, seed=0, batch_size=BATCH, learning_rate=0.001, epochs=EPOCHS, verbose=0)
 
 
 @pytest.mark.parametrize("variant", [bare_fit, pipeline_fit], ids=["bare_model_fit", "pipeline_train_fit"])

@@ -1,62 +1,12 @@
-"""What every stage shares: the `main()` wrapper, atomic output files and the run's environment.
-
-`run(main)` turns a `PipelineError` into one line on stderr and exit 1, and Ctrl-C or SIGTERM into
-one line and exit 130. Outputs go through `atomic_output`, so an error or an interrupt never leaves a
-half-written file where a good one was.
-"""
+"""The hardware and software a measurement ran on, recorded beside every number."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-import json
 import os
 import platform
-import signal
 import subprocess
-import sys
 from pathlib import Path
-
-from pipeline.params import PipelineError
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
-def run(main) -> None:
-    """Call `main()` as a stage: clear one-line errors, prompt exit on SIGINT/SIGTERM."""
-    prog = f"pipeline.{Path(sys.modules['__main__'].__file__).stem}"
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        main()
-    except PipelineError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; no output was replaced", file=sys.stderr)
-        sys.exit(130)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path | str):
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
-
-    The temporary name keeps the suffix, because Keras picks the save format from it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path | str, obj) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def cpu_name() -> str:
@@ -100,8 +50,8 @@ def gpu_name() -> str | None:
     return names[0].strip() if out.returncode == 0 and names else None
 
 
-def environment() -> dict:
-    """The hardware and software a measurement ran on, recorded beside every number."""
+def record() -> dict:
+    """Device, backend and its version, Keras version and threads, for a metrics file."""
     import keras
 
     backend = keras.config.backend()

@@ -1,0 +1,48 @@
+"""A stage's stderr holds its own messages, not TensorFlow's native start-up notices."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import native_log
+from tests.project import ROOT, start_stage
+
+# Captured from TensorFlow 2.21.0 on this 2-core CPU machine, importing keras and running one op.
+NOTICES = [
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    b"I0000 00:00:1796031468.718760    2774 port.cc:153] oneDNN custom operations are on. You may see "
+    b"slightly different numerical results due to floating-point round-off errors from different computation "
+    b"orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
+    b"I0000 00:00:1796031468.719174    2774 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+    b"GPU will not be used.",
+    b"I0000 00:00:1796031468.806754    2774 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to "
+    b"use available CPU instructions in performance-critical operations.",
+    b"To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 FMA, in other operations, "
+    b"rebuild TensorFlow with the appropriate compiler flags.",
+    b"E0000 00:00:1796031472.282970    2774 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+    b"Failed call to cuInit: UNKNOWN ERROR (303)",
+]
+
+
+def test_known_notices_are_dropped_and_everything_else_is_kept():
+    kept = [b"pipeline.train: error: data/prepared/train.npz: cannot load prepared arrays",
+            b"E0000 00:00:1796031472.282970    2774 bfc_allocator.cc:291] Allocator ran out of memory",
+            b"Epoch 1/3"]
+    chunk = b"\n".join(NOTICES[:3] + kept[:1] + NOTICES[3:] + kept[1:]) + b"\n"
+    assert native_log.drop_notices(chunk) == b"\n".join(kept) + b"\n"
+
+
+def test_a_partial_line_such_as_a_progress_bar_is_forwarded_at_once():
+    assert native_log.drop_notices(b"\r 40%|####      | 4/10") == b"\r 40%|####      | 4/10"
+    assert native_log.drop_notices(NOTICES[0] + b"\n\r 50%|") == b"\r 50%|"
+
+
+@pytest.mark.parametrize("module", ["pipeline.evaluate sequential", "pipeline.lstm_step --bogus"])
+def test_a_stage_that_loads_tensorflow_prints_only_its_own_line(tmp_path, module):
+    # Missing prepared arrays / an unknown option: the stage loads Keras (and TensorFlow), then refuses.
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    proc = start_stage(tmp_path, *module.split())
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode in (1, 2)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{module.split()[0]}: error: "), err
