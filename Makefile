@@ -1,8 +1,9 @@
 # The two commands (both set everything up first, from a fresh clone):
-#   make repro   run the pipeline (dvc repro); offline here: make repro-mirror
-#   make test    run the test suite
-# Also: make bench (pytest-benchmark suite -> benchmarks.json), make bench-replicas (1 device vs 2 replicas),
-# make report (seeds), make mirror (offline archive).
+#   make repro   run the benchmark pipeline (dvc repro); offline here: make repro-mirror
+#   make test    run the whole test suite; make test-fast runs the unit tier (about 2 minutes)
+# Also: make study (the collapse study, studies/dvc.yaml), make bench (pytest-benchmark suite ->
+# benchmarks.json), make bench-replicas (1 device vs 2 replicas), make report (seeds), make mirror
+# (offline archive).
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,18 +14,17 @@ FULL_MIRROR := .mirror/full/cifar-10-python.tar.gz
 SMALL_MIRROR := .mirror/small/cifar-10-python.tar.gz
 # Extra parameter overrides for repro / repro-mirror, e.g. SET="train.sequential.epochs=3 train.parallel.epochs=1"
 SET ?=
-# Named sets of overrides: `make repro PROFILE=ci` (or repro-mirror) runs dvc exp run with them.
-# ci: a class-balanced 10k/2k subset of the real images and few epochs, so that the accuracy gate means
-# something and the whole run fits a CI job (measured in the README).
+# Named sets of overrides: `make repro PROFILE=tutorial` (or repro-mirror) runs dvc exp run with them.
+# The defaults in params.yaml are the per-commit benchmark profile (docs/benchmarks.md).
+# tutorial: the Keras tutorial's protocol, all 50k/10k images, 100 and 10 epochs (hours on 2 cores).
 PROFILE ?=
-PROFILE_ci := preprocess.train_limit=10000 preprocess.test_limit=2000 train.sequential.epochs=3 \
-  train.parallel.epochs=1 lstm_step.rounds=10 collapse.seeds=2 collapse.epochs=1 collapse.train_limit=2000 \
-  collapse.test_limit=500
+PROFILE_tutorial := preprocess.train_limit=0 preprocess.test_limit=0 train.sequential.epochs=100 \
+  train.parallel.epochs=10 lstm_step.rounds=20
 OVERRIDES := $(strip $(PROFILE_$(PROFILE)) $(SET))
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends repro repro-mirror mirror test bench bench-replicas gate-ab report
+.PHONY: setup backends repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab report
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -56,6 +56,10 @@ $(SMALL_MIRROR): | setup
 
 mirror: $(FULL_MIRROR)
 
+# The studies pipeline (studies/dvc.yaml), which a plain `dvc repro` leaves alone.
+study: setup
+	$(BIN)/dvc repro studies/dvc.yaml
+
 repro-mirror: setup $(FULL_MIRROR)
 	$(BIN)/dvc exp run -S download.url=file://$(abspath $(FULL_MIRROR)) \
 	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $(addprefix -S ,$(OVERRIDES))
@@ -64,6 +68,10 @@ repro-mirror: setup $(FULL_MIRROR)
 test: setup
 	@if [ -x $(MIRROR_TOOL) ]; then $(MAKE) --no-print-directory $(SMALL_MIRROR); fi
 	CIFAR10_SMALL_MIRROR=$(abspath $(SMALL_MIRROR)) $(BIN)/python -m pytest
+
+# The unit tier: no real dvc repro, no training on real data, no stage processes that train (marker `slow`).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not benchmark"
 
 bench: setup
 	$(BIN)/python -m pytest -m benchmark tests/benchmarks --benchmark-json=benchmarks.json
