@@ -39,6 +39,14 @@ def _check(test, allowed):
     return {"test": test, "allowed": allowed}
 
 
+def _one_of(names):
+    return _check(lambda v: v in names, " | ".join(names))
+
+
+# A class-balanced subset needs the same count of every one of the 10 classes.
+_SUBSET_LIMIT = _check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10")
+
+
 def positive(value):
     return value > 0
 
@@ -112,12 +120,9 @@ class Download:
 
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
-    normalize: str = dataclasses.field(
-        metadata=_check(lambda m: m in NORMALIZE_MODES, " | ".join(NORMALIZE_MODES))
-    )
-    # A class-balanced subset needs the same count of every one of the 10 classes.
-    train_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
-    test_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
+    normalize: str = dataclasses.field(metadata=_one_of(NORMALIZE_MODES))
+    train_limit: int = dataclasses.field(metadata=_SUBSET_LIMIT)
+    test_limit: int = dataclasses.field(metadata=_SUBSET_LIMIT)
     seed: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
 
 
@@ -131,10 +136,8 @@ class Train:
     seed: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
     batch_size: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     learning_rate: float = dataclasses.field(metadata=_check(positive, "> 0"))
-    loss: str = dataclasses.field(metadata=_check(lambda v: v in LOSSES, " | ".join(LOSSES)))
-    distribution: str = dataclasses.field(
-        metadata=_check(lambda v: v in DISTRIBUTIONS, " | ".join(DISTRIBUTIONS))
-    )
+    loss: str = dataclasses.field(metadata=_one_of(LOSSES))
+    distribution: str = dataclasses.field(metadata=_one_of(DISTRIBUTIONS))
     devices: int = dataclasses.field(metadata=_check(non_negative, "0 (every GPU) or N >= 1"))
     sequential: ModelTrain
     parallel: ModelTrain
@@ -161,8 +164,8 @@ class LstmStep:
 class Collapse:
     seeds: int = dataclasses.field(metadata=_check(positive, ">= 1 (seeds 0 .. seeds-1)"))
     epochs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
-    train_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
-    test_limit: int = dataclasses.field(metadata=_check(lambda n: n >= 0 and n % 10 == 0, "0 (all) or a positive multiple of 10"))
+    train_limit: int = dataclasses.field(metadata=_SUBSET_LIMIT)
+    test_limit: int = dataclasses.field(metadata=_SUBSET_LIMIT)
     probe_images: int = dataclasses.field(metadata=_check(lambda n: n >= 10 and n % 10 == 0, "a multiple of 10, >= 10"))
     probe_every: int = dataclasses.field(metadata=_check(positive, ">= 1 (training steps)"))
     keras2: bool  # also run every seed under Keras 2 (tf_keras)
