@@ -11,9 +11,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", "studies/dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 # What the scratch-project tests override, so that every stage runs in seconds on the tiny archive.
-TINY = {"train.sequential.epochs": 1, "train.parallel.epochs": 1, "lstm_step.warmup_steps": 1,
+TINY = {"preprocess.train_limit": 0, "preprocess.test_limit": 0, "train.sequential.epochs": 1, "train.parallel.epochs": 1, "lstm_step.warmup_steps": 1,
         "lstm_step.rounds": 3, "collapse.seeds": 1, "collapse.epochs": 1, "collapse.train_limit": 0,
         "collapse.test_limit": 0, "collapse.probe_images": 20, "collapse.probe_every": 2, "collapse.keras2": False}
 
@@ -33,6 +33,23 @@ def start_stage(project: Path, *args: str, **env: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
     return subprocess.Popen([sys.executable, "-m", *args], cwd=project, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_stage(proc: subprocess.Popen, timeout: float | None = 300) -> tuple[int, str, str]:
+    """Wait for a process from `start_stage`: (exit code, stdout, stderr). One still running after
+    `timeout` seconds is killed, and the test fails with `subprocess.TimeoutExpired`."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def run_stage(project: Path, *args: str, timeout: float | None = 300, **env: str) -> tuple[int, str, str]:
+    """`start_stage`, waited for: (exit code, stdout, stderr); see `wait_stage` for `timeout`."""
+    return wait_stage(start_stage(project, *args, **env), timeout)
 
 
 def copy_project(root: Path, project: Path) -> Path:

@@ -85,7 +85,8 @@ def test_probe_during_fit(split):
 def test_collapse_stage_runs_both_kerases(root, tmp_path, tiny_archive):
     archive, _ = tiny_archive
     (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
-    set_params(tmp_path, **{"paths.archive": str(archive), "collapse.seeds": 2, "collapse.epochs": 1,
+    set_params(tmp_path, **{"paths.archive": str(archive), "preprocess.train_limit": 0, "preprocess.test_limit": 0,
+                            "collapse.seeds": 2, "collapse.epochs": 1,
                             "collapse.train_limit": 0, "collapse.test_limit": 0, "collapse.probe_images": 20,
                             "collapse.probe_every": 2})
     env = {**os.environ, "PYTHONPATH": str(root)}

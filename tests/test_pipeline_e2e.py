@@ -1,4 +1,5 @@
-"""The real `dvc repro` in a temporary git copy of the project, downloading from a real HTTP server.
+"""The real `dvc repro` in a temporary git copy of the project, downloading from a real HTTP server:
+a plain `dvc repro` runs the benchmark and leaves the studies alone; `dvc repro studies/dvc.yaml` runs them.
 
 Slow (about a minute): it runs every stage three times over, with TensorFlow starting in each.
 """
@@ -11,8 +12,8 @@ import pytest
 from tests.project import TINY, copy_project, run, set_params
 from tests.servers import serve
 
-STAGES = ["download", "preprocess", "train-sequential", "train-parallel", "evaluate@sequential",
-          "evaluate@parallel", "lstm-step", "collapse"]
+STAGES = ["download", "preprocess", "train@sequential", "train@parallel", "evaluate@sequential",
+          "evaluate@parallel", "lstm-step"]
 
 
 def stages_ran(output):
@@ -37,6 +38,8 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
 
         assert stages_ran(run(["dvc", "repro"], project)) == STAGES
         assert server.requests == [""]
+        assert not (project / "metrics" / "collapse.json").exists()
+        assert stages_ran(run(["dvc", "repro", "studies/dvc.yaml"], project)) == ["collapse"]
 
         metrics = {p.name: json.loads(p.read_text()) for p in (project / "metrics").glob("*.json")}
         assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate-sequential.json",
@@ -54,11 +57,12 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
             assert len((project / "plots" / f"confusion-{name}.csv").read_text().splitlines()) == 101
 
         assert stages_ran(run(["dvc", "repro"], project)) == []
+        assert stages_ran(run(["dvc", "repro", "studies/dvc.yaml"], project)) == []
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-qm", "one epoch"], project)
 
         set_params(project, **{"train.parallel.epochs": 2})
-        assert stages_ran(run(["dvc", "repro"], project)) == ["train-parallel", "evaluate@parallel"]
+        assert stages_ran(run(["dvc", "repro"], project)) == ["train@parallel", "evaluate@parallel"]
         assert len(server.requests) == 1  # nothing downloaded again
 
     run(["git", "add", "-A"], project)
