@@ -1,9 +1,6 @@
 """The collapse diagnostics against independent computations, and the collapse stage under both Kerases."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,7 +8,7 @@ import pytest
 
 from pipeline import data, diagnostics, models, params, training
 from tests import archives
-from tests.project import set_params
+from tests.project import run_stage, set_params
 
 
 def test_lstm_replay_matches_keras_and_counts_saturation():
@@ -89,11 +86,10 @@ def test_collapse_stage_runs_both_kerases(root, tmp_path, tiny_archive):
                             "collapse.seeds": 2, "collapse.epochs": 1,
                             "collapse.train_limit": 0, "collapse.test_limit": 0, "collapse.probe_images": 20,
                             "collapse.probe_every": 2})
-    env = {**os.environ, "PYTHONPATH": str(root)}
     for module in ("pipeline.preprocess", "pipeline.collapse"):
-        done = subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
-    assert "collapse: keras2 (keras 2." in done.stdout and "seed 2/2" in done.stdout  # progress
+        code, out, err = run_stage(tmp_path, module, timeout=None)
+        assert code == 0, err[-2000:]
+    assert "collapse: keras2 (keras 2." in out and "seed 2/2" in out  # progress
     metrics = json.loads((tmp_path / "metrics" / "collapse.json").read_text())
     assert metrics["keras3"]["keras_version"].startswith("3.") and metrics["keras2"]["keras_version"].startswith("2.")
     for arm in params.COLLAPSE_ARMS:

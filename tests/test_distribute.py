@@ -12,18 +12,16 @@ missing step) fails it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from tests.project import ROOT, set_params, start_stage, write_prepared
+from tests.project import run_stage, set_params, start_stage, wait_stage, write_prepared
 
 TOLERANCE = 1e-4  # absolute, on the loss (about 2.3) and on every weight, after 4 steps
 STEPS = 4  # 200 images x 2 epochs / batch 100
@@ -34,8 +32,8 @@ def start(project: Path, backend: str, **env) -> subprocess.Popen:
 
 
 def finish(proc: subprocess.Popen, project: Path) -> dict:
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out + err
+    code, out, err = wait_stage(proc, timeout=300)
+    assert code == 0, out + err
     return json.loads((project / "metrics" / "train-sequential.json").read_text())
 
 
@@ -46,10 +44,9 @@ def train(project: Path, backend: str, **env) -> dict:
 def weights(project: Path, backend: str) -> list[np.ndarray]:
     """The trained model's weights, read in a fresh process of the same backend."""
     out = project / "weights.npz"
-    code = ("import sys, numpy as np, keras; m = keras.saving.load_model('models/sequential.keras');"
-            "np.savez(sys.argv[1], *m.get_weights())")
-    subprocess.run([sys.executable, "-c", code, str(out)], cwd=project, check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": backend})
+    code, stdout, stderr = run_stage(project, "tests.model_weights", "models/sequential.keras", str(out),
+                                     KERAS_BACKEND=backend)
+    assert code == 0, stdout + stderr
     with np.load(out) as saved:
         return [saved[k] for k in sorted(saved.files, key=lambda k: int(k.split("_")[1]))]
 

@@ -19,17 +19,11 @@ import pytest
 import yaml
 
 from tests import archives
-from tests.project import set_params, start_stage as start, write_prepared
+from tests.project import run_stage, set_params, start_stage, wait_stage, write_prepared
 from tests.servers import serve
 
 ARCHIVE = "data/cifar-10-python.tar.gz"
 GOOD = "good-archive-bytes"
-
-
-def run(project: Path, *args: str):
-    proc = start(project, *args)
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, out, err
 
 
 PROGRESS = re.compile(r"\d+%\||B/s\]")  # a tqdm progress bar redraw, not a message
@@ -56,7 +50,7 @@ def project(root, tmp_path):
 def assert_refused(project, command, message, untouched=ARCHIVE):
     """`python -m <command>` (a module and its arguments) exits with one line holding `message`."""
     before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "params.yaml"}
-    code, out, err = run(project, *command.split())
+    code, out, err = run_stage(project, *command.split())
     lines = error_lines(err)
     assert code != 0
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -97,13 +91,13 @@ def test_interrupted_download_exits_promptly_then_resumes(project, tiny_archive)
     source, md5 = tiny_archive
     with serve(source.parent, trickle_s=0.05) as (url, server):
         set_params(project, **{"download.url": f"{url}/{source.name}", "download.md5": md5})
-        proc = start(project, "pipeline.download")
+        proc = start_stage(project, "pipeline.download")
         part = project / (ARCHIVE + ".part")
         deadline = time.time() + 60
         while not (part.exists() and part.stat().st_size > 0) and time.time() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, _, err = wait_stage(proc, timeout=30)
     assert proc.returncode == 130
     assert error_lines(err) == ["pipeline.download: interrupted; no output was replaced"]
     assert (project / ARCHIVE).read_text() == GOOD  # the previous good file is still in place
@@ -111,7 +105,7 @@ def test_interrupted_download_exits_promptly_then_resumes(project, tiny_archive)
     assert 0 < have < source.stat().st_size
     with serve(source.parent) as (url, server):
         set_params(project, **{"download.url": f"{url}/{source.name}"})
-        code, _, err = run(project, "pipeline.download")
+        code, _, err = run_stage(project, "pipeline.download")
     assert code == 0, err
     assert server.requests == [f"bytes={have}-"]
     assert (project / ARCHIVE).read_bytes() == source.read_bytes()
@@ -245,24 +239,24 @@ def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepa
     project = prepared
     reference = tmp_path_factory.mktemp("reference")
     shutil.copytree(project, reference, dirs_exist_ok=True)
-    code, _, err = run(reference, "pipeline.train", "sequential")
+    code, _, err = run_stage(reference, "pipeline.train", "sequential")
     assert code == 0, err
 
-    proc = start(project, "pipeline.train", "sequential")
+    proc = start_stage(project, "pipeline.train", "sequential")
     seen = []
     for line in proc.stdout:  # verbose=2: "Epoch 2/3" is printed once epoch 1 is checkpointed
         seen.append(line)
         if line.startswith("Epoch 2/3"):
             proc.send_signal(signal.SIGINT)
             break
-    out, err = proc.communicate(timeout=120)
+    _, out, err = wait_stage(proc, timeout=120)
     assert proc.returncode == 130, "".join(seen) + out + err
     assert error_lines(err) == ["pipeline.train: interrupted; no output was replaced"]
     assert not (project / "models").exists() and not (project / "metrics").exists()
     state = json.loads((project / "checkpoints" / "sequential" / "state.json").read_text())
     assert state["epochs_done"] == 1
 
-    code, out, err = run(project, "pipeline.train", "sequential")
+    code, out, err = run_stage(project, "pipeline.train", "sequential")
     assert code == 0, err
     assert "resuming after epoch 1" in out
     metrics = json.loads((project / "metrics" / "train-sequential.json").read_text())

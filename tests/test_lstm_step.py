@@ -3,9 +3,6 @@ numerics against a plain NumPy LSTM written here."""
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -15,24 +12,22 @@ import pytest
 import yaml
 
 from pipeline import environment, lstm_step, steps
+from tests.project import run_stage
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
 GPUS, GPU_STATUS = environment.gpu_devices()
 
 
-def run_stage(root, tmp_path, backend=None):
+def stage_report(root, tmp_path, backend=None):
     """Run `python -m pipeline.lstm_step` as DVC would, with 3 rounds at batch 8, in a scratch copy."""
     values = yaml.safe_load((root / "params.yaml").read_text())
     values["train"]["batch_size"] = 8
     values["lstm_step"].update(warmup_steps=1, rounds=3, sgemm_n=128)
     values["paths"]["metrics_dir"] = str(tmp_path / "metrics")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    if backend:
-        env["KERAS_BACKEND"] = backend
-    result = subprocess.run([sys.executable, "-m", "pipeline.lstm_step"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    env = {"KERAS_BACKEND": backend} if backend else {}
+    code, _, err = run_stage(tmp_path, "pipeline.lstm_step", timeout=600, **env)
+    assert code == 0, err[-3000:]
     return json.loads((tmp_path / "metrics" / "lstm-step.json").read_text())
 
 
@@ -59,7 +54,7 @@ def check_report(report, backend):
 
 @pytest.mark.slow
 def test_stage_on_cpu_writes_a_valid_report(root, tmp_path):
-    check_report(run_stage(root, tmp_path), keras.config.backend())
+    check_report(stage_report(root, tmp_path), keras.config.backend())
 
 
 @pytest.mark.slow
@@ -67,7 +62,7 @@ def test_stage_on_cpu_writes_a_valid_report(root, tmp_path):
 def test_stage_runs_under_other_backends(root, tmp_path, backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (optional: pip install -r requirements-backends.txt)")
-    check_report(run_stage(root, tmp_path, backend), backend)
+    check_report(stage_report(root, tmp_path, backend), backend)
 
 
 def test_flop_count_formula():

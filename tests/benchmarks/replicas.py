@@ -27,15 +27,14 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import ROOT, set_params, start_stage, write_prepared
+from tests.project import ROOT, run_stage, set_params, write_prepared
 
 
 
 def train_once(project: Path, model: str, backend: str, distribution: str, devices: int) -> dict:
     set_params(project, **{"train.distribution": distribution, "train.devices": devices})
-    proc = start_stage(project, "pipeline.train", model, KERAS_BACKEND=backend)
-    _, err = proc.communicate()
-    if proc.returncode:
+    code, _, err = run_stage(project, "pipeline.train", model, timeout=None, KERAS_BACKEND=backend)
+    if code:
         sys.exit(f"replicas: pipeline.train {model} ({distribution}) failed:\n{err[-2000:]}")
     return json.loads((project / "metrics" / f"train-{model}.json").read_text())
 
