@@ -82,6 +82,16 @@ def write_prepared(project: Path, images: int, seed: int, split: str = "train", 
                           np.array(batch[b"labels"], np.uint8), archives.CLASS_NAMES, normalize, offset, scale)
 
 
+def scratch_params(project: Path, **changes) -> Path:
+    """`project`/params.yaml (`project` made if need be): this checkout's params.yaml with the dotted-key
+    `changes` of `set_params`. Returns `project`."""
+    project.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+    if changes:
+        set_params(project, **changes)
+    return project
+
+
 def set_params(project: Path, **changes) -> None:
     """Set dotted keys (`"train.parallel.epochs": 2`) in `project`/params.yaml."""
     path = project / "params.yaml"

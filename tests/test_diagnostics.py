@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import data, diagnostics, models, params, training
 from tests import archives
-from tests.project import run_stage, set_params
+from tests.project import run_stage, scratch_params
 
 
 def test_lstm_replay_matches_keras_and_counts_saturation():
@@ -79,13 +79,12 @@ def test_probe_during_fit(split):
 
 
 @pytest.mark.slow
-def test_collapse_stage_runs_both_kerases(root, tmp_path, tiny_archive):
+def test_collapse_stage_runs_both_kerases(tmp_path, tiny_archive):
     archive, _ = tiny_archive
-    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
-    set_params(tmp_path, **{"paths.archive": str(archive), "preprocess.train_limit": 0, "preprocess.test_limit": 0,
-                            "collapse.seeds": 2, "collapse.epochs": 1,
-                            "collapse.train_limit": 0, "collapse.test_limit": 0, "collapse.probe_images": 20,
-                            "collapse.probe_every": 2})
+    scratch_params(tmp_path, **{"paths.archive": str(archive), "preprocess.train_limit": 0, "preprocess.test_limit": 0,
+                                "collapse.seeds": 2, "collapse.epochs": 1,
+                                "collapse.train_limit": 0, "collapse.test_limit": 0, "collapse.probe_images": 20,
+                                "collapse.probe_every": 2})
     for module in ("pipeline.preprocess", "pipeline.collapse"):
         code, out, err = run_stage(tmp_path, module, timeout=None)
         assert code == 0, err[-2000:]

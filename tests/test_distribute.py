@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.project import run_stage, set_params, start_stage, wait_stage, write_prepared
+from tests.project import run_stage, scratch_params, set_params, start_stage, wait_stage, write_prepared
 
 TOLERANCE = 1e-4  # absolute, on the loss (about 2.3) and on every weight, after 4 steps
 STEPS = 4  # 200 images x 2 epochs / batch 100
@@ -52,12 +51,8 @@ def weights(project: Path, backend: str) -> list[np.ndarray]:
 
 
 @pytest.fixture
-def project(root, tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    values = yaml.safe_load((root / "params.yaml").read_text())
-    (project / "params.yaml").write_text(yaml.safe_dump(values))
-    set_params(project, **{"train.sequential.epochs": 2})
+def project(tmp_path):
+    project = scratch_params(tmp_path / "project", **{"train.sequential.epochs": 2})
     write_prepared(project, 200, seed=5, normalize="raw")  # the tutorial's unscaled pixels
     return project
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests import archives
-from tests.project import run_stage, set_params, start_stage, wait_stage, write_prepared
+from tests.project import run_stage, scratch_params, set_params, start_stage, wait_stage, write_prepared
 from tests.servers import serve
 
 ARCHIVE = "data/cifar-10-python.tar.gz"
@@ -36,12 +35,9 @@ def error_lines(err: str) -> list[str]:
 
 
 @pytest.fixture
-def project(root, tmp_path):
+def project(tmp_path):
     """A scratch project: params.yaml with tiny settings, and a good archive already in place."""
-    values = yaml.safe_load((root / "params.yaml").read_text())
-    values["download"].update(retries=1, timeout_s=5)
-    values["train"]["sequential"]["epochs"] = 3
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    scratch_params(tmp_path, **{"download.retries": 1, "download.timeout_s": 5, "train.sequential.epochs": 3})
     (tmp_path / "data").mkdir()
     (tmp_path / ARCHIVE).write_text(GOOD)
     return tmp_path

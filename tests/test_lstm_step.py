@@ -9,22 +9,18 @@ import jsonschema
 import keras
 import numpy as np
 import pytest
-import yaml
 
 from pipeline import environment, lstm_step, steps
-from tests.project import run_stage
+from tests.project import run_stage, scratch_params
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
 GPUS, GPU_STATUS = environment.gpu_devices()
 
 
-def stage_report(root, tmp_path, backend=None):
+def stage_report(tmp_path, backend=None):
     """Run `python -m pipeline.lstm_step` as DVC would, with 3 rounds at batch 8, in a scratch copy."""
-    values = yaml.safe_load((root / "params.yaml").read_text())
-    values["train"]["batch_size"] = 8
-    values["lstm_step"].update(warmup_steps=1, rounds=3, sgemm_n=128)
-    values["paths"]["metrics_dir"] = str(tmp_path / "metrics")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    scratch_params(tmp_path, **{"train.batch_size": 8, "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3,
+                                "lstm_step.sgemm_n": 128, "paths.metrics_dir": str(tmp_path / "metrics")})
     env = {"KERAS_BACKEND": backend} if backend else {}
     code, _, err = run_stage(tmp_path, "pipeline.lstm_step", timeout=600, **env)
     assert code == 0, err[-3000:]
@@ -53,16 +49,16 @@ def check_report(report, backend):
 
 
 @pytest.mark.slow
-def test_stage_on_cpu_writes_a_valid_report(root, tmp_path):
-    check_report(stage_report(root, tmp_path), keras.config.backend())
+def test_stage_on_cpu_writes_a_valid_report(tmp_path):
+    check_report(stage_report(tmp_path), keras.config.backend())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_stage_runs_under_other_backends(root, tmp_path, backend):
+def test_stage_runs_under_other_backends(tmp_path, backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed (optional: pip install -r requirements-backends.txt)")
-    check_report(stage_report(root, tmp_path, backend), backend)
+    check_report(stage_report(tmp_path, backend), backend)
 
 
 def test_flop_count_formula():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import native_log
-from tests.project import ROOT, run_stage
+from tests.project import run_stage, scratch_params
 
 # Captured from TensorFlow 2.21.0 on this 2-core CPU machine, importing keras and running one op.
 NOTICES = [
@@ -40,7 +40,7 @@ def test_a_partial_line_such_as_a_progress_bar_is_forwarded_at_once():
 @pytest.mark.parametrize("module", ["pipeline.evaluate sequential", "pipeline.lstm_step --bogus"])
 def test_a_stage_that_loads_tensorflow_prints_only_its_own_line(tmp_path, module):
     # Missing prepared arrays / an unknown option: the stage loads Keras (and TensorFlow), then refuses.
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    scratch_params(tmp_path)
     code, _, err = run_stage(tmp_path, *module.split())
     assert code in (1, 2)
     lines = err.splitlines()

@@ -25,9 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
-from tests.project import ROOT, run_stage, set_params, write_prepared
+from pipeline import params
+from tests.project import ROOT, run_stage, scratch_params, set_params, write_prepared
 
 
 
@@ -53,9 +52,8 @@ def main() -> None:
     settings = [("none", 0), ("data_parallel", args.devices)]
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        project = Path(scratch)
-        (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-        set_params(project, **{"train.sequential.epochs": args.epochs, "train.parallel.epochs": args.epochs})
+        project = scratch_params(Path(scratch), **{"train.sequential.epochs": args.epochs,
+                                                   "train.parallel.epochs": args.epochs})
         write_prepared(project, args.images, seed=0, normalize="raw")
         for model in args.models:
             for round_ in range(args.rounds):
@@ -80,7 +78,7 @@ def main() -> None:
                         "data_parallel_range": [min(medians["data_parallel"]), max(medians["data_parallel"])],
                         "ratio_data_parallel_over_one": round(many / one, 3)})
     result = {"images": args.images, "epochs": args.epochs, "rounds": args.rounds,
-              "batch_size": yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["batch_size"],
+              "batch_size": params.load(ROOT / "params.yaml").train.batch_size,
               **environment, "summary": summary, "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for s in summary:
