@@ -24,32 +24,18 @@ seeds, e.g. `dvc exp run collapse -S preprocess.normalize=unit`.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from pipeline import cli, data, environment, params
+from pipeline import cli, data, environment, keras2, params
 from pipeline.atomic import atomic_output, write_json
 from pipeline.params import PipelineError
 
 MODEL = "parallel"
-
-
-def use_keras2() -> None:
-    """Bind `import keras` to Keras 2 (tf_keras) in this process; call before any Keras import."""
-    if "keras" in sys.modules:
-        raise RuntimeError("use_keras2() must run before keras is imported")
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    try:
-        import tf_keras
-    except ImportError:
-        raise PipelineError("collapse.keras2 is true but tf_keras is not installed (pip install -r requirements.txt)") from None
-    sys.modules["keras"] = tf_keras
 
 
 def subset(split, limit: int, seed: int, key: str):
@@ -73,7 +59,7 @@ def check_sizes(p: params.Params) -> None:
 def run_arm(arm: str, out: Path) -> None:
     """Worker: train every seed under one Keras, write the probes and per-epoch scores to `out`."""
     if arm == "keras2":
-        use_keras2()
+        keras2.bind()
     import keras
 
     from pipeline import diagnostics, training
@@ -102,35 +88,6 @@ def run_arm(arm: str, out: Path) -> None:
                                "normalize": full.normalize}))
 
 
-def summarize(arm_result: dict) -> dict:
-    """One arm's metrics: per seed, and mean/std over seeds."""
-    per_seed, finals = {}, []
-    for run in arm_result["runs"]:
-        probes = pd.DataFrame(run["probes"])
-        final = run["epochs"][-1]["test_accuracy"]
-        finals.append(final)
-        per_seed[str(run["seed"])] = {
-            "test_accuracy": round(final, 4),
-            "test_accuracy_by_epoch": [round(e["test_accuracy"], 4) for e in run["epochs"]],
-            "first_epoch_loss": round(run["epochs"][0]["loss"], 4),
-            "collapsed": final < params.COLLAPSED_BELOW,
-            "first_nonfinite_step": run["first_nonfinite_step"],
-            "logit_abs_max": round(float(probes["logit_abs_max"].max()), 2),
-            "dead_relu_channels_max": round(float(probes["dead_relu_channels"].max()), 4),
-            "sat_forget_max": round(float(probes["sat_forget"].max()), 4),
-            "majority_share_max": round(float(probes["majority_share"].max()), 4),
-        }
-    return {
-        "keras_version": arm_result["keras_version"],
-        "runs": len(finals),
-        "collapsed_runs": sum(s["collapsed"] for s in per_seed.values()),
-        "nonfinite_runs": sum(s["first_nonfinite_step"] is not None for s in per_seed.values()),
-        "test_accuracy_mean": round(float(np.mean(finals)), 4),
-        "test_accuracy_std": round(float(np.std(finals, ddof=1)), 4) if len(finals) > 1 else None,
-        "per_seed": per_seed,
-    }
-
-
 def main(argv=None) -> None:
     parser = cli.ArgumentParser(prog="python -m pipeline.collapse", description=__doc__.splitlines()[0])
     parser.add_argument("--arm", choices=params.COLLAPSE_ARMS, help="worker: train every seed under this Keras only")
@@ -155,19 +112,22 @@ def main(argv=None) -> None:
             if code != 0:
                 raise PipelineError(f"collapse: the {arm} worker failed (exit {code}); see its output above")
             results[arm] = json.loads(out.read_text())
-    p.paths.collapse_plots_dir.mkdir(parents=True, exist_ok=True)
-    for stale in p.paths.collapse_plots_dir.glob("*.csv"):
-        stale.unlink()
+    written = set()
     for arm, result in results.items():
         for run in result["runs"]:
             with atomic_output(p.paths.collapse_plot(arm, run["seed"])) as tmp:
                 pd.DataFrame(run["probes"]).to_csv(tmp, index=False)
+            written.add(p.paths.collapse_plot(arm, run["seed"]))
+    for stale in set(p.paths.collapse_plots_dir.glob("*.csv")) - written:  # runs of an earlier, larger study
+        stale.unlink()
+    from pipeline import diagnostics  # Keras 3 here; a worker binds its Keras before importing it
+
     first = next(iter(results.values()))
     metrics = {
         "model": MODEL, "normalize": first["normalize"], "train_images": first["train_images"],
         "test_images": first["test_images"], "epochs": cfg.epochs, "batch_size": p.train.batch_size,
         "learning_rate": p.train.learning_rate, "loss": p.train.loss, "seeds": cfg.seeds, "collapsed_below": params.COLLAPSED_BELOW,
-        **{arm: summarize(result) for arm, result in results.items()},
+        **{arm: diagnostics.summarize_runs(result) for arm, result in results.items()},
         **environment.record(),
     }
     write_json(p.paths.collapse_metrics, metrics)

@@ -32,8 +32,10 @@ import math
 
 import keras
 import numpy as np
+import pandas as pd
 
 from pipeline import gradients, models
+from pipeline.params import COLLAPSED_BELOW
 
 SATURATION = 1e-3  # "saturated": within this of the activation's limits
 
@@ -149,3 +151,32 @@ class Probe(keras.callbacks.Callback):
         self.epochs.append({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", np.nan)),
                             "accuracy": float((logs or {}).get("accuracy", np.nan)),
                             "test_accuracy": float((probs.argmax(axis=1) == self.test_labels).mean())})
+
+
+def summarize_runs(arm_result: dict) -> dict:
+    """A study arm's metrics from its runs' probes and per-epoch scores: per seed, and mean/std over seeds."""
+    per_seed, finals = {}, []
+    for run in arm_result["runs"]:
+        probes = pd.DataFrame(run["probes"])
+        final = run["epochs"][-1]["test_accuracy"]
+        finals.append(final)
+        per_seed[str(run["seed"])] = {
+            "test_accuracy": round(final, 4),
+            "test_accuracy_by_epoch": [round(e["test_accuracy"], 4) for e in run["epochs"]],
+            "first_epoch_loss": round(run["epochs"][0]["loss"], 4),
+            "collapsed": final < COLLAPSED_BELOW,
+            "first_nonfinite_step": run["first_nonfinite_step"],
+            "logit_abs_max": round(float(probes["logit_abs_max"].max()), 2),
+            "dead_relu_channels_max": round(float(probes["dead_relu_channels"].max()), 4),
+            "sat_forget_max": round(float(probes["sat_forget"].max()), 4),
+            "majority_share_max": round(float(probes["majority_share"].max()), 4),
+        }
+    return {
+        "keras_version": arm_result["keras_version"],
+        "runs": len(finals),
+        "collapsed_runs": sum(s["collapsed"] for s in per_seed.values()),
+        "nonfinite_runs": sum(s["first_nonfinite_step"] is not None for s in per_seed.values()),
+        "test_accuracy_mean": round(float(np.mean(finals)), 4),
+        "test_accuracy_std": round(float(np.std(finals, ddof=1)), 4) if len(finals) > 1 else None,
+        "per_seed": per_seed,
+    }

@@ -27,82 +27,11 @@ With no GPU visible, every GPU field is null and `gpu_status` says why. Nothing 
 
 from __future__ import annotations
 
-import time
-
 import keras
-import numpy as np
 
-from pipeline import cli, environment, gradients, models, params, stats, steps
+from pipeline import cli, environment, models, params
 from pipeline.atomic import write_json
-from pipeline.steps import CPU
-
-def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:
-    """Why this LSTM cannot use the cuDNN kernel (empty: it can), per the Keras LSTM documentation."""
-    config = layer.get_config()
-    rules = [
-        (config["activation"] == "tanh", f"activation is {config['activation']!r}, cuDNN needs 'tanh'"),
-        (config["recurrent_activation"] == "sigmoid",
-         f"recurrent_activation is {config['recurrent_activation']!r}, cuDNN needs 'sigmoid'"),
-        (config["recurrent_dropout"] == 0, f"recurrent_dropout is {config['recurrent_dropout']}, cuDNN needs 0"),
-        (not config["unroll"], "unroll is True, cuDNN needs False"),
-        (config["use_bias"], "use_bias is False, cuDNN needs True"),
-    ]
-    return [reason for ok, reason in rules if not ok]
-
-
-def time_train_step(core: str, batch: int, device: str, use_cudnn, warmup_steps: int, rounds: int,
-                    seed: int) -> dict:
-    """Warm up, then time `rounds` training steps of `core`'s LSTM on `device`."""
-    step = steps.make_train_step(core, batch, device, use_cudnn, seed)
-    warmup_ms, times_ms = [], []
-    for i in range(warmup_steps + rounds):
-        start = time.perf_counter()
-        step()
-        (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
-    flops = steps.lstm_train_flops(batch, *models.LSTM_CORES[core], models.LSTM_UNITS)
-    result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **stats.spread(times_ms)}
-    median_s = result["step_time_ms_median"] / 1000
-    result["sequences_per_s"] = round(batch / median_s, 2)
-    result["gflops"] = round(flops / median_s / 1e9, 3)
-    return result
-
-
-def sgemm_gflops(device: str, n: int, warmup_steps: int, rounds: int) -> float:
-    """Median single-precision matmul rate (2 n^3 FLOPs) on `device`, in GFLOP/s."""
-    with keras.device(device):
-        rng = np.random.default_rng(0)
-        a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
-        b = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
-        times = []
-        for i in range(warmup_steps + rounds):
-            start = time.perf_counter()
-            keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])  # a sync point
-            if i >= warmup_steps:
-                times.append(time.perf_counter() - start)
-    return round(2 * n**3 / float(np.median(times)) / 1e9, 2)
-
-
-def _outputs_and_gradients(device, length, features, units, batch, use_cudnn, weights, seed):
-    with keras.device(device):
-        model = steps.core_model(length, features, units, use_cudnn, keras.optimizers.SGD(learning_rate=1.0))
-        model.set_weights(weights)
-        x, y = steps.core_data(batch, length, features, units, seed)
-        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(x))
-        by_layer = gradients.by_sgd_step(model, x, y)
-    return outputs, [g for layer_gradients in by_layer.values() for g in layer_gradients]
-
-
-def parity(cpu: str, gpu: str, length, features, units, batch, seed) -> dict:
-    """Max abs difference of outputs and gradients: CPU generic kernel against GPU cuDNN kernel."""
-    with keras.device(cpu):
-        keras.utils.set_random_seed(seed)
-        weights = steps.core_model(length, features, units, False, "sgd").get_weights()
-    out_cpu, grad_cpu = _outputs_and_gradients(cpu, length, features, units, batch, False, weights, seed)
-    out_gpu, grad_gpu = _outputs_and_gradients(gpu, length, features, units, batch, True, weights, seed)
-    return {
-        "parity_output_max_abs_diff": float(np.max(np.abs(out_cpu - out_gpu))),
-        "parity_gradient_max_abs_diff": float(max(np.max(np.abs(a - b)) for a, b in zip(grad_cpu, grad_gpu))),
-    }
+from pipeline.steps import CPU, cudnn_ineligibility, lstm_train_flops, parity, sgemm_gflops, time_train_step
 
 
 def measure(batch: int, cfg: params.LstmStep) -> dict:
@@ -134,7 +63,7 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
         core = {
             "steps": length,
             "features": features,
-            "train_step_gflop": round(steps.lstm_train_flops(batch, length, features, models.LSTM_UNITS) / 1e9, 4),
+            "train_step_gflop": round(lstm_train_flops(batch, length, features, models.LSTM_UNITS) / 1e9, 4),
             "cudnn_ineligible_because": cudnn_ineligibility(keras.layers.LSTM(models.LSTM_UNITS)),
             "cpu_generic": run(CPU, False),
             "gpu_cudnn": run(gpu, True) if gpu else None,

@@ -1,5 +1,6 @@
-"""One training step of each model's LSTM(50) core, built the same way for every measurement of it:
-the lstm-step stage and the speed gate's worker (pipeline/ab_worker.py) both time these.
+"""Each model's LSTM(50) core on its own: one training step, built the same way for every measurement
+of it (the lstm-step stage and the speed gate's worker, pipeline/ab_worker.py), its timing, its FLOPs,
+and CPU/GPU parity.
 
 A core is Input(steps, features) -> LSTM(50), trained with Adam(0.001) on a mean-squared-error loss
 against fixed random targets; `models.LSTM_CORES` gives each model's (steps, features).
@@ -7,10 +8,12 @@ against fixed random targets; `models.LSTM_CORES` gives each model's (steps, fea
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 
-from pipeline import models
+from pipeline import gradients, models, stats
 
 # Not "cpu:0": under the torch backend (Keras 3.15) building a model inside keras.device("cpu:0")
 # copies each variable off its Parameter and fails on integer variables; "cpu" works on all backends.
@@ -61,3 +64,73 @@ def make_train_step(core: str, batch: int, device: str = CPU, use_cudnn=False, s
             return model.train_on_batch(x, y)  # the loss as a float: the step has completed
 
     return train_step
+
+
+def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:
+    """Why this LSTM cannot use the cuDNN kernel (empty: it can), per the Keras LSTM documentation."""
+    config = layer.get_config()
+    rules = [
+        (config["activation"] == "tanh", f"activation is {config['activation']!r}, cuDNN needs 'tanh'"),
+        (config["recurrent_activation"] == "sigmoid",
+         f"recurrent_activation is {config['recurrent_activation']!r}, cuDNN needs 'sigmoid'"),
+        (config["recurrent_dropout"] == 0, f"recurrent_dropout is {config['recurrent_dropout']}, cuDNN needs 0"),
+        (not config["unroll"], "unroll is True, cuDNN needs False"),
+        (config["use_bias"], "use_bias is False, cuDNN needs True"),
+    ]
+    return [reason for ok, reason in rules if not ok]
+
+
+def time_train_step(core: str, batch: int, device: str, use_cudnn, warmup_steps: int, rounds: int,
+                    seed: int) -> dict:
+    """Warm up, then time `rounds` training steps of `core`'s LSTM on `device`."""
+    step = make_train_step(core, batch, device, use_cudnn, seed)
+    warmup_ms, times_ms = [], []
+    for i in range(warmup_steps + rounds):
+        start = time.perf_counter()
+        step()
+        (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
+    flops = lstm_train_flops(batch, *models.LSTM_CORES[core], models.LSTM_UNITS)
+    result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **stats.spread(times_ms)}
+    median_s = result["step_time_ms_median"] / 1000
+    result["sequences_per_s"] = round(batch / median_s, 2)
+    result["gflops"] = round(flops / median_s / 1e9, 3)
+    return result
+
+
+def sgemm_gflops(device: str, n: int, warmup_steps: int, rounds: int) -> float:
+    """Median single-precision matmul rate (2 n^3 FLOPs) on `device`, in GFLOP/s."""
+    with keras.device(device):
+        rng = np.random.default_rng(0)
+        a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
+        b = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32))
+        times = []
+        for i in range(warmup_steps + rounds):
+            start = time.perf_counter()
+            keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])  # a sync point
+            if i >= warmup_steps:
+                times.append(time.perf_counter() - start)
+    return round(2 * n**3 / float(np.median(times)) / 1e9, 2)
+
+
+def outputs_and_gradients(device, length, features, units, batch, use_cudnn, weights, seed):
+    """A core's outputs and the gradient of every weight, with these weights, on `device`."""
+    with keras.device(device):
+        model = core_model(length, features, units, use_cudnn, keras.optimizers.SGD(learning_rate=1.0))
+        model.set_weights(weights)
+        x, y = core_data(batch, length, features, units, seed)
+        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        by_layer = gradients.by_sgd_step(model, x, y)
+    return outputs, [g for layer_gradients in by_layer.values() for g in layer_gradients]
+
+
+def parity(cpu: str, gpu: str, length, features, units, batch, seed) -> dict:
+    """Max abs difference of outputs and gradients: CPU generic kernel against GPU cuDNN kernel."""
+    with keras.device(cpu):
+        keras.utils.set_random_seed(seed)
+        weights = core_model(length, features, units, False, "sgd").get_weights()
+    out_cpu, grad_cpu = outputs_and_gradients(cpu, length, features, units, batch, False, weights, seed)
+    out_gpu, grad_gpu = outputs_and_gradients(gpu, length, features, units, batch, True, weights, seed)
+    return {
+        "parity_output_max_abs_diff": float(np.max(np.abs(out_cpu - out_gpu))),
+        "parity_gradient_max_abs_diff": float(max(np.max(np.abs(a - b)) for a, b in zip(grad_cpu, grad_gpu))),
+    }
