@@ -67,21 +67,6 @@ def copy_project(root: Path, project: Path) -> Path:
     return project
 
 
-def write_prepared(project: Path, images: int, seed: int, split: str = "train", normalize: str = "unit") -> None:
-    """`data/prepared/<split>.npz` in `project`, as the preprocess stage writes it, of synthetic images."""
-    import numpy as np
-
-    from pipeline import data, preprocess
-    from tests import archives
-
-    batch = archives.batch(images, seed=seed)
-    pixels = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    offset, scale = preprocess.normalization(normalize, pixels)
-    (project / "data" / "prepared").mkdir(parents=True, exist_ok=True)
-    data.save_split(project / "data" / "prepared" / f"{split}.npz", pixels,
-                          np.array(batch[b"labels"], np.uint8), archives.CLASS_NAMES, normalize, offset, scale)
-
-
 def scratch_params(project: Path, **changes) -> Path:
     """`project`/params.yaml (`project` made if need be): this checkout's params.yaml with the dotted-key
     `changes` of `set_params`. Returns `project`."""

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import data, diagnostics, models, params, training
-from tests import archives
+from pipeline import diagnostics, models, params, training
 from tests.project import run_stage, scratch_params
+from tests.splits import synthetic_split
 
 
 def test_lstm_replay_matches_keras_and_counts_saturation():
@@ -41,9 +41,7 @@ def test_logit_stats():
 
 @pytest.fixture(scope="module")
 def split():
-    batch = archives.batch(100, seed=7)
-    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
-    return data.Split(images=images, labels=np.array(batch[b"labels"]), class_names=tuple(archives.CLASS_NAMES), normalize="raw")
+    return synthetic_split(100, seed=7, normalize="raw")
 
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="the reference gradient uses tf.GradientTape")

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import run_stage, scratch_params, set_params, start_stage, wait_stage, write_prepared
+from tests.project import run_stage, scratch_params, set_params, start_stage, wait_stage
+from tests.splits import write_prepared
 
 TOLERANCE = 1e-4  # absolute, on the loss (about 2.3) and on every weight, after 4 steps
 STEPS = 4  # 200 images x 2 epochs / batch 100

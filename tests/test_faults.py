@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from tests import archives
-from tests.project import run_stage, scratch_params, set_params, start_stage, wait_stage, write_prepared
+from tests.project import run_stage, scratch_params, set_params, start_stage, wait_stage
 from tests.servers import serve
+from tests.splits import write_prepared
 
 ARCHIVE = "data/cifar-10-python.tar.gz"
 GOOD = "good-archive-bytes"

@@ -3,15 +3,13 @@
 import numpy as np
 import pytest
 
-from pipeline import data, training
-from tests import archives
+from pipeline import training
+from tests.splits import synthetic_split
 
 
 @pytest.fixture(scope="module")
 def split():
-    batch = archives.batch(200, seed=5)
-    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32) / 255
-    return data.Split(images=images, labels=np.array(batch[b"labels"]), class_names=tuple(archives.CLASS_NAMES), normalize="unit")
+    return synthetic_split(200, seed=5, normalize="unit")
 
 
 def _fit(split, name="sequential", seed=0, epochs=3):

@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 from pipeline import params
-from tests.project import ROOT, run_stage, scratch_params, set_params, write_prepared
+from tests.project import ROOT, run_stage, scratch_params, set_params
+from tests.splits import write_prepared
 
 
 

@@ -6,20 +6,17 @@ timer, label encoding and history frame). Target: pipeline >= 0.95x bare through
 """
 
 import keras
-import numpy as np
 import pytest
 
-from pipeline import data, models, training
-from tests import archives
+from pipeline import models, training
+from tests.splits import synthetic_split
 
 IMAGES, EPOCHS, BATCH = 5000, 2, 100
 
 
 @pytest.fixture(scope="module")
 def split():
-    batch = archives.batch(IMAGES, seed=1)
-    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
-    return data.Split(images, np.array(batch[b"labels"]), tuple(archives.CLASS_NAMES), "raw")
+    return synthetic_split(IMAGES, seed=1, normalize="raw")
 
 
 def bare_fit(split):
