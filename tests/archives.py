@@ -1,7 +1,9 @@
-"""Build CIFAR-10 archives in the official python layout for tests: synthetic, small and fast.
+"""Synthetic CIFAR-10 batches, pickles and tar archives for tests, in the official python layout:
+small, fast, and hostile where a test needs it.
 
 `official_members` returns the pickled payloads of a well-formed archive; tests replace or add
-members to build hostile variants, and `write_archive` packs them exactly as the official tar.gz is
+members (`pickled` payloads, `Calls` for code that must never run, hand-made `member` headers) to
+build hostile variants, and `tar_bytes` / `write_archive` pack them exactly as the official tar.gz is
 packed (cifar-10-batches-py/<member>).
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+FOLDER = "cifar-10-batches-py"
 
 
 def batch(num_images: int, seed: int, label_offset: int = 0) -> dict:
@@ -33,22 +36,52 @@ def batch(num_images: int, seed: int, label_offset: int = 0) -> dict:
     }
 
 
+def pickled(obj) -> bytes:
+    """`obj` pickled as the official files are (protocol 2)."""
+    return pickle.dumps(obj, protocol=2)
+
+
+class Calls:
+    """Pickles as a call of `func(arg)`, made by whoever unpickles it: code a safe reader must never run."""
+
+    def __init__(self, func, arg):
+        self.func, self.arg = func, arg
+
+    def __reduce__(self):
+        return (self.func, (self.arg,))
+
+
 def official_members(per_batch: int = 40, test: int = 100) -> dict[str, bytes]:
-    members = {f"data_batch_{i}": pickle.dumps(batch(per_batch, seed=i, label_offset=i), protocol=2) for i in range(1, 6)}
-    members["test_batch"] = pickle.dumps(batch(test, seed=99), protocol=2)
-    members["batches.meta"] = pickle.dumps(
-        {b"label_names": [n.encode() for n in CLASS_NAMES], b"num_cases_per_batch": per_batch, b"num_vis": 3072},
-        protocol=2,
-    )
+    members = {f"data_batch_{i}": pickled(batch(per_batch, seed=i, label_offset=i)) for i in range(1, 6)}
+    members["test_batch"] = pickled(batch(test, seed=99))
+    members["batches.meta"] = pickled(
+        {b"label_names": [n.encode() for n in CLASS_NAMES], b"num_cases_per_batch": per_batch, b"num_vis": 3072})
     return members
 
 
-def write_archive(path: Path, members: dict[str, bytes], folder: str = "cifar-10-batches-py") -> str:
-    """Write members into a .tar.gz under `folder`; return the archive's md5."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
+def member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = "") -> tarfile.TarInfo:
+    """A hand-made tar header (any path, a link, a size) for `tar_bytes`' `extra`."""
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+def tar_bytes(members: dict[str, bytes], *extra: tarfile.TarInfo, folder: str = FOLDER) -> bytes:
+    """A .tar.gz: the `extra` headers first (a file's payload is `size` bytes of b"x"), then `members`
+    under `folder`."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info in extra:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
         for name, payload in members.items():
             info = tarfile.TarInfo(f"{folder}/{name}" if folder else name)
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def write_archive(path: Path, members: dict[str, bytes], *extra: tarfile.TarInfo, folder: str = FOLDER) -> str:
+    """Write `tar_bytes(members, *extra, folder=folder)` to `path`; return the archive's md5."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tar_bytes(members, *extra, folder=folder))
     return hashlib.md5(path.read_bytes()).hexdigest()

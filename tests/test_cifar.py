@@ -31,17 +31,9 @@ def test_rows_become_channels_last():
     assert images[0, 5, 7].tolist() == [10, 20, 30]
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_pickle_naming_another_global_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
-    payload = pickle.dumps({b"data": _RunsCode(marker), b"labels": []}, protocol=2)
+    payload = archives.pickled({b"data": archives.Calls(os.system, f"touch {marker}"), b"labels": []})
     with pytest.raises(PipelineError, match=r"refused to unpickle: .*global (posix|os)\.system is not allowed"):
         cifar.unpickle(payload, "data_batch_1")
     assert not marker.exists()
@@ -76,36 +68,19 @@ def test_bad_batches_are_refused(batch, message):
         cifar.parse_batch(batch, "data_batch_1")
 
 
-def _archive_with(tmp_path, extra: tarfile.TarInfo, payload: bytes = b""):
-    path = tmp_path / "a.tar.gz"
-    archives.write_archive(path, archives.official_members())
-    with tarfile.open(path, "r:gz") as src:
-        members = [(m, src.extractfile(m).read()) for m in src.getmembers()]
-    with tarfile.open(path, "w:gz") as tar:
-        tar.addfile(extra, io.BytesIO(payload) if extra.isfile() else None)
-        for m, data in members:
-            tar.addfile(m, io.BytesIO(data))
-    return path
-
-
-def _member(name, kind=tarfile.REGTYPE, size=0, link=""):
-    info = tarfile.TarInfo(name)
-    info.type, info.size, info.linkname = kind, size, link
-    return info
-
-
 @pytest.mark.parametrize(
     "member, message",
     [
-        (_member("cifar-10-batches-py/../evil", size=1), "unsafe path"),
-        (_member("/etc/evil", size=1), "unsafe path"),
-        (_member("cifar-10-batches-py/data_batch_9", tarfile.SYMTYPE, link="/etc/passwd"), "is a link"),
-        (_member("cifar-10-batches-py/x", tarfile.LNKTYPE, link="cifar-10-batches-py/test_batch"), "is a link"),
-        (_member("elsewhere/data_batch_1", size=1), "outside the expected folder"),
+        (archives.member("cifar-10-batches-py/../evil", size=1), "unsafe path"),
+        (archives.member("/etc/evil", size=1), "unsafe path"),
+        (archives.member("cifar-10-batches-py/data_batch_9", tarfile.SYMTYPE, link="/etc/passwd"), "is a link"),
+        (archives.member("cifar-10-batches-py/x", tarfile.LNKTYPE, link="cifar-10-batches-py/test_batch"), "is a link"),
+        (archives.member("elsewhere/data_batch_1", size=1), "outside the expected folder"),
     ],
 )
 def test_unsafe_members_are_refused(tmp_path, member, message):
-    path = _archive_with(tmp_path, member, b"x" * member.size)
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, archives.official_members(), member)
     with pytest.raises(PipelineError, match=message):
         cifar.load_archive(path)
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import shutil
 import signal
 import tarfile
 import time
-import io
 from pathlib import Path
 
 import numpy as np
@@ -111,57 +109,35 @@ def test_interrupted_download_exits_promptly_then_resumes(project, tiny_archive)
 # ---------------------------------------------------------------- preprocess: cases 2-12
 
 
-def _tar_with(members: dict[str, bytes], extra: tarfile.TarInfo | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        if extra is not None:
-            tar.addfile(extra, io.BytesIO(b"x" * extra.size) if extra.isfile() else None)
-        for name, payload in members.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return buffer.getvalue()
-
-
-def _member(name, kind=tarfile.REGTYPE, size=0, link=""):
-    info = tarfile.TarInfo(name)
-    info.type, info.size, info.linkname = kind, size, link
-    return info
-
-
-class _Global:
-    def __init__(self, func, arg):
-        self.func, self.arg = func, arg
-
-    def __reduce__(self):
-        return (self.func, (self.arg,))
+def _with(*extra: tarfile.TarInfo) -> bytes:
+    return archives.tar_bytes(archives.official_members(), *extra)
 
 
 def _replace(name, obj):
     members = archives.official_members()
-    members[name] = pickle.dumps(obj, protocol=2)
-    return _tar_with(members)
+    members[name] = archives.pickled(obj)
+    return archives.tar_bytes(members)
 
 
 def _without(name):
     members = archives.official_members()
     del members[name]
-    return _tar_with(members)
+    return archives.tar_bytes(members)
 
 
 def _hostile_archives(marker: Path):
     ok = archives.batch(40, seed=1)
     return {
-        "2-truncated-gzip": (lambda: _tar_with(archives.official_members())[:5000], "not a readable .tar.gz archive"),
+        "2-truncated-gzip": (lambda: _with()[:5000], "not a readable .tar.gz archive"),
         "3-html-error-page": (lambda: b"<html>404 Not Found</html>", "not a readable .tar.gz archive"),
         "4-empty-file": (lambda: b"", "not a readable .tar.gz archive"),
-        "5-dot-dot-member": (lambda: _tar_with(archives.official_members(), _member("cifar-10-batches-py/../../x", size=1)), "unsafe path"),
-        "6-absolute-member": (lambda: _tar_with(archives.official_members(), _member("/tmp/x", size=1)), "unsafe path"),
-        "7-symlink-member": (lambda: _tar_with(archives.official_members(), _member("cifar-10-batches-py/l", tarfile.SYMTYPE, link="/etc/passwd")), "is a link"),
-        "7-hardlink-member": (lambda: _tar_with(archives.official_members(), _member("cifar-10-batches-py/h", tarfile.LNKTYPE, link="cifar-10-batches-py/test_batch")), "is a link"),
-        "8-oversized-member": (lambda: _tar_with({**archives.official_members(), "data_batch_3": bytes(65 << 20)}), "more than the 67,108,864 any real batch needs"),
-        "9-pickle-os-system": (lambda: _replace("data_batch_2", {b"data": _Global(os.system, f"touch {marker}"), b"labels": []}), "global posix.system is not allowed"),
-        "9-pickle-builtins-eval": (lambda: _replace("test_batch", {b"data": _Global(eval, f"open({str(marker)!r}, 'w')"), b"labels": []}), "eval is not allowed"),
+        "5-dot-dot-member": (lambda: _with(archives.member("cifar-10-batches-py/../../x", size=1)), "unsafe path"),
+        "6-absolute-member": (lambda: _with(archives.member("/tmp/x", size=1)), "unsafe path"),
+        "7-symlink-member": (lambda: _with(archives.member("cifar-10-batches-py/l", tarfile.SYMTYPE, link="/etc/passwd")), "is a link"),
+        "7-hardlink-member": (lambda: _with(archives.member("cifar-10-batches-py/h", tarfile.LNKTYPE, link="cifar-10-batches-py/test_batch")), "is a link"),
+        "8-oversized-member": (lambda: archives.tar_bytes({**archives.official_members(), "data_batch_3": bytes(65 << 20)}), "more than the 67,108,864 any real batch needs"),
+        "9-pickle-os-system": (lambda: _replace("data_batch_2", {b"data": archives.Calls(os.system, f"touch {marker}"), b"labels": []}), "global posix.system is not allowed"),
+        "9-pickle-builtins-eval": (lambda: _replace("test_batch", {b"data": archives.Calls(eval, f"open({str(marker)!r}, 'w')"), b"labels": []}), "eval is not allowed"),
         "10-wrong-shape": (lambda: _replace("data_batch_1", {**ok, b"data": ok[b"data"][:, :1000]}), "data must be an N x 3072 uint8 array"),
         "10-wrong-dtype": (lambda: _replace("data_batch_1", {**ok, b"data": ok[b"data"].astype(np.int16)}), "got int16"),
         "11-label-out-of-range": (lambda: _replace("data_batch_4", {**ok, b"labels": [11] * 40}), "labels must be in 0..9"),

@@ -1,7 +1,6 @@
 """Property-based: whatever bytes a batch holds and whatever mapping params.yaml holds, the parser
 and the params loader raise nothing but the project's own clear error type."""
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline import cifar, params
 from pipeline.params import PipelineError
+from tests import archives
 
 PARAMS_FILE = Path(__file__).resolve().parent.parent / "params.yaml"
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -39,14 +39,14 @@ def test_arbitrary_bytes_never_escape_as_another_error(payload):
 @SETTINGS
 @given(trees)
 def test_arbitrary_pickled_objects_never_escape_as_another_error(obj):
-    parse(pickle.dumps(obj, protocol=2))
+    parse(archives.pickled(obj))
 
 
 @SETTINGS
 @given(st.lists(st.integers(-3, 12), min_size=0, max_size=6), st.integers(0, 3), st.sampled_from([np.uint8, np.int32, np.float32]))
 def test_batches_near_the_format_are_parsed_or_refused_cleanly(labels, rows, dtype):
     batch = {b"data": np.zeros((rows, 3072), dtype), b"labels": labels}
-    result = parse(pickle.dumps(batch, protocol=2))
+    result = parse(archives.pickled(batch))
     if result is not None:
         images, parsed = result
         assert images.shape == (rows, 32, 32, 3) and parsed.tolist() == labels

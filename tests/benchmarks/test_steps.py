@@ -6,8 +6,6 @@ with the safe unpickler). Each case warms up first (compile, first-call costs) a
 returns a Python float or a NumPy array, so the work has completed inside the timed region.
 """
 
-import pickle
-
 import keras
 import numpy as np
 import pytest
@@ -54,7 +52,7 @@ def test_model_inference_batch(benchmark, environment, name):
 
 
 def test_preprocess_one_batch(benchmark, environment):
-    payload = pickle.dumps(archives.batch(10_000, seed=0), protocol=2)
+    payload = archives.pickled(archives.batch(10_000, seed=0))
     benchmark.group = "preprocess"
     benchmark.extra_info.update(images=10_000, payload_bytes=len(payload))
     parse = lambda: cifar.parse_batch(cifar.unpickle(payload, "data_batch_1"), "data_batch_1")  # noqa: E731
