@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", "studies/dvc.yaml", ".dv
 TINY = {"preprocess.train_limit": 0, "preprocess.test_limit": 0, "train.sequential.epochs": 1, "train.parallel.epochs": 1, "lstm_step.warmup_steps": 1,
         "lstm_step.rounds": 3, "collapse.seeds": 1, "collapse.epochs": 1, "collapse.train_limit": 0,
         "collapse.test_limit": 0, "collapse.probe_images": 20, "collapse.probe_every": 2, "collapse.keras2": False}
+# What a plain `dvc repro` of a fresh scratch project runs, in order (the studies are not in dvc.yaml).
+STAGES = ["download", "preprocess", "train@sequential", "train@parallel", "evaluate@sequential",
+          "evaluate@parallel", "lstm-step"]
 
 
 def run(cmd, cwd) -> str:
@@ -25,6 +29,11 @@ def run(cmd, cwd) -> str:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def stages_ran(output: str) -> list[str]:
+    """The stages a `dvc repro` ran, in order, read from its output."""
+    return re.findall(r"Running stage '([\w@-]+)'", output)
 
 
 def start_stage(project: Path, *args: str, **env: str) -> subprocess.Popen:

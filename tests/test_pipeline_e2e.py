@@ -5,19 +5,11 @@ Slow (about a minute): it runs every stage three times over, with TensorFlow sta
 """
 
 import json
-import re
 
 import pytest
 
-from tests.project import TINY, copy_project, run, set_params
+from tests.project import STAGES, TINY, copy_project, run, set_params, stages_ran
 from tests.servers import serve
-
-STAGES = ["download", "preprocess", "train@sequential", "train@parallel", "evaluate@sequential",
-          "evaluate@parallel", "lstm-step"]
-
-
-def stages_ran(output):
-    return re.findall(r"Running stage '([\w@-]+)'", output)
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ import json
 import pandas as pd
 import pytest
 
-from tests.project import TINY, copy_project, run, set_params
+from tests.project import STAGES, TINY, copy_project, run, set_params, stages_ran
 from tests.servers import serve
-from tests.test_pipeline_e2e import STAGES, stages_ran
 
 PUSHED = ["data/cifar-10-python.tar.gz", "data/prepared/train.npz", "data/prepared/test.npz",
           "models/sequential.keras", "models/parallel.keras"]
