@@ -1,4 +1,10 @@
-"""Scratch copies of the project for tests that run the real stages or the real `dvc repro`."""
+"""Scratch projects and stage processes, for tests that run the real stages or the real `dvc repro`.
+
+Scratch projects: `copy_project` (a git copy of the pipeline for `dvc repro`), `scratch_params` (just a
+params.yaml, for running stages directly) and `set_params` (change one). Processes: `start_stage`,
+`wait_stage` and `run_stage` for `python -m <module>` with this checkout's package; `run` for dvc and
+git, and `stages_ran` to read what a `dvc repro` ran.
+"""
 
 from __future__ import annotations
 
