@@ -84,7 +84,7 @@ def test_collapse_stage_runs_both_kerases(tmp_path, tiny_archive):
                                 "collapse.train_limit": 0, "collapse.test_limit": 0, "collapse.probe_images": 20,
                                 "collapse.probe_every": 2})
     for module in ("pipeline.preprocess", "pipeline.collapse"):
-        code, out, err = run_stage(tmp_path, module, timeout=None)
+        code, out, err = run_stage(tmp_path, module, timeout=600)
         assert code == 0, err[-2000:]
     assert "collapse: keras2 (keras 2." in out and "seed 2/2" in out  # progress
     metrics = json.loads((tmp_path / "metrics" / "collapse.json").read_text())
