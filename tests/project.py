@@ -38,8 +38,9 @@ def run(cmd, cwd) -> str:
 
 
 def stages_ran(output: str) -> list[str]:
-    """The stages a `dvc repro` ran, in order, read from its output."""
-    return re.findall(r"Running stage '([\w@-]+)'", output)
+    """The stages a `dvc repro` ran, in order, read from its output, as DVC addresses them: `train@parallel`
+    in dvc.yaml, `studies/dvc.yaml:collapse` in another file."""
+    return re.findall(r"Running stage '([^']+)'", output)
 
 
 def start_stage(project: Path, *args: str, **env: str) -> subprocess.Popen:

@@ -31,7 +31,7 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
         assert stages_ran(run(["dvc", "repro"], project)) == STAGES
         assert server.requests == [""]
         assert not (project / "metrics" / "collapse.json").exists()
-        assert stages_ran(run(["dvc", "repro", "studies/dvc.yaml"], project)) == ["collapse"]
+        assert stages_ran(run(["dvc", "repro", "studies/dvc.yaml"], project)) == ["studies/dvc.yaml:collapse"]
 
         metrics = {p.name: json.loads(p.read_text()) for p in (project / "metrics").glob("*.json")}
         assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate-sequential.json",
