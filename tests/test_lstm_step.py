@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import environment, lstm_step, steps
+from pipeline import environment, steps
 from tests.project import run_stage, scratch_params
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
@@ -78,8 +78,8 @@ def test_flop_count_formula():
     ],
 )
 def test_layer_that_is_not_cudnn_eligible_is_reported(kwargs, reason):
-    assert lstm_step.cudnn_ineligibility(keras.layers.LSTM(50)) == []
-    reasons = lstm_step.cudnn_ineligibility(keras.layers.LSTM(50, **kwargs))
+    assert steps.cudnn_ineligibility(keras.layers.LSTM(50)) == []
+    reasons = steps.cudnn_ineligibility(keras.layers.LSTM(50, **kwargs))
     assert len(reasons) == 1 and reason in reasons[0]
 
 
@@ -110,7 +110,7 @@ def test_generic_kernel_matches_a_numpy_lstm():
     length, features, units, batch, seed = 6, 3, 4, 2, 0
     keras.utils.set_random_seed(seed)
     weights = [w + 0.1 for w in steps.core_model(length, features, units, False, "sgd").get_weights()]
-    outputs, gradients = lstm_step._outputs_and_gradients(steps.CPU, length, features, units, batch,
+    outputs, gradients = steps.outputs_and_gradients(steps.CPU, length, features, units, batch,
                                                           False, weights, seed)
     x, y = (keras.ops.convert_to_numpy(t).astype(np.float64) for t in steps.core_data(batch, length, features, units, seed))
     params = [w.astype(np.float64) for w in weights]
@@ -135,6 +135,6 @@ def test_generic_kernel_matches_a_numpy_lstm():
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPUS, reason=GPU_STATUS)
 def test_gpu_cudnn_path_matches_cpu_path():
-    result = lstm_step.parity(steps.CPU, GPUS[0], 64, 50, 50, 16, seed=0)
+    result = steps.parity(steps.CPU, GPUS[0], 64, 50, 50, 16, seed=0)
     assert result["parity_output_max_abs_diff"] < 1e-4
     assert result["parity_gradient_max_abs_diff"] < 1e-4
