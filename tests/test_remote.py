@@ -45,7 +45,7 @@ def test_a_fresh_clone_pulls_data_and_models_and_retrains_nothing(root, tmp_path
     run(["dvc", "pull"], clone)
     for path in PUSHED:
         assert (clone / path).read_bytes() == (project / path).read_bytes(), path
-    assert "Data and pipelines are up to date" in run(["dvc", "status"], clone)
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "dvc.yaml"], clone)  # the benchmark; the study never ran
     assert stages_ran(run(["dvc", "repro"], clone)) == []  # nothing to download, prepare or train
 
     # Scoring the pulled model needs no training: only evaluate runs, and it scores what the first machine did.
@@ -53,7 +53,7 @@ def test_a_fresh_clone_pulls_data_and_models_and_retrains_nothing(root, tmp_path
         "evaluate@sequential"]
     first, second = (json.loads((p / "metrics" / "evaluate-sequential.json").read_text()) for p in (project, clone))
     assert second["test_accuracy"] == first["test_accuracy"] and second["test_images"] == first["test_images"]
-    assert "Data and pipelines are up to date" in run(["dvc", "status"], clone)
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "dvc.yaml"], clone)  # the benchmark; the study never ran
 
     # CI fan-out: this clone is one job of a seed matrix; it shares its experiment through git and the remote.
     run(["dvc", "exp", "run", "evaluate@sequential", "-S", "train.seed=1", "-n", "seed-1"], clone)
@@ -66,7 +66,7 @@ def test_a_fresh_clone_pulls_data_and_models_and_retrains_nothing(root, tmp_path
     names = [rev.get("name") for base in shown for exp in base.get("experiments") or [] for rev in exp["revs"]]
     assert names == ["seed-1"]
     run(["dvc", "exp", "apply", "seed-1"], gather)
-    # Its model came too: the seed's stages are up to date (train-parallel, not in the exp, is not).
+    # Its model came too: the seed's stages are up to date (train@parallel, not in the exp, is not).
     assert "Data and pipelines are up to date" in run(["dvc", "status", "evaluate@sequential"], gather)
     run(["git", "reset", "-q", "--hard"], gather)
     run(["python", "-m", "pipeline.report"], gather)
