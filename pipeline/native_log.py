@@ -2,12 +2,17 @@
 
 TensorFlow 2.21 logs through Abseil before anything calls `absl::InitializeLog()`, and Abseil then
 writes every message to stderr whatever its level: `TF_CPP_MIN_LOG_LEVEL`, `GLOG_minloglevel` and
-absl's Python logging settings no longer silence them (tried here with TF 2.21.0). On a CPU machine
-every stage printed lines such as `E0000 ... failed call to cuInit: ... CUDA error`, which read like
-failures. So a stage's file descriptor 2 goes through a pipe, and a thread forwards everything except
-whole lines that are one of the known harmless `NOTICES`. Abseil writes each message with one write
-call, so a notice arrives as a whole line; anything else, including partial lines such as progress
-bars, is forwarded as it comes. At exit the original stderr is restored and the pipe drained.
+`ABSL_MIN_LOG_LEVEL` no longer silence them (tried here with TF 2.21.0). On a CPU machine every stage
+printed lines such as `E0000 ... failed call to cuInit: ... CUDA error`, which read like failures.
+
+So a stage's file descriptor 2 (and its children's) goes into a pipe, and a separate pump process,
+this file run as a script, forwards everything to the original stderr except whole lines that are one
+of the known harmless `NOTICES`. Abseil writes each message with one write call, so a notice arrives
+as a whole line; anything else, partial lines such as progress bars included, is forwarded as it
+comes. Because the pump is its own process, it drains the pipe to its end whatever happens to the
+stage (an abort or a segfault included), and it exits when the last writer is gone. It runs in its own
+session, so Ctrl-C at a terminal reaches the stage and not the pump. If whoever reads stderr goes away,
+the pump exits and the stage's next write to stderr fails as it would without the filter.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import subprocess
 import sys
-import threading
 
 # Start-up notices of TensorFlow's C++ runtime on a machine without a GPU; each harmless. Anything
 # else its runtime logs (a real error) still reaches stderr.
@@ -38,28 +43,39 @@ def drop_notices(chunk: bytes) -> bytes:
     return b"".join(line + b"\n" for line in lines if not NOTICES.match(line)) + rest
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _pump(read_fd: int, out_fd: int) -> None:
+def pump(read_fd: int = 0, out_fd: int = 1) -> None:
+    """Copy `read_fd` to `out_fd` without the notices, until end of file or until `out_fd` is closed."""
     while chunk := os.read(read_fd, 1 << 16):
-        _write_all(out_fd, drop_notices(chunk))
+        data = drop_notices(chunk)
+        try:
+            while data:
+                data = data[os.write(out_fd, data):]
+        except BrokenPipeError:
+            return
 
 
 def filter_stderr() -> None:
-    """Route this process's fd 2 (and its children's) through the notice filter until exit."""
+    """Route this process's fd 2, and its children's, through the pump until exit."""
     original = os.dup(2)
     read_fd, write_fd = os.pipe()
+    pumper = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__)], stdin=read_fd, stdout=original,
+                              stderr=original, start_new_session=True)
+    os.close(read_fd)
     os.dup2(write_fd, 2)
     os.close(write_fd)
-    pump = threading.Thread(target=_pump, args=(read_fd, original), name="native-log-filter", daemon=True)
-    pump.start()
 
     def restore() -> None:
+        # Back to the original stderr: this closes the pipe's last write end held here, so the pump
+        # reads to the end and exits (once children that inherited the pipe have exited too).
         sys.stderr.flush()
-        os.dup2(original, 2)  # closes the pipe's last write end held here: the pump reads to its end
-        pump.join(timeout=10)
+        os.dup2(original, 2)
+        try:
+            pumper.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
 
     atexit.register(restore)
+
+
+if __name__ == "__main__":
+    pump()

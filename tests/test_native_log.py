@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from pipeline import native_log
-from tests.project import run_stage, scratch_params
+from tests.project import ROOT, run_stage, scratch_params
 
 # Captured from TensorFlow 2.21.0 on this 2-core CPU machine, importing keras and running one op.
 NOTICES = [
@@ -37,11 +41,37 @@ def test_a_partial_line_such_as_a_progress_bar_is_forwarded_at_once():
     assert native_log.drop_notices(NOTICES[0] + b"\n\r 50%|") == b"\r 50%|"
 
 
-@pytest.mark.parametrize("module", ["pipeline.evaluate sequential", "pipeline.lstm_step --bogus"])
-def test_a_stage_that_loads_tensorflow_prints_only_its_own_line(tmp_path, module):
-    # Missing prepared arrays / an unknown option: the stage loads Keras (and TensorFlow), then refuses.
+@pytest.mark.parametrize("command, exit_code", [
+    ("pipeline.evaluate sequential", 1),  # no prepared arrays: a PipelineError
+    ("pipeline.lstm_step --bogus", 2),    # a usage error
+    ("pipeline.train bogus", 2),          # a model name params.MODEL_NAMES does not hold
+])
+def test_a_stage_that_loads_tensorflow_prints_only_its_own_line(tmp_path, command, exit_code):
+    # Each stage loads Keras (and TensorFlow) at import, then refuses with one line.
     scratch_params(tmp_path)
-    code, _, err = run_stage(tmp_path, *module.split())
-    assert code in (1, 2)
+    code, _, err = run_stage(tmp_path, *command.split())
+    assert code == exit_code
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{module.split()[0]}: error: "), err
+    assert len(lines) == 1 and lines[0].startswith(f"{command.split()[0]}: error: "), err
+
+
+def _filtered(code: str, **kwargs) -> subprocess.Popen:
+    """A Python process that installs the stage filter, then runs `code`."""
+    prelude = "import os, sys\nfrom pipeline import native_log\nnative_log.filter_stderr()\n"
+    return subprocess.Popen([sys.executable, "-c", prelude + code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.mark.parametrize("death", ["os.abort()", "os._exit(3)"])
+def test_what_was_written_before_a_crash_still_reaches_stderr(death):
+    proc = _filtered(f"sys.stderr.write('before the crash\\n'); sys.stderr.flush()\n{death}\n")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert b"before the crash\n" in err
+
+
+def test_a_process_whose_stderr_reader_went_away_does_not_hang():
+    proc = _filtered("for _ in range(200):\n    sys.stderr.write('x' * 1000 + '\\n')\nsys.stderr.flush()\n")
+    proc.stderr.close()  # nobody reads stderr any more: writes to it must fail, not block
+    proc.wait(timeout=60)
+    assert proc.returncode != 0  # BrokenPipeError, as without the filter
