@@ -9,6 +9,8 @@ stage: it may import an older rev's package, so it uses nothing of this one but 
 """
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sys
 import time
@@ -20,14 +22,12 @@ sys.path.pop(0)
 
 def _make_train_step():
     """The rev's train-step builder: pipeline.steps, or pipeline.lstm_step in revs that predate it."""
-    try:
-        from pipeline.steps import make_train_step
-    except ImportError:
-        try:
-            from pipeline.lstm_step import make_train_step
-        except ImportError:
-            sys.exit("this rev has no make_train_step (pipeline.steps or pipeline.lstm_step) to benchmark")
-    return make_train_step
+    for name in ("pipeline.steps", "pipeline.lstm_step"):
+        if importlib.util.find_spec(name) is not None:
+            module = importlib.import_module(name)  # an error inside the rev's module surfaces as itself
+            if hasattr(module, "make_train_step"):
+                return module.make_train_step
+    sys.exit("this rev has no make_train_step (pipeline.steps or pipeline.lstm_step) to benchmark")
 
 
 def main() -> None:

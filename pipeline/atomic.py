@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.params import PipelineError
+
 
 @contextlib.contextmanager
 def atomic_output(path: Path | str):
@@ -15,7 +17,10 @@ def atomic_output(path: Path | str):
     The temporary name keeps the suffix, because Keras picks the save format from it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot create its folder: {exc.strerror}") from None
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
@@ -25,10 +30,13 @@ def atomic_output(path: Path | str):
 
 
 def write_json(path: Path | str, obj) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def write_text(path: Path | str, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
+    """Write `text` to `path` atomically; a failure is one PipelineError naming the file."""
+    try:
+        with atomic_output(path) as tmp:
+            tmp.write_text(text)
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot write: {exc.strerror}") from None

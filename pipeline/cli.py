@@ -1,7 +1,8 @@
 """How every command of the package starts and ends: argparse, one-line errors, exit codes, interrupts.
 
 Each stage and tool ends with `if __name__ == "__main__": cli.main(main)`, where `main(argv)` parses
-its arguments with `cli.ArgumentParser`. `run` turns a `PipelineError` into one line on stderr
+its arguments with `cli.ArgumentParser` (the gate calls `run` from its own `main`, which its tests call
+for the exit status). `run` turns a `PipelineError` into one line on stderr
 (`pipeline.<module>: error: ...`) and exit 1, a usage error into one line and exit 2, and Ctrl-C or
 SIGTERM into one line and exit 130. Outputs are written through `pipeline.atomic`, so an error or an
 interrupt never leaves a half-written file where a good one was.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 from pipeline.params import PipelineError
 
@@ -54,5 +56,7 @@ def run(main, argv=None, *, prog: str, error_exit: int = 1) -> int:
 
 def main(main_function, *, error_exit: int = 1) -> None:
     """Run a module's `main` as `python -m pipeline.<module>` and exit with its status."""
-    prog = sys.modules["__main__"].__spec__.name
+    main_module = sys.modules["__main__"]
+    spec = getattr(main_module, "__spec__", None)  # None when run as a file rather than with -m
+    prog = spec.name if spec else f"pipeline.{Path(main_module.__file__).stem}"
     sys.exit(run(main_function, prog=prog, error_exit=error_exit))

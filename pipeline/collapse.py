@@ -18,7 +18,7 @@ the diagnostics, plus mean and standard deviation over seeds.
 
 Each arm runs in its own process (`python -m pipeline.collapse --arm keras2 --out FILE`), because
 Keras 2 is bound to the name `keras` before the model code is imported. Fixes are DVC experiments over the same
-seeds, e.g. `dvc exp run collapse -S preprocess.normalize=unit`.
+seeds, e.g. `dvc exp run studies/dvc.yaml:collapse -S preprocess.normalize=unit`.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def main(argv=None) -> None:
     parser.add_argument("--arm", choices=params.COLLAPSE_ARMS, help="worker: train every seed under this Keras only")
     parser.add_argument("--out", type=Path, help="worker: where the arm's results go (with --arm)")
     args = parser.parse_args(argv)
+    if (args.arm is None) != (args.out is None):
+        parser.error("--arm and --out go together (a worker's arm and where its results go)")
     if args.arm:
-        if args.out is None:
-            parser.error("--arm needs --out")
         run_arm(args.arm, args.out)
         return
     p = params.load()

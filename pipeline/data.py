@@ -30,6 +30,18 @@ class Split:
     normalize: str
 
 
+def normalization(mode: str, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (offset, scale) such that float = (uint8 - offset) * scale, for a valid `mode`."""
+    if mode == "raw":
+        return np.zeros(3, np.float32), np.ones(3, np.float32)
+    if mode == "unit":
+        return np.zeros(3, np.float32), np.full(3, 1 / 255, np.float32)
+    # standardize. float64 sums: 50k x 1024 values per channel lose digits in float32.
+    mean = train_images.mean(axis=(0, 1, 2), dtype=np.float64)
+    std = train_images.std(axis=(0, 1, 2), dtype=np.float64)
+    return mean.astype(np.float32), (1 / std).astype(np.float32)
+
+
 def save_split(path: Path | str, images: np.ndarray, labels: np.ndarray, class_names, normalize: str,
                offset: np.ndarray, scale: np.ndarray) -> None:
     """Write one split atomically: uint8 images and labels, and how to normalize them at load."""

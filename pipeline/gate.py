@@ -11,7 +11,7 @@
 
 `ab` measures the base rev and the head rev (default: the working tree) on this machine in one job:
 one worker process per rev, each building the LSTM core training steps from its own rev's code
-(`pipeline.lstm_step.make_train_step`), driven in interleaved pairs (A B, B A, A B, ...), and gates on
+(`pipeline.steps.make_train_step`), driven in interleaved pairs (A B, B A, A B, ...), and gates on
 the per-pair time ratio (`ab_verdict`); `gate.ab_processes` independent worker pairs guard against a
 process that is slow for its whole life. This is the mode for speed in CI: absolute times taken in
 different runs or on different machines are not comparable; times taken side by side are.
@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import cli, params
+from pipeline.atomic import write_text
 
 # A median's standard error is about 1.2533 * sigma / sqrt(n) for normal noise, and sigma is about
 # IQR / 1.349: the conversion used for the spread that the metrics record.
@@ -344,7 +345,7 @@ def _gate(argv) -> int:
     report = markdown(title, sections, notes)
     print(report)
     if args.report:
-        args.report.write_text(report)
+        write_text(args.report, report)
     failed = [r.metric for rows in sections.values() for r in rows if not r.passed]
     if failed:
         print(f"pipeline.gate: FAIL: {', '.join(failed)}", file=sys.stderr)

@@ -17,18 +17,6 @@ import numpy as np
 from pipeline import cifar, cli, data, params
 
 
-def normalization(mode: str, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (offset, scale) such that float = (uint8 - offset) * scale, for a valid `mode`."""
-    if mode == "raw":
-        return np.zeros(3, np.float32), np.ones(3, np.float32)
-    if mode == "unit":
-        return np.zeros(3, np.float32), np.full(3, 1 / 255, np.float32)
-    # standardize. float64 sums: 50k x 1024 values per channel lose digits in float32.
-    mean = train_images.mean(axis=(0, 1, 2), dtype=np.float64)
-    std = train_images.std(axis=(0, 1, 2), dtype=np.float64)
-    return mean.astype(np.float32), (1 / std).astype(np.float32)
-
-
 def main(argv=None) -> None:
     cli.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__.splitlines()[0]).parse_args(argv)
     p = params.load()
@@ -39,7 +27,7 @@ def main(argv=None) -> None:
     test_keep = data.balanced_subset(test_y, cfg.test_limit, cfg.seed, "preprocess.test_limit")
     train_x, train_y = train_x[train_keep], train_y[train_keep]
     test_x, test_y = test_x[test_keep], test_y[test_keep]
-    offset, scale = normalization(cfg.normalize, train_x)
+    offset, scale = data.normalization(cfg.normalize, train_x)
     for path, images, labels in ((p.paths.train_arrays, train_x, train_y), (p.paths.test_arrays, test_x, test_y)):
         data.save_split(path, images, labels, archive["class_names"], cfg.normalize, offset, scale)
     print(

@@ -21,6 +21,8 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=200, help="probe images, a multiple of 10 (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     args = parser.parse_args(argv)
+    if args.images < 10 or args.images % 10:
+        parser.error(f"--images must be a multiple of 10, at least 10 (one per class), got {args.images}")
     p = params.load()
     split = data.load_split(p.paths.train_arrays)
     keep = data.balanced_subset(split.labels, args.images, p.preprocess.seed, "--images")

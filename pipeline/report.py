@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import cli, models, params
-from pipeline.atomic import atomic_output
+from pipeline.atomic import write_text
 from pipeline.params import PipelineError
 
 SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size", "learning_rate", "loss",
@@ -125,13 +125,10 @@ def main(argv=None) -> None:
         raise PipelineError("no experiment has train-<model>.json with evaluate-<model>.json, or collapse.json; "
                             "run some first (dvc exp run)")
     summary = aggregate(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     text = markdown(summary)
-    for suffix, write in ((".md", lambda f: Path(f).write_text(text)),
-                          (".csv", lambda f: summary.to_csv(f, index=False)),
-                          ("-runs.csv", lambda f: table.to_csv(f, index=False))):
-        with atomic_output(args.out.parent / (args.out.name + suffix)) as tmp:
-            write(tmp)
+    for suffix, content in ((".md", text), (".csv", summary.to_csv(index=False)),
+                            ("-runs.csv", table.to_csv(index=False))):
+        write_text(args.out.parent / (args.out.name + suffix), content)
     print(text, end="")
     print(f"report: {len(table)} runs in {len(summary)} settings -> {args.out}.md, .csv, -runs.csv")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import data, preprocess
+from pipeline import data
 from tests import archives
 
 
@@ -15,7 +15,7 @@ def _arrays(images: int, seed: int, normalize: str):
     """uint8 N x 32 x 32 x 3 pixels, uint8 labels, and the per-channel (offset, scale) of `normalize`."""
     batch = archives.batch(images, seed=seed)
     pixels = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    offset, scale = preprocess.normalization(normalize, pixels)
+    offset, scale = data.normalization(normalize, pixels)
     return pixels, np.array(batch[b"labels"], np.uint8), offset, scale
 
 

@@ -87,7 +87,7 @@ def test_two_replicas_train_like_one_device(project, backend, devices, env):
 
 @pytest.mark.slow
 def test_two_processes_train_like_one_device(project, tmp_path):
-    """jax across processes (the multi-host path, README "Several machines"): two processes on
+    """jax across processes (the multi-host path, docs/scale-out.md "Several machines"): two processes on
     127.0.0.1, each in its own copy of the project with one CPU device, each feeding its half of every
     global batch. Together they must train like one process, and hold the same weights."""
     pytest.importorskip("jax", reason="the jax backend is optional (make backends)")

@@ -18,8 +18,8 @@ from dvc.repo import Repo
 from pipeline import params
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARK = {"download", "preprocess", "train@sequential", "train@parallel", "evaluate@sequential",
-             "evaluate@parallel", "lstm-step"}
+BENCHMARK = {"download", "preprocess", "lstm-step",
+             *(f"{stage}@{model}" for stage in ("train", "evaluate") for model in params.MODEL_NAMES)}
 STUDIES = {"collapse"}
 
 
@@ -33,6 +33,7 @@ def pipeline_imports(path: Path) -> set[str]:
     """The `pipeline` modules one file imports, at any depth of its code (functions included)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
+        assert not (isinstance(node, ast.ImportFrom) and node.level), f"{path}: use absolute imports"
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "pipeline"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pipeline":
@@ -93,6 +94,17 @@ def test_stage_outputs_are_the_paths_the_code_writes(stages):
     for name, stage in stages.items():
         written = {Path(out.fs_path).relative_to(ROOT) for out in stage.outs}
         assert written == {Path(p) for p in expected[name]}, name
+
+
+def test_the_training_curves_plot_the_files_the_train_stages_write():
+    paths = params.load(ROOT / "params.yaml").paths
+    with Repo(str(ROOT)) as repo:
+        plots = repo.index._plots[str(ROOT / "dvc.yaml")]  # the top-level plots, templating resolved
+    histories = {paths.train_history(m) for m in params.MODEL_NAMES}
+    assert [name for plot in plots for name in plot] == ["training loss", "training accuracy"]
+    for plot in plots:
+        (definition,) = plot.values()
+        assert {Path(f) for f in definition["y"]} == histories
 
 
 def test_operational_download_knobs_are_not_stage_params(stages):

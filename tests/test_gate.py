@@ -107,3 +107,20 @@ def test_missing_metric_exits_2(tmp_path, in_root, capsys):
     (current / "evaluate-sequential.json").write_text(json.dumps({}))
     assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
     assert "evaluate-sequential.json: missing metric test_accuracy" in capsys.readouterr().err
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, in_root, capsys):
+    base = _metrics(tmp_path, "base")
+    (tmp_path / "a-file").write_text("")
+    args = ["compare", "--baseline-dir", str(base), "--current-dir", str(base)]
+    assert gate.main(args + ["--report", str(tmp_path / "a-file" / "gate.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a-file/gate.md: cannot create its folder" in err
+    assert gate.main(args + ["--report", str(tmp_path / "gate.md")]) == 0
+    assert (tmp_path / "gate.md").read_text().startswith("## Gate:")
+
+
+def test_a_command_line_the_gate_cannot_take_exits_2(in_root, capsys):
+    assert gate.main(["compare", "--no-such-option"]) == 2
+    assert gate.main([]) == 2
+    assert "pipeline.gate: error: unrecognized arguments: --no-such-option" in capsys.readouterr().err

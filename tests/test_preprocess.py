@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline import data, preprocess
+from pipeline import data
 from pipeline.params import PipelineError
 
 LABELS = np.repeat(np.arange(10), 50)  # 50 per class, as in a balanced split
@@ -30,7 +30,7 @@ def images():
 
 
 def _round_trip(tmp_path, images, mode):
-    offset, scale = preprocess.normalization(mode, images)
+    offset, scale = data.normalization(mode, images)
     path = tmp_path / f"{mode}.npz"
     data.save_split(path, images, np.arange(64, dtype=np.uint8) % 10, [f"c{i}" for i in range(10)], mode, offset, scale)
     return data.load_split(path)

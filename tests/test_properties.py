@@ -47,6 +47,9 @@ def test_arbitrary_pickled_objects_never_escape_as_another_error(obj):
 def test_batches_near_the_format_are_parsed_or_refused_cleanly(labels, rows, dtype):
     batch = {b"data": np.zeros((rows, 3072), dtype), b"labels": labels}
     result = parse(archives.pickled(batch))
+    # An empty batch is refused too: its label list has no integer type.
+    valid = dtype == np.uint8 and rows >= 1 and len(labels) == rows and all(0 <= v <= 9 for v in labels)
+    assert (result is not None) == valid  # exactly the batches of the official format are accepted
     if result is not None:
         images, parsed = result
         assert images.shape == (rows, 32, 32, 3) and parsed.tolist() == labels

@@ -6,7 +6,7 @@ Skips with a reason when ../shared is absent (see conftest.real_mirror).
 import numpy as np
 import pytest
 
-from pipeline import cifar, data, evaluate, preprocess, training
+from pipeline import cifar, data, evaluate, training
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def splits(real_mirror, tmp_path_factory):
     archive, _ = real_mirror
     raw = cifar.load_archive(archive)
     (train_x, train_y), (test_x, test_y) = raw["train"], raw["test"]
-    offset, scale = preprocess.normalization("standardize", train_x)
+    offset, scale = data.normalization("standardize", train_x)
     out = tmp_path_factory.mktemp("prepared")
     for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         data.save_split(out / f"{name}.npz", x, y, raw["class_names"], "standardize", offset, scale)

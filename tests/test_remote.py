@@ -1,7 +1,7 @@
 """The shared cache and a CI fan-out: machines pull what another computed instead of redoing it.
 
 The real DVC against a local-directory remote and a git remote (the same commands as S3, GCS or SSH and
-a hosted git, README "Scale out"):
+a hosted git, docs/scale-out.md):
 - `dvc repro`, `dvc push`, a fresh `git clone`, `dvc pull`, and then nothing left to run. The HTTP
   server that served the archive is gone by then, so the clone cannot have downloaded it.
 - A CI job in that clone runs one seed as a named experiment and `dvc exp push`es it; a gathering job
