@@ -37,6 +37,6 @@ def write_text(path: Path | str, text: str) -> None:
     """Write `text` to `path` atomically; a failure is one PipelineError naming the file."""
     try:
         with atomic_output(path) as tmp:
-            tmp.write_text(text)
+            tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise PipelineError(f"{path}: cannot write: {exc.strerror}") from None

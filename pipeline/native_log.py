@@ -1,8 +1,9 @@
 """Keep the backends' native start-up notices off a stage's stderr, and nothing else.
 
 TensorFlow 2.21 logs through Abseil before anything calls `absl::InitializeLog()`, and Abseil then
-writes every message to stderr whatever its level: `TF_CPP_MIN_LOG_LEVEL`, `GLOG_minloglevel` and
-`ABSL_MIN_LOG_LEVEL` no longer silence them (tried here with TF 2.21.0). On a CPU machine every stage
+writes every message to stderr whatever its level: the environment variables `TF_CPP_MIN_LOG_LEVEL=3`
+and `GLOG_minloglevel=3`, and absl's Python logging level, no longer silence them (tried here with
+TF 2.21.0). On a CPU machine every stage
 printed lines such as `E0000 ... failed call to cuInit: ... CUDA error`, which read like failures.
 
 So a stage's file descriptor 2 (and its children's) goes into a pipe, and a separate pump process,
@@ -12,7 +13,9 @@ as a whole line; anything else, partial lines such as progress bars included, is
 comes. Because the pump is its own process, it drains the pipe to its end whatever happens to the
 stage (an abort or a segfault included), and it exits when the last writer is gone. It runs in its own
 session, so Ctrl-C at a terminal reaches the stage and not the pump. If whoever reads stderr goes away,
-the pump exits and the stage's next write to stderr fails as it would without the filter.
+the pump exits and the stage's next write to stderr fails as it would without the filter. After a hard
+death (SIGKILL, a segfault) the pump still forwards the stage's last lines, but possibly after whatever
+started the stage has printed its own verdict.
 """
 
 from __future__ import annotations
@@ -56,7 +59,10 @@ def pump(read_fd: int = 0, out_fd: int = 1) -> None:
 
 def filter_stderr() -> None:
     """Route this process's fd 2, and its children's, through the pump until exit."""
-    original = os.dup(2)
+    try:
+        original = os.dup(2)
+    except OSError:  # started with stderr closed: nothing to filter
+        return
     read_fd, write_fd = os.pipe()
     pumper = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__)], stdin=read_fd, stdout=original,
                               stderr=original, start_new_session=True)
@@ -71,7 +77,7 @@ def filter_stderr() -> None:
         os.dup2(original, 2)
         try:
             pumper.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):  # a child still holds the pipe; or a second Ctrl-C
             pass
 
     atexit.register(restore)

@@ -7,8 +7,7 @@ import time
 import pandas as pd
 import pytest
 
-from pipeline import report
-from tests.project import TINY, copy_project, run, set_params
+from tests.project import TINY, copy_project, run, run_stage, set_params
 
 
 def wait_for_queue(project, timeout_s=900):
@@ -56,7 +55,8 @@ def test_queued_seeds_and_report(root, tmp_path, real_mirror, monkeypatch):
 
     monkeypatch.chdir(project)
     monkeypatch.setenv("PATH", run(["sh", "-c", "echo $PATH"], project).strip())
-    assert report.main(["--out", "reports/seeds"]) == 0
+    code, _, err = run_stage(project, "pipeline.report", "--out", "reports/seeds")
+    assert code == 0, err
     summary = pd.read_csv(project / "reports" / "seeds.csv")
     sequential = summary[summary["source"] == "train-sequential"]
     assert len(sequential) == 1  # one setting: the seeds differ, nothing else
