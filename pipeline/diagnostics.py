@@ -119,10 +119,14 @@ class Probe(keras.callbacks.Callback):
                 for branch, names in models.BRANCHES[self.name].items()}
 
     def measure(self) -> dict:
+        # Reading `self.model` first matters under JAX: during fit the weights live in the trainer's
+        # state, and Keras writes them back into the (shared) variables only when a callback reads
+        # `self.model`. Without it the sub-model below would run on purged variables.
+        model = self.model
         inside, _ = self._tools()
         relu, lstm_in, head_in = inside.predict(self.images, batch_size=len(self.images), verbose=0)
-        kernel, bias = self.model.get_layer(models.HEAD).get_weights()
-        lstm = self.model.get_layer(models.LSTM).get_weights()
+        kernel, bias = model.get_layer(models.HEAD).get_weights()
+        lstm = model.get_layer(models.LSTM).get_weights()
         alive = relu.reshape(-1, relu.shape[-1]).max(axis=0) > 0
         return {
             "step": self.step,
@@ -147,10 +151,10 @@ class Probe(keras.callbacks.Callback):
             self.rows.append(self.measure())
 
     def on_epoch_end(self, epoch, logs=None):
-        probs = self.model.predict(self.test_images, batch_size=500, verbose=0)
+        outputs = self.model.predict(self.test_images, batch_size=500, verbose=0)  # logits or probabilities
         self.epochs.append({"epoch": epoch + 1, "loss": float((logs or {}).get("loss", np.nan)),
                             "accuracy": float((logs or {}).get("accuracy", np.nan)),
-                            "test_accuracy": float((probs.argmax(axis=1) == self.test_labels).mean())})
+                            "test_accuracy": float((outputs.argmax(axis=1) == self.test_labels).mean())})
 
 
 def summarize_runs(arm_result: dict) -> dict:

@@ -10,10 +10,20 @@ Both: Adam, categorical cross-entropy, accuracy. Only backend-agnostic `keras.*`
 models run under the tensorflow, torch and jax backends alike, and under Keras 2 (`tf_keras`) for the
 collapse study's comparison (pipeline/collapse.py binds `keras` to it before importing this module).
 
+One loss, one meaning, on every backend. `BUILDERS` build each model up to its logits (the last
+Dense); `classifier` puts the tutorial's softmax on top as a layer of its own, sharing the weights.
+`build` compiles the model that training runs on:
+- `crossentropy` trains the logits model with `CategoricalCrossentropy(from_logits=True)`. Keras 3's
+  string loss "categorical_crossentropy" on the softmax output would not do: on TensorFlow it finds the
+  logits behind the softmax and computes from them, but on JAX and torch it clips the probabilities to
+  [1e-7, 1 - 1e-7], the tutorial-era dead gradient (docs/findings.md, "One loss on every backend").
+- `clipped_crossentropy` trains the classifier on the clipped probabilities, on every backend.
+The saved model, the one `evaluate` scores, is always the classifier: the tutorial's layers, softmax last.
+
 The names come from pipeline/params.py (MODEL_NAMES, LOSSES); `BUILDERS` and `LOSSES` map them to code.
 
 Layers are named so that pipeline/diagnostics.py can find them: `BRANCHES` groups the trainable
-layers of each model, `RELU`, `LSTM` and `HEAD` name the layers it probes.
+layers of each model, `RELU`, `LSTM` and `HEAD` name the layers it probes, `SOFTMAX` the output.
 """
 
 from __future__ import annotations
@@ -34,26 +44,22 @@ BRANCHES = {
     "sequential": {"conv": ("conv",), "lstm": ("lstm",), "head": ("head",)},
     "parallel": {"conv": ("conv", "conv_dense"), "lstm": ("lstm", "lstm_dense"), "head": ("head",)},
 }
-RELU, LSTM, HEAD = "relu", "lstm", "head"  # the conv branch's ReLU, the LSTM, the last Dense
+RELU, LSTM, HEAD, SOFTMAX = "relu", "lstm", "head", "softmax"  # conv ReLU, LSTM, last Dense, output
 
 
 def sequential() -> keras.Model:
-    return keras.Sequential(
-        [
-            keras.Input(INPUT_SHAPE),
-            layers.Conv2D(50, (3, 3), strides=(1, 1), padding="same", name="conv"),
-            layers.Activation("relu", name=RELU),
-            layers.MaxPooling2D((2, 2), name="pool"),
-            layers.Reshape(LSTM_CORES["sequential"], name="to_sequence"),
-            layers.LSTM(LSTM_UNITS, return_sequences=False, name=LSTM),
-            layers.Dense(NUM_CLASSES, name=HEAD),
-            layers.Activation("softmax", name="softmax"),
-        ],
-        name="sequential",
-    )
+    """The sequential model up to its logits."""
+    image = keras.Input(INPUT_SHAPE)
+    x = layers.Conv2D(50, (3, 3), strides=(1, 1), padding="same", name="conv")(image)
+    x = layers.Activation("relu", name=RELU)(x)
+    x = layers.MaxPooling2D((2, 2), name="pool")(x)
+    x = layers.Reshape(LSTM_CORES["sequential"], name="to_sequence")(x)
+    x = layers.LSTM(LSTM_UNITS, return_sequences=False, name=LSTM)(x)
+    return keras.Model(inputs=image, outputs=layers.Dense(NUM_CLASSES, name=HEAD)(x), name="sequential")
 
 
 def parallel() -> keras.Model:
+    """The parallel model up to its logits (the tutorial's Dense(10, activation="softmax") is split in two)."""
     image = keras.Input(INPUT_SHAPE)
     conv = layers.Conv2D(50, (3, 3), strides=(1, 1), padding="same", name="conv")(image)
     conv = layers.Activation("relu", name=RELU)(conv)
@@ -63,8 +69,7 @@ def parallel() -> keras.Model:
     seq = layers.Reshape(LSTM_CORES["parallel"], name="to_sequence")(image)
     seq = layers.Dense(100, name="lstm_dense")(layers.LSTM(LSTM_UNITS, return_sequences=False, name=LSTM)(seq))
     merged = layers.concatenate([conv, seq], name="concat")
-    output = layers.Dense(NUM_CLASSES, activation="softmax", name=HEAD)(merged)
-    return keras.Model(inputs=image, outputs=output, name="parallel")
+    return keras.Model(inputs=image, outputs=layers.Dense(NUM_CLASSES, name=HEAD)(merged), name="parallel")
 
 
 BUILDERS = {"sequential": sequential, "parallel": parallel}
@@ -87,12 +92,32 @@ def clipped_crossentropy(y_true, y_pred):
     return -ops.sum(y_true * ops.log(ops.clip(p, CLIP, 1 - CLIP)), axis=-1)
 
 
-LOSSES = {"crossentropy": "categorical_crossentropy", "clipped_crossentropy": clipped_crossentropy}
+LOSSES = {"crossentropy": keras.losses.CategoricalCrossentropy(from_logits=True),
+          "clipped_crossentropy": clipped_crossentropy}
+# The output each loss is computed from: the logits model's, or the classifier's probabilities.
+FROM_LOGITS = {"crossentropy": True, "clipped_crossentropy": False}
+
+
+def classifier(model: keras.Model) -> keras.Model:
+    """The tutorial's model: `model` itself if it ends in the softmax, else its logits followed by a
+    softmax layer, sharing every weight with `model`."""
+    if model.layers[-1].name == SOFTMAX:
+        return model
+    probabilities = layers.Activation("softmax", name=SOFTMAX)(model.outputs[0])
+    return keras.Model(inputs=model.inputs, outputs=probabilities, name=model.name)
+
+
+def tutorial(name: str) -> keras.Model:
+    """The tutorial's model `name`, uncompiled."""
+    return classifier(BUILDERS[name]())
 
 
 def build(name: str, learning_rate: float, loss: str = "crossentropy") -> keras.Model:
-    """A fresh, compiled model. Seed with keras.utils.set_random_seed first for fixed weights."""
-    model = BUILDERS[name]()
+    """A fresh model compiled for training with `loss`: the logits model for `crossentropy`, the
+    classifier for `clipped_crossentropy`. `classifier(model)` gives the tutorial's model either way.
+    Seed with keras.utils.set_random_seed first for fixed weights."""
+    logits = BUILDERS[name]()
+    model = logits if FROM_LOGITS[loss] else classifier(logits)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=LOSSES[loss],

@@ -134,8 +134,10 @@ def data_digest(split: data.Split) -> str:
 
 def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_rate: float, epochs: int,
         loss: str = "crossentropy", checkpoint_dir=None, verbose=None, callbacks=(),
-        replicas: distribute.Replicas | None = None) -> tuple[keras.Model, pd.DataFrame, dict]:
-    """Build and train `name` on `split`; return the model, its per-epoch history and timing.
+        replicas: distribute.Replicas | None = None,
+        time_limit_s: float | None = None) -> tuple[keras.Model, pd.DataFrame, dict]:
+    """Build and train `name` on `split`; return the tutorial's model (`models.classifier`: softmax
+    output, the one to save and score), its per-epoch history and timing.
 
     Each epoch sees the images in the order of a permutation seeded by (seed, epoch), so a run
     resumed from the checkpoint of epoch k trains exactly like an uninterrupted one. With
@@ -143,6 +145,8 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
     resumed. `verbose=None` shows a progress bar on a terminal and one line per epoch in a log file.
     `callbacks` are added to every epoch's fit() (e.g. diagnostics.Probe). `replicas`
     (from `distribute.setup`) trains data-parallel; by default on the backend's default device.
+    `time_limit_s` caps the wall clock of this call: no epoch starts that the previous epoch's duration
+    says would end past it (`timing["stopped_at_time_limit"]`; the checkpoint lets a later call go on).
     """
     replicas = replicas or distribute.SINGLE
     with replicas.scope():  # build, resume and train inside the distribution engine, if any
@@ -153,6 +157,7 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
         if checkpoint_dir is not None:
             checkpoint = Checkpoint(checkpoint_dir, {
                 "model": name, "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
+                "from_logits": models.FROM_LOGITS[loss],
                 "epochs": epochs, "data_md5": data_digest(split), "backend": keras.config.backend(),
                 "replicas": replicas.count})
             resumed = checkpoint.load()
@@ -161,8 +166,14 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
                 print(f"train-{name}: resuming after epoch {done} from {checkpoint_dir}", flush=True)
         timer, stop = StepTimer(), StopOnSignal()
         previous = {sig: signal.signal(sig, stop.note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        stopped = False
         try:
             for epoch in range(done, epochs):
+                if time_limit_s is not None and timer.epoch_ends:
+                    last_epoch = timer.epoch_ends[-1] - (timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start)
+                    if timer.epoch_ends[-1] - timer.start + last_epoch > time_limit_s:
+                        stopped = True
+                        break
                 order = np.random.default_rng([seed, epoch]).permutation(len(targets))
                 rows_fed, batch_fed = replicas.local_batches(order, batch_size)  # this process's share
                 history = model.fit(
@@ -187,4 +198,5 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
                 signal.signal(sig, handler)
         if stop.received:  # arrived after the last step: the checkpoint is saved, stop all the same
             raise KeyboardInterrupt
-        return model, pd.DataFrame(rows).set_index("epoch"), timing
+        timing = {**timing, "time_limit_s": time_limit_s, "stopped_at_time_limit": stopped}
+        return models.classifier(model), pd.DataFrame(rows).set_index("epoch"), timing

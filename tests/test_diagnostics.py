@@ -54,7 +54,7 @@ def test_gradient_norms_per_branch_match_gradient_tape(split):
     probe.set_model(model)
     norms = probe.gradient_norms()
     with tf.GradientTape() as tape:
-        loss = keras.losses.categorical_crossentropy(probe.targets, model(probe.images))
+        loss = keras.losses.categorical_crossentropy(probe.targets, model(probe.images), from_logits=True)
         loss = tf.reduce_mean(loss)
     grads = dict(zip([v.path for v in model.trainable_variables], tape.gradient(loss, model.trainable_variables)))
     for branch, names in models.BRANCHES["parallel"].items():

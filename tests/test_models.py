@@ -1,5 +1,6 @@
 """The two models against the tutorial's printed model summaries (batch dimension omitted)."""
 
+import numpy as np
 import pytest
 
 from pipeline import models, params
@@ -8,6 +9,7 @@ SUMMARIES = {
     "sequential": (
         22_110,
         [
+            ("InputLayer", (32, 32, 3), 0),
             ("Conv2D", (32, 32, 50), 1_400),
             ("Activation", (32, 32, 50), 0),
             ("MaxPooling2D", (16, 16, 50), 0),
@@ -31,6 +33,7 @@ SUMMARIES = {
             ("Dense", (100,), 5_100),
             ("Concatenate", (200,), 0),
             ("Dense", (10,), 2_010),
+            ("Activation", (10,), 0),  # the tutorial's Dense(10, activation="softmax"), split in two
         ],
     ),
 }
@@ -38,7 +41,7 @@ SUMMARIES = {
 
 @pytest.mark.parametrize("name", list(SUMMARIES))
 def test_layers_shapes_and_parameter_counts_match_the_tutorial(name):
-    model = models.build(name, learning_rate=0.001)
+    model = models.tutorial(name)
     total, expected = SUMMARIES[name]
     assert model.count_params() == total
     got = [(type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params()) for layer in model.layers]
@@ -47,16 +50,27 @@ def test_layers_shapes_and_parameter_counts_match_the_tutorial(name):
 
 @pytest.mark.parametrize("name", list(SUMMARIES))
 def test_compiled_like_the_tutorial(name):
+    import keras
+
     model = models.build(name, learning_rate=0.001)
     assert type(model.optimizer).__name__ == "Adam"
     assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
-    assert model.loss == "categorical_crossentropy"
-    assert model.layers[-1].get_config()["activation"] == "softmax"
+    # Categorical cross-entropy, computed from the logits on every backend: the model trained is the
+    # tutorial's up to its last Dense, and the classifier puts the softmax back on the same weights.
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy) and model.loss.from_logits
+    assert model.layers[-1].name == models.HEAD
+    tutorial = models.classifier(model)
+    assert tutorial.layers[-1].get_config()["activation"] == "softmax"
+    assert [w.path for w in tutorial.weights] == [w.path for w in model.weights]
+    x = np.random.default_rng(0).uniform(0, 255, (4, *models.INPUT_SHAPE)).astype(np.float32)
+    np.testing.assert_allclose(tutorial.predict_on_batch(x), keras.ops.convert_to_numpy(
+        keras.ops.softmax(model.predict_on_batch(x))), rtol=1e-5, atol=1e-7)
+    clipped = models.build(name, 0.001, "clipped_crossentropy")
+    assert clipped.layers[-1].name == models.SOFTMAX and models.classifier(clipped) is clipped
 
 
 def test_clipped_crossentropy_matches_keras_until_the_clip_then_passes_no_gradient():
-    import numpy as np
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow", reason="the reference gradient uses tf.GradientTape")
     import keras
 
     y = np.eye(3, dtype=np.float32)[[0, 1]]

@@ -38,3 +38,17 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(split):
 def test_parallel_model_trains_a_step(split):
     _, history, _ = training.fit("parallel", split, seed=0, batch_size=100, learning_rate=0.001, epochs=1, verbose=0)
     assert np.isfinite(history["loss"].iloc[0])
+
+
+def test_a_time_limit_stops_before_the_next_epoch_and_the_checkpoint_continues(split, tmp_path):
+    # Any epoch takes longer than 1 ns: after the first, the next would end past the limit.
+    kwargs = dict(seed=0, batch_size=50, learning_rate=0.003, epochs=3, verbose=0, checkpoint_dir=tmp_path)
+    _, history, timing = training.fit("sequential", split, time_limit_s=1e-9, **kwargs)
+    assert history.index.tolist() == [1] and timing["stopped_at_time_limit"] is True
+    model, history, timing = training.fit("sequential", split, time_limit_s=1e9, **kwargs)
+    assert history.index.tolist() == [1, 2, 3] and timing["stopped_at_time_limit"] is False
+    assert timing["resumed_after_epoch"] == 1
+    uninterrupted, _, _ = _fit(split)
+    for a, b in zip(model.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.layers[-1].name == "softmax"  # the tutorial's model comes back, whatever was trained
