@@ -39,15 +39,20 @@ def gpu_devices() -> tuple[list[str], str]:
     return devices, f"{len(devices)} GPU(s) visible to the {backend} backend"
 
 
-def gpu_name() -> str | None:
-    """The first GPU's product name from nvidia-smi, whatever the backend."""
+def nvidia_smi(field: str) -> str | None:
+    """One `--query-gpu` field of the first GPU from nvidia-smi (name, driver_version, ...), whatever the backend."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    names = out.stdout.strip().splitlines()
-    return names[0].strip() if out.returncode == 0 and names else None
+    values = out.stdout.strip().splitlines()
+    return values[0].strip() if out.returncode == 0 and values else None
+
+
+def gpu_name() -> str | None:
+    """The first GPU's product name."""
+    return nvidia_smi("name")
 
 
 def record() -> dict:

@@ -155,7 +155,8 @@ class Evaluate:
 class LstmStep:
     warmup_steps: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     rounds: int = dataclasses.field(metadata=_check(lambda n: n >= 3, ">= 3 (a median and an IQR need several)"))
-    sgemm_n: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    cpu_sgemm_n: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    gpu_sgemm_n: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     parity_atol: float = dataclasses.field(metadata=_check(positive, "> 0"))
     seed: int = dataclasses.field(metadata=_check(non_negative, ">= 0"))
 

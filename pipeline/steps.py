@@ -3,17 +3,20 @@ of it (the lstm-step stage and the speed gate's worker, pipeline/ab_worker.py), 
 and CPU/GPU parity.
 
 A core is Input(steps, features) -> LSTM(50), trained with Adam(0.001) on a mean-squared-error loss
-against fixed random targets; `models.LSTM_CORES` gives each model's (steps, features).
+against fixed random targets; `models.LSTM_CORES` gives each model's (steps, features). Every timing
+records the kernel that actually ran (pipeline/backends.py), and a cuDNN time is reported only when
+the cuDNN kernel ran.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 import keras
 import numpy as np
 
-from pipeline import gradients, models, stats
+from pipeline import backends, gradients, models, stats
 
 # Not "cpu:0": under the torch backend (Keras 3.15) building a model inside keras.device("cpu:0")
 # copies each variable off its Parameter and fails on integer variables; "cpu" works on all backends.
@@ -48,22 +51,32 @@ def core_data(batch: int, steps: int, features: int, units: int, seed: int):
     return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
 
 
-def make_train_step(core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
-    """Build `core`'s LSTM on `device`; return a function that runs one training step and returns its loss.
+class CoreStep:
+    """`core`'s LSTM built once on `device`; calling it runs one training step and returns its loss.
 
-    The gate's A/B worker builds each rev's steps through this one function, so keep its signature.
+    The gate's A/B worker builds each rev's steps through `make_train_step`, so keep its signature.
     """
-    steps, features = models.LSTM_CORES[core]
-    with keras.device(device):
-        keras.utils.set_random_seed(seed)
-        model = core_model(steps, features, models.LSTM_UNITS, use_cudnn, keras.optimizers.Adam(0.001))
-        x, y = core_data(batch, steps, features, models.LSTM_UNITS, seed)
 
-    def train_step() -> float:
+    def __init__(self, core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
+        steps, features = models.LSTM_CORES[core]
+        self.core, self.batch, self.device, self.use_cudnn = core, batch, device, use_cudnn
         with keras.device(device):
-            return model.train_on_batch(x, y)  # the loss as a float: the step has completed
+            keras.utils.set_random_seed(seed)
+            self.model = core_model(steps, features, models.LSTM_UNITS, use_cudnn, keras.optimizers.Adam(0.001))
+            self.x, self.y = core_data(batch, steps, features, models.LSTM_UNITS, seed)
 
-    return train_step
+    def __call__(self) -> float:
+        with keras.device(self.device):
+            return self.model.train_on_batch(self.x, self.y)  # the loss as a float: the step has completed
+
+    def kernel(self) -> dict:
+        """Which LSTM kernel this step runs, read from the backend (pipeline/backends.py)."""
+        with keras.device(self.device):
+            return backends.lstm_kernel(self.model, self.x, self.y)
+
+
+def make_train_step(core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0) -> CoreStep:
+    return CoreStep(core, batch, device, use_cudnn, seed)
 
 
 def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:
@@ -80,21 +93,45 @@ def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:
     return [reason for ok, reason in rules if not ok]
 
 
-def time_train_step(core: str, batch: int, device: str, use_cudnn, warmup_steps: int, rounds: int,
-                    seed: int) -> dict:
-    """Warm up, then time `rounds` training steps of `core`'s LSTM on `device`."""
-    step = make_train_step(core, batch, device, use_cudnn, seed)
+def time_step(step: CoreStep, warmup_steps: int, rounds: int, kernel: dict | None = None) -> dict:
+    """Warm up, then time `rounds` calls of `step`; with the kernel that ran (`step.kernel()` unless given)."""
+    kernel = kernel or step.kernel()
     warmup_ms, times_ms = [], []
     for i in range(warmup_steps + rounds):
         start = time.perf_counter()
         step()
         (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
-    flops = lstm_train_flops(batch, *models.LSTM_CORES[core], models.LSTM_UNITS)
-    result = {"warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **stats.spread(times_ms)}
+    flops = lstm_train_flops(step.batch, *models.LSTM_CORES[step.core], models.LSTM_UNITS)
+    result = {"kernel": kernel["kernel"], "kernel_evidence": kernel["evidence"],
+              "warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **stats.spread(times_ms)}
     median_s = result["step_time_ms_median"] / 1000
-    result["sequences_per_s"] = round(batch / median_s, 2)
+    result["sequences_per_s"] = round(step.batch / median_s, 2)
     result["gflops"] = round(flops / median_s / 1e9, 3)
     return result
+
+
+def time_train_step(core: str, batch: int, device: str, use_cudnn, warmup_steps: int, rounds: int,
+                    seed: int) -> dict:
+    """Warm up, then time `rounds` training steps of `core`'s LSTM on `device`."""
+    return time_step(CoreStep(core, batch, device, use_cudnn, seed), warmup_steps, rounds)
+
+
+def time_cudnn_step(core: str, batch: int, device: str, warmup_steps: int, rounds: int,
+                    seed: int) -> tuple[dict | None, str]:
+    """Time `core`'s cuDNN path on `device`, or refuse: (timing or None, a status line).
+
+    Refused when Keras will not build the cuDNN path (it raises under TensorFlow and JAX) and when
+    the kernel that actually runs is not cuDNN (under torch Keras falls back silently).
+    """
+    try:
+        step = CoreStep(core, batch, device, True, seed)
+        kernel = step.kernel()
+    except ValueError as exc:  # Keras: "use_cudnn=True was specified, but cuDNN is not supported ..."
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+        return None, "refused: " + next((line for line in lines if "use_cudnn" in line), lines[0])
+    if kernel["kernel"] != "cudnn":
+        return None, f"refused: use_cudnn=True, but the {kernel['kernel']} kernel ran ({kernel['evidence']})"
+    return time_step(step, warmup_steps, rounds, kernel), "measured: " + kernel["evidence"]
 
 
 def sgemm_gflops(device: str, n: int, warmup_steps: int, rounds: int) -> float:
