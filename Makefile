@@ -1,9 +1,10 @@
 # The two commands (both set everything up first, from a fresh clone):
 #   make repro   run the benchmark pipeline (dvc repro); offline here: make repro-mirror
-#   make test    run the whole test suite (9 minutes here); make test-fast runs the unit tier (2-2.5 minutes)
+#   make test    run the whole test suite: the main venv, then .venv-notf (no TensorFlow, JAX and torch);
+#                make test-fast runs the unit tier (2-2.5 minutes)
 # Also: make study (the collapse study, studies/dvc.yaml), make bench (pytest-benchmark suite ->
 # benchmarks.json), make bench-replicas (1 device vs 2 replicas), make report (seeds), make mirror
-# (offline archive).
+# (offline archive), make gpu-pack (what scripts/gpu-check needs on a GPU host, in .gpu/).
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,17 +15,16 @@ FULL_MIRROR := .mirror/full/cifar-10-python.tar.gz
 SMALL_MIRROR := .mirror/small/cifar-10-python.tar.gz
 # Extra parameter overrides for repro / repro-mirror, e.g. SET="train.sequential.epochs=3 train.parallel.epochs=1"
 SET ?=
-# Named sets of overrides: `make repro PROFILE=tutorial` (or repro-mirror) runs dvc exp run with them.
-# The defaults in params.yaml are the per-commit benchmark profile (docs/benchmarks.md).
+# Named sets of overrides (pipeline/profiles.py): `make repro PROFILE=tutorial` (or repro-mirror) runs
+# dvc exp run with them. The defaults in params.yaml are the per-commit benchmark profile (docs/benchmarks.md).
 # tutorial: the Keras tutorial's protocol, all 50k/10k images, 100 and 10 epochs (hours on 2 cores).
 PROFILE ?=
-PROFILE_tutorial := preprocess.train_limit=0 preprocess.test_limit=0 train.sequential.epochs=100 \
-  train.parallel.epochs=10 lstm_step.rounds=20
-OVERRIDES := $(strip $(PROFILE_$(PROFILE)) $(SET))
+# The profile's `-S key=value` arguments, computed when the recipe runs (an unknown name fails in one line).
+PROFILE_ARGS = profile="$$($(BIN)/python -m pipeline.profiles $(PROFILE))"
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab report
+.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab report
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -39,11 +39,41 @@ $(BIN)/.backends: requirements-backends.txt | setup
 	$(BIN)/python -m pip install --quiet -r requirements-backends.txt
 	touch $@
 
+# The pipeline without TensorFlow or DVC (requirements-gpu.txt), with the CPU builds of JAX and torch:
+# what a GPU host runs, tested here by `make test`.
+NOTF := .venv-notf
+NOTF_TESTS := tests/test_without_tensorflow.py tests/test_backends.py tests/test_lstm_step.py \
+  tests/test_models.py tests/test_train.py
+notf: $(NOTF)/bin/.installed
+$(NOTF)/bin/.installed: requirements-gpu.txt requirements-backends.txt
+	$(PYTHON) -m venv $(NOTF)
+	$(NOTF)/bin/python -m pip install --quiet --upgrade pip
+	$(NOTF)/bin/python -m pip install --quiet -r requirements-gpu.txt -r requirements-backends.txt
+	touch $@
+
+# scripts/gpu-check on a GPU host with Python 3.12, PyTorch and JAX but no Keras, TensorFlow or DVC, and no
+# network: the cp312 wheels it lacks (GPU_HOST_LACKS, pinned in requirements-gpu.txt) go to .gpu/wheels,
+# the JPEG pack and its mirror tool to .gpu/shared. Carry .gpu (about 22 MB) with the call.
+GPU_HOST_LACKS := keras namex optree jsonschema jsonschema-specifications referencing rpds-py
+GPU_PLATFORMS := $(addprefix --platform ,manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+  manylinux2014_x86_64 manylinux1_x86_64)
+gpu-wheels: | setup
+	rm -rf .gpu/wheels && mkdir -p .gpu/wheels
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  $(GPU_PLATFORMS) -d .gpu/wheels \
+	  $$(grep -iE '^($(subst $(eval) ,|,$(GPU_HOST_LACKS)))==' requirements-gpu.txt)
+	ls .gpu/wheels
+
+gpu-pack: gpu-wheels
+	mkdir -p .gpu/shared/data .gpu/shared/tools
+	cp $(SHARED)/data/cifar10-jpeg.tar.gz .gpu/shared/data/
+	cp $(MIRROR_TOOL) .gpu/shared/tools/
+
 repro: setup
-ifeq ($(OVERRIDES),)
+ifeq ($(strip $(PROFILE) $(SET)),)
 	$(BIN)/dvc repro
 else
-	$(BIN)/dvc exp run $(addprefix -S ,$(OVERRIDES))
+	$(PROFILE_ARGS) && $(BIN)/dvc exp run $$profile $(addprefix -S ,$(SET))
 endif
 
 # The official URL is unreachable on machines without internet: build the same archive from the real
@@ -61,17 +91,18 @@ study: setup
 	$(BIN)/dvc repro studies/dvc.yaml
 
 repro-mirror: setup $(FULL_MIRROR)
-	$(BIN)/dvc exp run -S download.url=file://$(abspath $(FULL_MIRROR)) \
-	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $(addprefix -S ,$(OVERRIDES))
+	$(PROFILE_ARGS) && $(BIN)/dvc exp run -S download.url=file://$(abspath $(FULL_MIRROR)) \
+	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $$profile $(addprefix -S ,$(SET))
 
 # The small real-image mirror is built when ../shared is there; the tests that need it skip otherwise.
-test: setup
+test: setup notf
 	@if [ -x $(MIRROR_TOOL) ]; then $(MAKE) --no-print-directory $(SMALL_MIRROR); fi
 	CIFAR10_SMALL_MIRROR=$(abspath $(SMALL_MIRROR)) $(BIN)/python -m pytest
+	KERAS_BACKEND=jax $(NOTF)/bin/python -m pytest -m "not benchmark" $(NOTF_TESTS)
 
 # The unit tier: no real dvc repro, no training on real data, no stage processes that train (marker `slow`).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not benchmark"
+	$(BIN)/python -m pytest -m "not slow and not benchmark and not notf"
 
 bench: setup
 	$(BIN)/python -m pytest -m benchmark tests/benchmarks --benchmark-json=benchmarks.json

@@ -9,7 +9,9 @@ history `<paths.plots_dir>/train-<model>.csv` (paths from `params.Paths`).
 Resumable: every completed epoch is checkpointed in `<paths.checkpoints_dir>/<model>/`, which is
 machine-local (no DVC output, never pushed; see dvc.yaml), so a run killed midway continues from its
 last completed epoch on the next `dvc repro` (`training.fit`). The timing metrics then cover the epochs
-trained after the resume (`resumed_after_epoch`). With `train.distribution: data_parallel` the same
+trained after the resume (`resumed_after_epoch`). `--time-limit-s S` (scripts/gpu-check; never in
+dvc.yaml) stops before an epoch that would end past S seconds: the outputs then hold the epochs done
+(`epochs_completed` < `epochs`) and the checkpoint stays for a rerun to continue. With `train.distribution: data_parallel` the same
 loop runs inside the backend's distribution engine (pipeline/distribute.py).
 """
 
@@ -22,7 +24,13 @@ from pipeline.atomic import atomic_output, write_json
 def main(argv=None) -> None:
     parser = cli.ArgumentParser(prog="python -m pipeline.train", description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=params.MODEL_NAMES)
-    name = parser.parse_args(argv).model
+    parser.add_argument("--time-limit-s", type=float, default=None, metavar="S",
+                        help="stop before an epoch that would end more than S seconds after the start "
+                             "(the checkpoint stays, so a rerun continues); not for dvc repro")
+    args = parser.parse_args(argv)
+    name = args.model
+    if args.time_limit_s is not None and args.time_limit_s <= 0:
+        parser.error(f"--time-limit-s must be > 0, got {args.time_limit_s}")
     p = params.load()
     cfg = p.train
     replicas = distribute.setup(cfg.distribution, cfg.devices, cfg.batch_size)  # before any device work
@@ -34,7 +42,8 @@ def main(argv=None) -> None:
     checkpoint_dir = p.paths.checkpoint(name)
     model, history, timing = training.fit(name, split, seed=cfg.seed, batch_size=cfg.batch_size,
                                           learning_rate=cfg.learning_rate, epochs=epochs, loss=cfg.loss,
-                                          checkpoint_dir=checkpoint_dir, replicas=replicas)
+                                          checkpoint_dir=checkpoint_dir, replicas=replicas,
+                                          time_limit_s=args.time_limit_s)
     with atomic_output(p.paths.model(name)) as tmp:
         model.save(tmp)
     with atomic_output(p.paths.train_history(name)) as tmp:
@@ -43,6 +52,7 @@ def main(argv=None) -> None:
         "model": name,
         "param_count": model.count_params(),
         "epochs": epochs,
+        "epochs_completed": len(history),
         "train_images": len(split.labels),
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
@@ -56,6 +66,10 @@ def main(argv=None) -> None:
         **environment.record(),
     }
     write_json(p.paths.train_metrics(name), metrics)
+    if timing["stopped_at_time_limit"]:
+        print(f"train-{name}: stopped at the time limit after {len(history)}/{epochs} epochs; "
+              f"rerun to continue from {checkpoint_dir}")
+        return
     training.Checkpoint(checkpoint_dir, {}).clear()
     print(f"train-{name}: {metrics['train_images_per_s']} images/s steady state, "
           f"compile {metrics['compile_seconds']} s -> {p.paths.model(name)}")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import profiles
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", "studies/dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 # What the scratch-project tests override, so that every stage runs in seconds on the tiny archive.
@@ -94,13 +96,6 @@ def scratch_params(project: Path, **changes) -> Path:
 
 
 def set_params(project: Path, **changes) -> None:
-    """Set dotted keys (`"train.parallel.epochs": 2`) in `project`/params.yaml."""
+    """Set dotted keys (`"train.parallel.epochs": 2`) in `project`/params.yaml; new keys too."""
     path = project / "params.yaml"
-    values = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        node = values
-        for parent in parents:
-            node = node[parent]
-        node[key] = value
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    path.write_text(yaml.safe_dump(profiles.apply(yaml.safe_load(path.read_text()), changes, allow_new=True), sort_keys=False))

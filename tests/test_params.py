@@ -1,11 +1,11 @@
 import copy
-import re
 
 import pytest
 import yaml
 
-from pipeline import params
+from pipeline import params, profiles
 from pipeline.params import PipelineError
+from tests.project import run_stage
 
 
 @pytest.fixture
@@ -23,17 +23,13 @@ def test_committed_params_are_the_official_source_and_the_benchmark_profile(root
 
 
 def test_the_tutorial_profile_is_the_tutorials_protocol(root, raw):
-    # `make repro PROFILE=tutorial` passes these overrides to dvc exp run -S.
-    makefile = (root / "Makefile").read_text().replace("\\\n", " ")
-    overrides = re.search(r"^PROFILE_tutorial := (.*)$", makefile, re.M).group(1).split()
-    for override in overrides:
-        dotted, value = override.split("=")
-        *parents, key = dotted.split(".")
-        node = raw
-        for parent in parents:
-            node = node[parent]
-        assert key in node, override
-        node[key] = yaml.safe_load(value)
+    # `make repro PROFILE=tutorial` passes these overrides to dvc exp run -S (as `python -m pipeline.profiles`
+    # prints them), and scripts/gpu-check applies them to its params.yaml.
+    code, out, err = run_stage(root, "pipeline.profiles", "tutorial")
+    assert code == 0, err
+    printed = dict(arg.split("=", 1) for arg in out.split() if arg != "-S")
+    assert printed == {k: str(v) for k, v in profiles.PROFILES["tutorial"].items()}
+    raw = profiles.apply(raw, profiles.PROFILES["tutorial"])
     p = params.parse(raw)
     assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 0, 0)
     assert (p.train.batch_size, p.train.learning_rate, p.train.loss) == (100, 0.001, "crossentropy")
@@ -73,3 +69,10 @@ def test_unreadable_and_malformed_files(tmp_path):
     broken.write_text("train: [unclosed\n")
     with pytest.raises(PipelineError, match="not valid YAML"):
         params.load(broken)
+
+
+def test_a_profile_overrides_only_keys_that_exist(raw):
+    assert profiles.apply(raw, {"train.parallel.epochs": 7})["train"]["parallel"]["epochs"] == 7
+    assert raw["train"]["parallel"]["epochs"] == 1  # the input is left alone
+    with pytest.raises(PipelineError, match="params.yaml has no key train.paralel.epochs to override"):
+        profiles.apply(raw, {"train.paralel.epochs": 7})

@@ -1,0 +1,258 @@
+"""The device run in one command: the LSTM cores on the GPU under JAX and torch, and the tutorial's
+protocol under the faster of the two.
+
+    scripts/gpu-check OUT_DIR [--cpu] [--budget-s 450]
+
+scripts/gpu-check installs the wheels that `make gpu-pack` put in .gpu/wheels (Keras and what a GPU
+host without TensorFlow lacks) into a temporary folder, then runs this module from the repository
+root. It needs neither TensorFlow nor DVC: every step is a real stage process (`python -m
+pipeline.<stage>`) in a scratch project, with KERAS_BACKEND set for the step.
+
+1. Data: the mirror tool turns the JPEG pack into an archive in the official layout (the copy of
+   ../shared that `make gpu-pack` put in .gpu/shared, else ../shared itself); then the `download`
+   stage (a file:// URL and the archive's md5) and `preprocess`.
+2. `lstm-step` under jax, then under torch -> lstm-step-gpu-<backend>.json.
+3. The GPU tests of tests/test_lstm_step.py under each backend (their summary lines are recorded).
+4. The faster backend: the smaller sum over both cores of the cuDNN step's median (the GPU generic
+   kernel's where the cuDNN time was refused).
+5. The tutorial's protocol (pipeline/profiles.py `tutorial`: all 50,000 / 10,000 images, sequential
+   100 and parallel 10 epochs, batch 100, Adam 0.001) under that backend: `train` with
+   `--time-limit-s`, parallel first with its share of the time left (in proportion to its epochs
+   times its LSTM core's step time), then sequential with the rest, then `evaluate` ->
+   gpu-protocol.json: time to finish or the epochs done by the cap, images/s, test accuracy, curves.
+
+Everything goes to OUT_DIR, with the log of every step (gpu-check.log); on a GPU the JSON files also
+go to metrics/ of this checkout. The run aims to end within --budget-s (default 450 s, inside the 8
+minutes a device call may take). Without --cpu it refuses to run when a backend sees no GPU.
+
+--cpu swaps the GPU for the CPU and shrinks the work (200 / 100 real images, 2 and 1 epochs, batch
+10, 3 timed rounds) so that CI runs this same script end to end on a machine without a GPU; nothing
+then goes to metrics/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipeline import cli, environment, params, profiles
+from pipeline.atomic import write_json
+from pipeline.params import PipelineError
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("jax", "torch")
+# --cpu: the same steps on a few real images; enough to run every code path, in a few minutes on 2 cores.
+CPU_WORK = {"preprocess.train_limit": 0, "preprocess.test_limit": 0, "train.batch_size": 10,
+            "train.sequential.epochs": 2, "train.parallel.epochs": 1, "evaluate.batch_size": 50,
+            "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3}
+CPU_MIRROR = ["--per-class-train", "20", "--per-class-test", "10"]
+EVALUATE_RESERVE_S = 45  # both evaluate stages and the report, after training
+GPU_TESTS = "test_stage_writes_a_valid_report or test_gpu_cudnn_path_matches_cpu_path"
+
+
+class Run:
+    """The scratch project, the log, and the clock of one gpu-check."""
+
+    def __init__(self, out_dir: Path, budget_s: float):
+        self.start = time.perf_counter()
+        self.budget_s = budget_s
+        self.out_dir = out_dir
+        self.work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+        self.project = self.work / "project"
+        self.project.mkdir()
+        self.log = open(out_dir / "gpu-check.log", "w", encoding="utf-8")  # noqa: SIM115 (closed in main)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def say(self, line: str) -> None:
+        line = f"gpu-check [{self.elapsed():6.1f} s]: {line}"
+        print(line, flush=True)
+        self.log.write(line + "\n")
+        self.log.flush()
+
+    def call(self, args: list[str], backend: str | None = None, cwd: Path | None = None) -> tuple[int, str]:
+        """Run `python args...` with this checkout's package importable; echo and log its output."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        if backend:
+            env["KERAS_BACKEND"] = backend
+        proc = subprocess.Popen([sys.executable, *args], cwd=cwd or self.project, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        lines = []
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            self.log.write(line)
+            lines.append(line)
+        self.log.flush()
+        return proc.wait(), "".join(lines)
+
+    def stage(self, backend: str, module: str, *args: str) -> None:
+        self.say(" ".join([module, *args, "under", backend]))
+        code, _ = self.call(["-m", f"pipeline.{module}", *args], backend)
+        if code != 0:
+            raise PipelineError(f"{module} {' '.join(args)} under {backend} failed (exit {code}); "
+                                f"see {self.out_dir / 'gpu-check.log'}")
+
+    def read(self, path) -> dict:
+        return json.loads((self.project / path).read_text())
+
+
+def mirror_tool() -> Path:
+    for shared in (ROOT / ".gpu" / "shared", ROOT.parent / "shared"):
+        tool = shared / "tools" / "make-cifar10-mirror"
+        if tool.is_file():
+            return tool
+    raise PipelineError(f"no mirror tool: neither {ROOT / '.gpu/shared'} (make gpu-pack) nor {ROOT.parent / 'shared'} "
+                        "holds tools/make-cifar10-mirror and data/cifar10-jpeg.tar.gz")
+
+
+def prepare(run: Run, cpu: bool) -> params.Params:
+    """Build the archive from the JPEG pack, write the scratch params.yaml, download and preprocess."""
+    run.say("building the CIFAR-10 archive from the JPEG pack")
+    code, _ = run.call([str(mirror_tool()), str(run.work / "mirror"), *(CPU_MIRROR if cpu else [])])
+    if code != 0:
+        raise PipelineError(f"the mirror tool failed (exit {code}); see {run.out_dir / 'gpu-check.log'}")
+    archive = run.work / "mirror" / "cifar-10-python.tar.gz"
+    md5 = Path(f"{archive}.md5").read_text().split()[0]
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    overrides = {**profiles.PROFILES["tutorial"], **(CPU_WORK if cpu else {}),
+                 "download.url": archive.as_uri(), "download.md5": md5}
+    raw = profiles.apply(raw, overrides)
+    p = params.parse(raw, "gpu-check params")
+    (run.project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    run.stage(BACKENDS[0], "download")
+    run.stage(BACKENDS[0], "preprocess")
+    return p
+
+
+def core_ms(report: dict, model: str, cpu: bool) -> float:
+    """The step time a backend's LSTM core would train with: cuDNN where it ran, else the generic kernel."""
+    core = report[model]
+    timing = core["cpu_generic"] if cpu else (core["gpu_cudnn"] or core["gpu_generic"])
+    return timing["step_time_ms_median"]
+
+
+def gpu_tests(run: Run, backend: str, cpu: bool) -> dict:
+    """tests/test_lstm_step.py's GPU checks under `backend` (on --cpu only the GPU test, which skips)."""
+    selection = "test_gpu_cudnn_path_matches_cpu_path" if cpu else GPU_TESTS
+    run.say(f"GPU tests under {backend}: {selection}")
+    code, out = run.call(["-m", "pytest", "-q", "tests/test_lstm_step.py",
+                          "-k", selection], backend, cwd=ROOT)
+    summary = next((line for line in reversed(out.splitlines()) if " in " in line and "==" not in line[:2]),
+                   out.strip().splitlines()[-1] if out.strip() else "")
+    return {"exit_code": code, "summary": summary.strip("= ")}
+
+
+def protocol(run: Run, p: params.Params, backend: str, reports: dict, cpu: bool) -> dict:
+    """Train both models with the time left, parallel first, then score them."""
+    work = {m: p.train.epochs(m) * core_ms(reports[backend], m, cpu) for m in params.MODEL_NAMES}
+    results = {}
+    for i, model in enumerate(("parallel", "sequential")):
+        left = run.budget_s - run.elapsed() - EVALUATE_RESERVE_S
+        share = work[model] / sum(work[m] for m in ("parallel", "sequential")[i:])
+        limit = max(left * share, 1.0)
+        run.stage(backend, "train", model, "--time-limit-s", f"{limit:.0f}")
+        results[model] = {"time_limit_s": round(limit)}
+    for model in params.MODEL_NAMES:
+        run.stage(backend, "evaluate", model)
+    for model in params.MODEL_NAMES:
+        train = run.read(p.paths.train_metrics(model))
+        score = run.read(p.paths.evaluate_metrics(model))
+        results[model].update({
+            "epochs": train["epochs"], "epochs_completed": train["epochs_completed"],
+            "finished": train["epochs_completed"] == train["epochs"],
+            **{k: train[k] for k in ("train_images", "train_seconds", "compile_seconds", "train_images_per_s",
+                                      "step_time_ms_median", "step_time_ms_iqr", "final_train_loss",
+                                      "final_train_accuracy")},
+            **{k: score[k] for k in ("test_images", "test_accuracy", "test_loss", "inference_images_per_s",
+                                      "reported_test_accuracy", "reported_epochs")},
+            "history": pd.read_csv(run.project / p.paths.train_history(model)).to_dict("records"),
+        })
+    return results
+
+
+def require_gpus(run: Run) -> None:
+    """Refuse, before any work, when a backend sees no GPU."""
+    for backend in BACKENDS:
+        code, out = run.call(["-c", "from pipeline import environment; print(environment.gpu_devices()[1])"],
+                             backend, cwd=ROOT)
+        status = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
+        if code != 0 or status.startswith("no GPU"):
+            raise PipelineError(f"{status}; nothing measured (scripts/gpu-check --cpu runs the same steps without a GPU)")
+
+
+def check(out_dir: Path, cpu: bool, budget_s: float) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(out_dir, budget_s)
+    try:
+        if not cpu:
+            require_gpus(run)
+        p = prepare(run, cpu)
+        reports, tests = {}, {}
+        for backend in BACKENDS:
+            run.stage(backend, "lstm_step")
+            report = run.read(p.paths.lstm_step_metrics)
+            if not cpu and not report["gpu_device_name"]:
+                raise PipelineError(f"{backend}: {report['gpu_status']}; nothing measured")
+            reports[backend] = report
+            write_json(out_dir / f"lstm-step-gpu-{backend}.json", report)
+        for backend in BACKENDS:
+            tests[backend] = gpu_tests(run, backend, cpu)
+        choice = {b: round(sum(core_ms(reports[b], m, cpu) for m in params.MODEL_NAMES), 3) for b in BACKENDS}
+        backend = min(choice, key=choice.get)
+        run.say(f"protocol under {backend} (LSTM core ms per step, both cores: {choice})")
+        models = protocol(run, p, backend, reports, cpu)
+        env = reports[backend]
+        result = {
+            "mode": "cpu" if cpu else "gpu",
+            "backend": backend,
+            "backend_choice_core_ms": choice,
+            "device_name": env["gpu_device_name"] or env["cpu_device_name"],
+            "driver_version": environment.nvidia_smi("driver_version"),
+            "backend_version": env["backend_version"],
+            "keras_version": env["keras_version"],
+            "python": platform.python_version(),
+            "data": {"source": "JPEG pack mirror (../shared/data/README.md)", "md5": p.download.md5,
+                     "train_images": models["sequential"]["train_images"],
+                     "test_images": models["sequential"]["test_images"]},
+            "batch_size": p.train.batch_size, "learning_rate": p.train.learning_rate, "loss": p.train.loss,
+            "normalize": p.preprocess.normalize, "seed": p.train.seed,
+            "budget_s": budget_s,
+            "models": models,
+            "gpu_tests": tests,
+            "wall_s": round(run.elapsed(), 1),
+        }
+        write_json(out_dir / "gpu-protocol.json", result)
+        if not cpu:
+            for name in [f"lstm-step-gpu-{b}.json" for b in BACKENDS] + ["gpu-protocol.json"]:
+                write_json(ROOT / p.paths.metrics_dir / name, json.loads((out_dir / name).read_text()))
+        run.say(f"done in {run.elapsed():.0f} s -> {out_dir}")
+    finally:
+        run.log.close()
+        shutil.rmtree(run.work, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    parser = cli.ArgumentParser(prog="scripts/gpu-check", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, help="where every file it writes goes (on the device: $OUT)")
+    parser.add_argument("--cpu", action="store_true", help="no GPU: the same steps on the CPU, shrunk (CI)")
+    parser.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget of the whole run (default 450)")
+    args = parser.parse_args(argv)
+    if args.budget_s <= EVALUATE_RESERVE_S:
+        parser.error(f"--budget-s must exceed {EVALUATE_RESERVE_S}, got {args.budget_s}")
+    check(args.out_dir, args.cpu, args.budget_s)
+
+
+if __name__ == "__main__":
+    cli.main(main)

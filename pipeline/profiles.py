@@ -1,0 +1,49 @@
+"""Named sets of param overrides on top of params.yaml, whose defaults are the per-commit benchmark profile.
+
+    python -m pipeline.profiles [NAME]   prints NAME's overrides as `-S key=value ...` for `dvc exp run`
+
+`make repro PROFILE=tutorial` runs `dvc exp run` with them; scripts/gpu-check (pipeline/gpu_check.py)
+writes them into its scratch params.yaml with `apply`. No name prints nothing.
+
+- tutorial: the Keras tutorial's protocol: all 50,000 / 10,000 images, 100 and 10 epochs, and 20
+  timed rounds of the LSTM cores (hours on 2 CPU cores; minutes on a GPU).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from pipeline import cli
+from pipeline.params import PipelineError
+
+PROFILES = {
+    "tutorial": {"preprocess.train_limit": 0, "preprocess.test_limit": 0, "train.sequential.epochs": 100,
+                 "train.parallel.epochs": 10, "lstm_step.rounds": 20},
+}
+
+
+def apply(mapping: dict, overrides: dict, allow_new: bool = False) -> dict:
+    """A copy of the params `mapping` with dotted-key `overrides` set. A key not in `mapping` is refused
+    unless `allow_new` (tests that check how params.parse refuses one)."""
+    result = copy.deepcopy(mapping)
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split(".")
+        node = result
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or (key not in node and not allow_new):
+            raise PipelineError(f"params.yaml has no key {dotted} to override")
+        node[key] = value
+    return result
+
+
+def main(argv=None) -> None:
+    parser = cli.ArgumentParser(prog="python -m pipeline.profiles", description=__doc__.splitlines()[0])
+    parser.add_argument("name", nargs="?", choices=sorted(PROFILES), help="a profile (none: print nothing)")
+    name = parser.parse_args(argv).name
+    if name:
+        print(" ".join(f"-S {key}={value}" for key, value in PROFILES[name].items()))
+
+
+if __name__ == "__main__":
+    cli.main(main)

@@ -1,0 +1,100 @@
+"""The pipeline where TensorFlow is not installed, as on the GPU host: every stage under JAX and under
+torch, and scripts/gpu-check end to end with --cpu.
+
+`make test` runs this module (marker `notf`) in .venv-notf: requirements-gpu.txt with the CPU builds of
+JAX and torch (requirements-backends.txt), no TensorFlow, no DVC, KERAS_BACKEND=jax. The main venv's
+run deselects it (pyproject.toml addopts).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.conftest import MIRROR_TOOL
+from tests.project import ROOT, TINY, run_stage, scratch_params
+
+pytestmark = pytest.mark.notf
+BACKENDS = ("jax", "torch")
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
+# torch's CPU LSTM is slow (Keras's fallback loop: seconds per parallel-model step): fewer, smaller batches.
+SMALLER = {"torch": {"preprocess.train_limit": 20, "preprocess.test_limit": 10, "train.batch_size": 10,
+                     "evaluate.batch_size": 10, "collapse.probe_images": 10, "lstm_step.rounds": 3}}
+STAGES = [("pipeline.download",), ("pipeline.preprocess",), ("pipeline.train", "sequential"),
+          ("pipeline.train", "parallel"), ("pipeline.evaluate", "sequential"), ("pipeline.evaluate", "parallel"),
+          ("pipeline.lstm_step",), ("pipeline.collapse",)]
+
+
+def test_tensorflow_and_dvc_are_not_installed_here():
+    assert importlib.util.find_spec("tensorflow") is None
+    assert importlib.util.find_spec("dvc") is None
+    with pytest.raises(ImportError):
+        import tensorflow  # noqa: F401
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_stage_runs_and_records_its_backend(tmp_path, tiny_archive, backend):
+    archive, md5 = tiny_archive
+    scratch_params(tmp_path, **{**TINY, "download.url": archive.as_uri(), "download.md5": md5,
+                                "lstm_step.cpu_sgemm_n": 128, **SMALLER.get(backend, {})})
+    for args in STAGES:
+        code, _, err = run_stage(tmp_path, *args, timeout=900, KERAS_BACKEND=backend)
+        assert code == 0, f"{args} under {backend}:\n{err[-3000:]}"
+    metrics = {path.name: json.loads(path.read_text()) for path in (tmp_path / "metrics").glob("*.json")}
+    assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate-sequential.json",
+                            "evaluate-parallel.json", "lstm-step.json", "collapse.json"}
+    for name, values in metrics.items():
+        assert values["backend"] == backend, name
+    for model in ("sequential", "parallel"):
+        assert metrics[f"train-{model}.json"]["loss"] == "crossentropy"
+        assert 0 <= metrics[f"evaluate-{model}.json"]["test_accuracy"] <= 1
+    jsonschema.validate(metrics["lstm-step.json"], SCHEMA)
+    assert metrics["collapse.json"]["keras3"]["runs"] == 1
+
+
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    if not MIRROR_TOOL.is_file():
+        pytest.skip(f"gpu-check builds its data with {MIRROR_TOOL} (the shared folder beside the project)")
+    committed = {p.name: p.read_bytes() for p in (ROOT / "metrics").glob("*.json")}
+    out = tmp_path / "out"
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), str(out), "--cpu"], cwd=tmp_path,
+                            env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=1200)
+    log = out / "gpu-check.log"
+    assert result.returncode == 0, result.stderr[-1000:] + (log.read_text()[-3000:] if log.is_file() else "")
+    assert {p.name for p in out.iterdir()} == {"gpu-check.log", "gpu-protocol.json", "lstm-step-gpu-jax.json",
+                                               "lstm-step-gpu-torch.json"}
+    for backend in BACKENDS:
+        report = json.loads((out / f"lstm-step-gpu-{backend}.json").read_text())
+        jsonschema.validate(report, SCHEMA)
+        assert report["backend"] == backend and report["gpu_status"].startswith("no GPU visible")
+        assert report["sequential"]["gpu_cudnn"] is None and report["sequential"]["cpu_generic"]["kernel"] == "generic"
+    protocol = json.loads((out / "gpu-protocol.json").read_text())
+    choice = protocol["backend_choice_core_ms"]
+    assert protocol["mode"] == "cpu" and protocol["backend"] == min(choice, key=choice.get)
+    assert (protocol["data"]["train_images"], protocol["data"]["test_images"], protocol["batch_size"]) == (200, 100, 10)
+    for model, epochs in (("sequential", 2), ("parallel", 1)):
+        m = protocol["models"][model]
+        assert (m["epochs"], m["epochs_completed"], m["finished"]) == (epochs, epochs, True)
+        assert [row["epoch"] for row in m["history"]] == list(range(1, epochs + 1))
+        assert 0 <= m["test_accuracy"] <= 1 and m["train_images_per_s"] > 0
+    for backend in BACKENDS:
+        assert protocol["gpu_tests"][backend]["exit_code"] == 0
+        assert "1 skipped" in protocol["gpu_tests"][backend]["summary"]  # no GPU here: the GPU test skips
+    # --cpu writes nothing into the checkout's metrics/.
+    assert {p.name: p.read_bytes() for p in (ROOT / "metrics").glob("*.json")} == committed
+
+
+def test_gpu_check_refuses_without_a_gpu_before_any_work(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", str(tmp_path / "out")], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert result.stderr.startswith("pipeline.gpu_check: error: no GPU visible to the jax backend")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["gpu-check.log"]
