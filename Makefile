@@ -99,6 +99,7 @@ test: setup notf
 	@if [ -x $(MIRROR_TOOL) ]; then $(MAKE) --no-print-directory $(SMALL_MIRROR); fi
 	CIFAR10_SMALL_MIRROR=$(abspath $(SMALL_MIRROR)) $(BIN)/python -m pytest
 	KERAS_BACKEND=jax $(NOTF)/bin/python -m pytest -m "not benchmark" $(NOTF_TESTS)
+	KERAS_BACKEND=torch $(NOTF)/bin/python -m pytest -m "not slow and not benchmark" tests/test_lstm_step.py tests/test_models.py
 
 # The unit tier: no real dvc repro, no training on real data, no stage processes that train (marker `slow`).
 test-fast: setup

@@ -33,12 +33,15 @@ then goes to metrics/.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -57,23 +60,33 @@ CPU_WORK = {"preprocess.train_limit": 0, "preprocess.test_limit": 0, "train.batc
             "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3}
 CPU_MIRROR = ["--per-class-train", "20", "--per-class-test", "10"]
 EVALUATE_RESERVE_S = 45  # both evaluate stages and the report, after training
+MIN_TRAIN_S = 20  # a model whose share of the time left is shorter is not started
+GRACE_S = 20  # a process still running this long after the budget is killed
 GPU_TESTS = "test_stage_writes_a_valid_report or test_gpu_cudnn_path_matches_cpu_path"
 
 
 class Run:
-    """The scratch project, the log, and the clock of one gpu-check."""
+    """The scratch project, the log, and the clock of one gpu-check.
 
-    def __init__(self, out_dir: Path, budget_s: float):
+    Every process gets a hard timeout at the end of the budget (plus `GRACE_S`); one still running then
+    is killed with its process group, so the whole run ends within budget + grace whatever hangs.
+    """
+
+    def __init__(self, out_dir: Path, budget_s: float, cpu: bool):
         self.start = time.perf_counter()
         self.budget_s = budget_s
+        self.cpu = cpu
         self.out_dir = out_dir
         self.work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
         self.project = self.work / "project"
         self.project.mkdir()
-        self.log = open(out_dir / "gpu-check.log", "w", encoding="utf-8")  # noqa: SIM115 (closed in main)
+        self.log = open(out_dir / "gpu-check.log", "w", encoding="utf-8")  # noqa: SIM115 (closed in check)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+    def left(self) -> float:
+        return self.budget_s - self.elapsed()
 
     def say(self, line: str) -> None:
         line = f"gpu-check [{self.elapsed():6.1f} s]: {line}"
@@ -82,20 +95,35 @@ class Run:
         self.log.flush()
 
     def call(self, args: list[str], backend: str | None = None, cwd: Path | None = None) -> tuple[int, str]:
-        """Run `python args...` with this checkout's package importable; echo and log its output."""
+        """Run `python args...` with this checkout's package importable; echo and log its output.
+        Returns (exit code, output); -9 when it was killed at the end of the budget."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if backend:
             env["KERAS_BACKEND"] = backend
+        if self.cpu:  # --cpu: hide any GPU from both backends
+            env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
         proc = subprocess.Popen([sys.executable, *args], cwd=cwd or self.project, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        lines = []
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-            self.log.write(line)
-            lines.append(line)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        lines: list[str] = []
+
+        def pump():
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                self.log.write(line)
+                lines.append(line)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            code = proc.wait(timeout=max(self.left() + GRACE_S, 1.0))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait()
+            lines.append(f"gpu-check: killed at the end of the budget ({self.budget_s:.0f} s + {GRACE_S} s)\n")
+        reader.join(timeout=10)
         self.log.flush()
-        return proc.wait(), "".join(lines)
+        return code, "".join(lines)
 
     def stage(self, backend: str, module: str, *args: str) -> None:
         self.say(" ".join([module, *args, "under", backend]))
@@ -147,29 +175,42 @@ def gpu_tests(run: Run, backend: str, cpu: bool) -> dict:
     """tests/test_lstm_step.py's GPU checks under `backend` (on --cpu only the GPU test, which skips)."""
     selection = "test_gpu_cudnn_path_matches_cpu_path" if cpu else GPU_TESTS
     run.say(f"GPU tests under {backend}: {selection}")
-    code, out = run.call(["-m", "pytest", "-q", "tests/test_lstm_step.py",
-                          "-k", selection], backend, cwd=ROOT)
-    summary = next((line for line in reversed(out.splitlines()) if " in " in line and "==" not in line[:2]),
-                   out.strip().splitlines()[-1] if out.strip() else "")
+    code, out = run.call(["-m", "pytest", "-q", "tests/test_lstm_step.py", "-k", selection], backend, cwd=ROOT)
+    lines = out.strip().splitlines()
+    summary = next((line for line in reversed(lines) if " in " in line and ("passed" in line or "skipped" in line
+                                                                          or "failed" in line or "error" in line)),
+                   lines[-1] if lines else "")
     return {"exit_code": code, "summary": summary.strip("= ")}
 
 
 def protocol(run: Run, p: params.Params, backend: str, reports: dict, cpu: bool) -> dict:
-    """Train both models with the time left, parallel first, then score them."""
-    work = {m: p.train.epochs(m) * core_ms(reports[backend], m, cpu) for m in params.MODEL_NAMES}
+    """Train both models with the time left, parallel first, then score them. A model that failed,
+    was killed at the budget or had no time left is recorded as such."""
+    order = ("parallel", "sequential")
+    work = {m: p.train.epochs(m) * core_ms(reports[backend], m, cpu) for m in order}
     results = {}
-    for i, model in enumerate(("parallel", "sequential")):
-        left = run.budget_s - run.elapsed() - EVALUATE_RESERVE_S
-        share = work[model] / sum(work[m] for m in ("parallel", "sequential")[i:])
-        limit = max(left * share, 1.0)
-        run.stage(backend, "train", model, "--time-limit-s", f"{limit:.0f}")
-        results[model] = {"time_limit_s": round(limit)}
+    for i, model in enumerate(order):
+        left = run.left() - EVALUATE_RESERVE_S
+        limit = left * work[model] / sum(work[m] for m in order[i:])
+        if limit < MIN_TRAIN_S:
+            results[model] = {"status": f"not started: {max(limit, 0):.0f} s of the budget left for it"}
+            run.say(f"train {model}: {results[model]['status']}")
+            continue
+        run.say(f"train {model} --time-limit-s {limit:.0f} under {backend}")
+        code, _ = run.call(["-m", "pipeline.train", model, "--time-limit-s", f"{limit:.0f}"], backend)
+        results[model] = {"time_limit_s": round(limit), "status": "trained" if code == 0 else f"train exit {code}"}
     for model in params.MODEL_NAMES:
-        run.stage(backend, "evaluate", model)
-    for model in params.MODEL_NAMES:
+        if results[model]["status"] != "trained":
+            continue
+        run.say(f"evaluate {model} under {backend}")
+        code, _ = run.call(["-m", "pipeline.evaluate", model], backend)
+        if code != 0:
+            results[model]["status"] = f"evaluate exit {code}"
+            continue
         train = run.read(p.paths.train_metrics(model))
         score = run.read(p.paths.evaluate_metrics(model))
         results[model].update({
+            "status": "complete",
             "epochs": train["epochs"], "epochs_completed": train["epochs_completed"],
             "finished": train["epochs_completed"] == train["epochs"],
             **{k: train[k] for k in ("train_images", "train_seconds", "compile_seconds", "train_images_per_s",
@@ -192,65 +233,92 @@ def require_gpus(run: Run) -> None:
             raise PipelineError(f"{status}; nothing measured (scripts/gpu-check --cpu runs the same steps without a GPU)")
 
 
-def check(out_dir: Path, cpu: bool, budget_s: float) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = Run(out_dir, budget_s)
-    try:
-        if not cpu:
-            require_gpus(run)
-        p = prepare(run, cpu)
-        reports, tests = {}, {}
-        for backend in BACKENDS:
+def measure(run: Run, result: dict, cpu: bool) -> list[str]:
+    """Every step; fills `result` as it goes and returns what failed (empty: everything ran and passed)."""
+    failures = []
+    if not cpu:
+        require_gpus(run)
+    p = prepare(run, cpu)
+    result.update(data={"source": "JPEG pack mirror (../shared/data/README.md)", "md5": p.download.md5},
+                  batch_size=p.train.batch_size, learning_rate=p.train.learning_rate, loss=p.train.loss,
+                  normalize=p.preprocess.normalize, seed=p.train.seed)
+    reports = {}
+    for backend in BACKENDS:
+        try:
             run.stage(backend, "lstm_step")
             report = run.read(p.paths.lstm_step_metrics)
             if not cpu and not report["gpu_device_name"]:
-                raise PipelineError(f"{backend}: {report['gpu_status']}; nothing measured")
-            reports[backend] = report
-            write_json(out_dir / f"lstm-step-gpu-{backend}.json", report)
-        for backend in BACKENDS:
-            tests[backend] = gpu_tests(run, backend, cpu)
-        choice = {b: round(sum(core_ms(reports[b], m, cpu) for m in params.MODEL_NAMES), 3) for b in BACKENDS}
-        backend = min(choice, key=choice.get)
-        run.say(f"protocol under {backend} (LSTM core ms per step, both cores: {choice})")
-        models = protocol(run, p, backend, reports, cpu)
-        env = reports[backend]
-        result = {
-            "mode": "cpu" if cpu else "gpu",
-            "backend": backend,
-            "backend_choice_core_ms": choice,
-            "device_name": env["gpu_device_name"] or env["cpu_device_name"],
-            "driver_version": environment.nvidia_smi("driver_version"),
-            "backend_version": env["backend_version"],
-            "keras_version": env["keras_version"],
-            "python": platform.python_version(),
-            "data": {"source": "JPEG pack mirror (../shared/data/README.md)", "md5": p.download.md5,
-                     "train_images": models["sequential"]["train_images"],
-                     "test_images": models["sequential"]["test_images"]},
-            "batch_size": p.train.batch_size, "learning_rate": p.train.learning_rate, "loss": p.train.loss,
-            "normalize": p.preprocess.normalize, "seed": p.train.seed,
-            "budget_s": budget_s,
-            "models": models,
-            "gpu_tests": tests,
-            "wall_s": round(run.elapsed(), 1),
-        }
-        write_json(out_dir / "gpu-protocol.json", result)
-        if not cpu:
-            for name in [f"lstm-step-gpu-{b}.json" for b in BACKENDS] + ["gpu-protocol.json"]:
-                write_json(ROOT / p.paths.metrics_dir / name, json.loads((out_dir / name).read_text()))
-        run.say(f"done in {run.elapsed():.0f} s -> {out_dir}")
+                raise PipelineError(f"lstm_step under {backend}: {report['gpu_status']}")
+        except PipelineError as exc:
+            failures.append(str(exc))
+            result["lstm_step"][backend] = f"failed: {exc}"
+            continue
+        reports[backend] = report
+        result["lstm_step"][backend] = f"lstm-step-gpu-{backend}.json"
+        write_json(run.out_dir / f"lstm-step-gpu-{backend}.json", report)
+    if not reports:
+        raise PipelineError("; ".join(failures))
+    for backend in reports:
+        result["gpu_tests"][backend] = tests = gpu_tests(run, backend, cpu)
+        if tests["exit_code"] != 0:
+            failures.append(f"the GPU tests under {backend} failed: {tests['summary']}")
+    choice = {b: round(sum(core_ms(reports[b], m, cpu) for m in params.MODEL_NAMES), 3) for b in reports}
+    backend = min(choice, key=choice.get)
+    env = reports[backend]
+    result.update(backend=backend, backend_choice_core_ms=choice,
+                  device_name=env["gpu_device_name"] or env["cpu_device_name"],
+                  driver_version=environment.nvidia_smi("driver_version"),
+                  backend_version=env["backend_version"], keras_version=env["keras_version"])
+    run.say(f"protocol under {backend} (LSTM core ms per step, both cores: {choice})")
+    result["models"] = protocol(run, p, backend, reports, cpu)
+    failures += [f"{m}: {r['status']}" for m, r in result["models"].items() if r["status"] != "complete"]
+    return failures
+
+
+def check(out_dir: Path, cpu: bool, budget_s: float) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        run = Run(out_dir, budget_s, cpu)
+    except OSError as exc:
+        raise PipelineError(f"{out_dir}: cannot write there: {exc.strerror}") from None
+    result = {"mode": "cpu" if cpu else "gpu", "status": "running", "python": platform.python_version(),
+              "budget_s": budget_s, "protocol_float32": "each backend's default (TF32 where it allows it); "
+              "the backend is chosen on the lstm-step cuDNN medians at full FP32",
+              "lstm_step": {}, "gpu_tests": {}}
+    failures = ["stopped before the end (interrupted, or an unexpected error: see the log)"]
+    try:
+        failures = measure(run, result, cpu)
+    except PipelineError as exc:
+        failures = [str(exc)]
+        raise
     finally:
+        result.update(status="complete" if not failures else "failed: " + "; ".join(failures),
+                      wall_s=round(run.elapsed(), 1))
+        write_json(out_dir / "gpu-protocol.json", result)
+        if not cpu and not failures:  # only a complete GPU run goes into the checkout's metrics/
+            for name in [f"lstm-step-gpu-{b}.json" for b in BACKENDS] + ["gpu-protocol.json"]:
+                write_json(ROOT / "metrics" / name, json.loads((out_dir / name).read_text()))
+        run.say(f"{result['status']} after {run.elapsed():.0f} s -> {out_dir}")
         run.log.close()
         shutil.rmtree(run.work, ignore_errors=True)
+    if failures:
+        raise PipelineError(f"finished with failures, outputs in {out_dir}: {'; '.join(failures)}")
+
+
+def budget(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= EVALUATE_RESERVE_S + MIN_TRAIN_S:
+        raise ValueError(text)
+    return value
 
 
 def main(argv=None) -> None:
     parser = cli.ArgumentParser(prog="scripts/gpu-check", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="where every file it writes goes (on the device: $OUT)")
     parser.add_argument("--cpu", action="store_true", help="no GPU: the same steps on the CPU, shrunk (CI)")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget of the whole run (default 450)")
+    parser.add_argument("--budget-s", type=budget, default=450.0, metavar="S",
+                        help=f"wall-clock budget of the whole run, > {EVALUATE_RESERVE_S + MIN_TRAIN_S} (default 450)")
     args = parser.parse_args(argv)
-    if args.budget_s <= EVALUATE_RESERVE_S:
-        parser.error(f"--budget-s must exceed {EVALUATE_RESERVE_S}, got {args.budget_s}")
     check(args.out_dir, args.cpu, args.budget_s)
 
 

@@ -98,7 +98,8 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
             core["gpu_cudnn"], core["gpu_cudnn_status"] = cudnn() if gpu else (None, gpu_status)
             core["gpu_generic"] = timing(gpu, False) if gpu else None
         with tf32():
-            core["gpu_cudnn_tf32"] = cudnn()[0] if core["gpu_cudnn"] else None
+            core["gpu_cudnn_tf32"], core["gpu_cudnn_tf32_status"] = cudnn() if core["gpu_cudnn"] else (
+                None, "not timed: " + core["gpu_cudnn_status"])
         for path, peak in (("gpu_cudnn", gpu_peak), ("gpu_generic", gpu_peak), ("gpu_cudnn_tf32", gpu_peak_tf32)):
             if core[path]:
                 core[path]["fraction_of_sgemm"] = fraction(core[path], peak)

@@ -120,15 +120,18 @@ def time_cudnn_step(core: str, batch: int, device: str, warmup_steps: int, round
                     seed: int) -> tuple[dict | None, str]:
     """Time `core`'s cuDNN path on `device`, or refuse: (timing or None, a status line).
 
-    Refused when Keras will not build the cuDNN path (it raises under TensorFlow and JAX) and when
-    the kernel that actually runs is not cuDNN (under torch Keras falls back silently).
+    Refused when Keras will not build the cuDNN path (it raises under TensorFlow and JAX), when the
+    kernel that actually runs is not cuDNN (under torch Keras falls back silently), and when the first
+    step fails in the backend (a cuDNN program that does not compile or run on `device`).
     """
     try:
         step = CoreStep(core, batch, device, True, seed)
         kernel = step.kernel()
-    except ValueError as exc:  # Keras: "use_cudnn=True was specified, but cuDNN is not supported ..."
-        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-        return None, "refused: " + next((line for line in lines if "use_cudnn" in line), lines[0])
+        step()  # compiled and run once here, so that a backend failure is a refusal, not a crash
+    except Exception as exc:  # noqa: BLE001  (Keras: "use_cudnn=True was specified, but ..."; XLA, cuDNN)
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()] or [""]
+        detail = next((line for line in lines if "use_cudnn" in line), lines[0])
+        return None, f"refused: {type(exc).__name__}: {detail}"
     if kernel["kernel"] != "cudnn":
         return None, f"refused: use_cudnn=True, but the {kernel['kernel']} kernel ran ({kernel['evidence']})"
     return time_step(step, warmup_steps, rounds, kernel), "measured: " + kernel["evidence"]

@@ -17,6 +17,8 @@ loop runs inside the backend's distribution engine (pipeline/distribute.py).
 
 from __future__ import annotations
 
+import math
+
 from pipeline import cli, data, distribute, environment, params, training
 from pipeline.atomic import atomic_output, write_json
 
@@ -29,8 +31,8 @@ def main(argv=None) -> None:
                              "(the checkpoint stays, so a rerun continues); not for dvc repro")
     args = parser.parse_args(argv)
     name = args.model
-    if args.time_limit_s is not None and args.time_limit_s <= 0:
-        parser.error(f"--time-limit-s must be > 0, got {args.time_limit_s}")
+    if args.time_limit_s is not None and not (math.isfinite(args.time_limit_s) and args.time_limit_s > 0):
+        parser.error(f"--time-limit-s must be a finite number of seconds > 0, got {args.time_limit_s}")
     p = params.load()
     cfg = p.train
     replicas = distribute.setup(cfg.distribution, cfg.devices, cfg.batch_size)  # before any device work

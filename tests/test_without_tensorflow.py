@@ -77,10 +77,12 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
         assert report["sequential"]["gpu_cudnn"] is None and report["sequential"]["cpu_generic"]["kernel"] == "generic"
     protocol = json.loads((out / "gpu-protocol.json").read_text())
     choice = protocol["backend_choice_core_ms"]
-    assert protocol["mode"] == "cpu" and protocol["backend"] == min(choice, key=choice.get)
-    assert (protocol["data"]["train_images"], protocol["data"]["test_images"], protocol["batch_size"]) == (200, 100, 10)
+    assert protocol["mode"] == "cpu" and protocol["status"] == "complete"
+    assert protocol["backend"] == min(choice, key=choice.get)
+    assert protocol["lstm_step"] == {b: f"lstm-step-gpu-{b}.json" for b in BACKENDS}
     for model, epochs in (("sequential", 2), ("parallel", 1)):
         m = protocol["models"][model]
+        assert (m["status"], m["train_images"], m["test_images"], protocol["batch_size"]) == ("complete", 200, 100, 10)
         assert (m["epochs"], m["epochs_completed"], m["finished"]) == (epochs, epochs, True)
         assert [row["epoch"] for row in m["history"]] == list(range(1, epochs + 1))
         assert 0 <= m["test_accuracy"] <= 1 and m["train_images_per_s"] > 0
@@ -97,4 +99,27 @@ def test_gpu_check_refuses_without_a_gpu_before_any_work(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert result.stderr.startswith("pipeline.gpu_check: error: no GPU visible to the jax backend")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["gpu-check.log"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gpu-check.log", "gpu-protocol.json"]
+    protocol = json.loads((tmp_path / "out" / "gpu-protocol.json").read_text())
+    assert protocol["status"].startswith("failed: no GPU visible to the jax backend") and protocol["lstm_step"] == {}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget-s", "nan"], "argument --budget-s: invalid budget value: 'nan'"),
+    (["--budget-s", "30"], "argument --budget-s: invalid budget value: '30'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_gpu_check_refuses_bad_arguments_in_one_line(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", str(tmp_path / "out"), *args], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"pipeline.gpu_check: error: {message} (see scripts/gpu-check --help)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_refuses_an_output_path_that_is_a_file(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    result = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", str(tmp_path / "out"), "--cpu"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"pipeline.gpu_check: error: {tmp_path / 'out'}: cannot write there: File exists"]
