@@ -25,7 +25,7 @@ pipeline.<stage>`) in a scratch project, with KERAS_BACKEND set for the step.
 Everything goes to OUT_DIR, with the log of every step (gpu-check.log). gpu-protocol.json is written
 even when a step fails, its `status` naming what failed, and the run then exits 1; only a complete GPU
 run also goes to metrics/ of this checkout. Every process is killed at --budget-s (default 450 s) plus
-20 s, so the run ends inside the 8 minutes a device call may take. Without --cpu it refuses to run
+20 s, so the run ends inside 8 minutes (a device command may take 10). Without --cpu it refuses to run
 when a backend sees no GPU.
 
 --cpu swaps the GPU for the CPU and shrinks the work (200 / 100 real images, 2 and 1 epochs, batch
@@ -46,6 +46,7 @@ import signal
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -65,7 +66,7 @@ CPU_MIRROR = ["--per-class-train", "20", "--per-class-test", "10"]
 # On the GPU: the tutorial's protocol for training, but the benchmark profile's 10 timed rounds of the
 # LSTM cores (torch's CPU path alone takes over a second per parallel-core step).
 GPU_WORK = {"lstm_step.rounds": 10}
-EVALUATE_RESERVE_S = 45  # both evaluate stages and the report, after training
+OVERHEAD_S = 30  # per model, beyond its --time-limit-s: process start, data loading, saving, evaluate
 MIN_TRAIN_S = 20  # a model whose share of the time left is shorter is not started
 TESTS_RESERVE_S = {False: 100, True: 20}  # the GPU tests run last, in this much time (by --cpu)
 GRACE_S = 20  # a process still running this long after the budget is killed
@@ -104,9 +105,11 @@ class Run:
         self.log.write(line + "\n")
         self.log.flush()
 
-    def call(self, args: list[str], backend: str | None = None, cwd: Path | None = None) -> tuple[int, str]:
+    def call(self, args: list[str], backend: str | None = None, cwd: Path | None = None,
+             timeout: float | None = None) -> tuple[int, str]:
         """Run `python args...` with this checkout's package importable; echo and log its output.
-        Returns (exit code, output); -9 when it was killed at the end of the budget."""
+        Returns (exit code, output); -9 when it was killed: after `timeout` seconds, at the end of the
+        budget (+ GRACE_S) at the latest. An interrupt kills it too, before it propagates."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if backend:
@@ -125,12 +128,17 @@ class Run:
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
+        limit = max(min(self.left() + GRACE_S, timeout if timeout is not None else math.inf), 1.0)
         try:
-            code = proc.wait(timeout=max(self.left() + GRACE_S, 1.0))
+            code = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             code = proc.wait()
-            lines.append(f"gpu-check: killed at the end of the budget ({self.budget_s:.0f} s + {GRACE_S} s)\n")
+            lines.append(f"gpu-check: killed after {limit:.0f} s (its time limit or the end of the budget)\n")
+        except BaseException:  # Ctrl-C, SIGTERM: its own session would outlive this process otherwise
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         reader.join(timeout=10)
         self.log.flush()
         return code, "".join(lines)
@@ -194,23 +202,24 @@ def gpu_tests(run: Run, backend: str, cpu: bool) -> dict:
 
 
 def protocol(run: Run, p: params.Params, backend: str, reports: dict, cpu: bool) -> dict:
-    """Train both models with the time left, parallel first, then score them. A model that failed,
-    was killed at the budget or had no time left is recorded as such."""
+    """Train and score each model with the time left, parallel first. A model that failed, was killed
+    at its limit or had no time left is recorded as such, and the other still gets its turn."""
     order = ("parallel", "sequential")
     work = {m: p.train.epochs(m) * core_ms(reports[backend], m, cpu) for m in order}
     results = {}
     for i, model in enumerate(order):
-        left = run.left() - EVALUATE_RESERVE_S - TESTS_RESERVE_S[cpu]
+        left = run.left() - TESTS_RESERVE_S[cpu] - OVERHEAD_S * (len(order) - i)
         limit = left * work[model] / sum(work[m] for m in order[i:])
         if limit < MIN_TRAIN_S:
             results[model] = {"status": f"not started: {max(limit, 0):.0f} s of the budget left for it"}
             run.say(f"train {model}: {results[model]['status']}")
             continue
+        results[model] = {"time_limit_s": round(limit)}
         run.say(f"train {model} --time-limit-s {limit:.0f} under {backend}")
-        code, _ = run.call(["-m", "pipeline.train", model, "--time-limit-s", f"{limit:.0f}"], backend)
-        results[model] = {"time_limit_s": round(limit), "status": "trained" if code == 0 else f"train exit {code}"}
-    for model in params.MODEL_NAMES:
-        if results[model]["status"] != "trained":
+        code, _ = run.call(["-m", "pipeline.train", model, "--time-limit-s", f"{limit:.0f}"], backend,
+                           timeout=limit + OVERHEAD_S)
+        if code != 0:
+            results[model]["status"] = f"train exit {code}"
             continue
         run.say(f"evaluate {model} under {backend}")
         code, _ = run.call(["-m", "pipeline.evaluate", model], backend)
@@ -234,13 +243,17 @@ def protocol(run: Run, p: params.Params, backend: str, reports: dict, cpu: bool)
 
 
 def require_gpus(run: Run) -> None:
-    """Refuse, before any work, when a backend sees no GPU."""
+    """Refuse, before any work, when no backend sees a GPU (one that does not fails its lstm-step later)."""
+    statuses = []
     for backend in BACKENDS:
         code, out = run.call(["-c", "from pipeline import environment; print(environment.gpu_devices()[1])"],
-                             backend, cwd=ROOT)
+                             backend, cwd=ROOT, timeout=120)
         status = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
-        if code != 0 or status.startswith("no GPU"):
-            raise PipelineError(f"{status}; nothing measured (scripts/gpu-check --cpu runs the same steps without a GPU)")
+        if code == 0 and not status.startswith("no GPU"):
+            return
+        statuses.append(status if code == 0 else f"{backend}: exit {code}")
+    raise PipelineError(f"{'; '.join(statuses)}; nothing measured (scripts/gpu-check --cpu runs the same steps "
+                        "without a GPU)")
 
 
 def measure(run: Run, result: dict, cpu: bool) -> list[str]:
@@ -301,6 +314,10 @@ def check(out_dir: Path, cpu: bool, budget_s: float) -> None:
     except PipelineError as exc:
         failures = [str(exc)]
         raise
+    except Exception as exc:  # a bug, or an output that is not what the stage should have written
+        run.log.write(traceback.format_exc())
+        failures = [f"{type(exc).__name__}: {exc} (traceback in {out_dir / 'gpu-check.log'})"]
+        raise PipelineError(failures[0]) from None
     finally:
         result.update(status="complete" if not failures else "failed: " + "; ".join(failures),
                       wall_s=round(run.elapsed(), 1))
@@ -315,9 +332,14 @@ def check(out_dir: Path, cpu: bool, budget_s: float) -> None:
         raise PipelineError(f"finished with failures, outputs in {out_dir}: {'; '.join(failures)}")
 
 
+def minimum_budget(cpu: bool) -> float:
+    """The least --budget-s that leaves both models their overhead and some training after the tests' reserve."""
+    return TESTS_RESERVE_S[cpu] + 2 * (OVERHEAD_S + MIN_TRAIN_S)
+
+
 def budget(text: str) -> float:
     value = float(text)
-    if not math.isfinite(value) or value <= EVALUATE_RESERVE_S + MIN_TRAIN_S:
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(text)
     return value
 
@@ -327,8 +349,11 @@ def main(argv=None) -> None:
     parser.add_argument("out_dir", type=Path, help="where every file it writes goes (on the device: $OUT)")
     parser.add_argument("--cpu", action="store_true", help="no GPU: the same steps on the CPU, shrunk (CI)")
     parser.add_argument("--budget-s", type=budget, default=450.0, metavar="S",
-                        help=f"wall-clock budget of the whole run, > {EVALUATE_RESERVE_S + MIN_TRAIN_S} (default 450)")
+                        help="wall-clock budget of the whole run in seconds (default 450)")
     args = parser.parse_args(argv)
+    if args.budget_s < minimum_budget(args.cpu):
+        parser.error(f"--budget-s {args.budget_s:g} is below the {minimum_budget(args.cpu):g} s that training both "
+                     f"models{' with --cpu' if args.cpu else ''} needs after the GPU tests' reserve")
     check(args.out_dir, args.cpu, args.budget_s)
 
 

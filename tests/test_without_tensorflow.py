@@ -18,6 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from pipeline import environment
 from tests.conftest import MIRROR_TOOL
 from tests.project import ROOT, TINY, run_stage, scratch_params
 
@@ -63,8 +64,8 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     if not MIRROR_TOOL.is_file():
         pytest.skip(f"gpu-check builds its data with {MIRROR_TOOL} (the shared folder beside the project)")
     committed = {p.name: p.read_bytes() for p in (ROOT / "metrics").glob("*.json")}
-    out = tmp_path / "out"
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), str(out), "--cpu"], cwd=tmp_path,
+    out = tmp_path / "out"  # given relative to where the script runs
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), "out", "--cpu"], cwd=tmp_path,
                             env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=1200)
     log = out / "gpu-check.log"
     assert result.returncode == 0, result.stderr[-1000:] + (log.read_text()[-3000:] if log.is_file() else "")
@@ -93,6 +94,23 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert {p.name: p.read_bytes() for p in (ROOT / "metrics").glob("*.json")} == committed
 
 
+def test_gpu_check_records_what_it_could_not_do_and_fails_when_the_budget_is_too_short(tmp_path):
+    # 120 s, the least --cpu accepts: the data and both lstm-step runs take more than the 20 s that
+    # would leave a model MIN_TRAIN_S, so neither is trained; the measurements made are still written.
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), str(tmp_path / "out"), "--cpu",
+                             "--budget-s", "120"], env={**os.environ, "PYTHON": sys.executable},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert "finished with failures" in result.stderr and "parallel: not started" in result.stderr
+    protocol = json.loads((tmp_path / "out" / "gpu-protocol.json").read_text())
+    assert protocol["status"].startswith("failed: parallel: not started")
+    assert protocol["models"]["sequential"]["status"].startswith("not started")
+    assert protocol["lstm_step"] == {b: f"lstm-step-gpu-{b}.json" for b in BACKENDS}
+    assert all((tmp_path / "out" / f"lstm-step-gpu-{b}.json").is_file() for b in BACKENDS)
+
+
+@pytest.mark.skipif(environment.gpu_devices()[0] != [], reason="checks the refusal on a machine without a GPU")
 def test_gpu_check_refuses_without_a_gpu_before_any_work(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", str(tmp_path / "out")], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
@@ -106,7 +124,9 @@ def test_gpu_check_refuses_without_a_gpu_before_any_work(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--budget-s", "nan"], "argument --budget-s: invalid budget value: 'nan'"),
-    (["--budget-s", "30"], "argument --budget-s: invalid budget value: '30'"),
+    (["--budget-s", "199"], "--budget-s 199 is below the 200 s that training both models needs after the GPU "
+                            "tests' reserve"),
+    (["--budget-s", "-5"], "argument --budget-s: invalid budget value: '-5'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_gpu_check_refuses_bad_arguments_in_one_line(tmp_path, args, message):
