@@ -42,8 +42,10 @@ $(BIN)/.backends: requirements-backends.txt | setup
 # The pipeline without TensorFlow or DVC (requirements-gpu.txt), with the CPU builds of JAX and torch:
 # what a GPU host runs, tested here by `make test`.
 NOTF := .venv-notf
-NOTF_TESTS := tests/test_without_tensorflow.py tests/test_backends.py tests/test_lstm_step.py \
-  tests/test_models.py tests/test_train.py
+# Under jax: every stage under jax and torch, gpu-check --cpu, training. The lstm-step and model unit tests
+# run under jax and torch (their stage runs under jax and torch are in the main suite's tests).
+NOTF_TESTS := tests/test_without_tensorflow.py tests/test_train.py
+NOTF_UNIT_TESTS := tests/test_lstm_step.py tests/test_models.py
 notf: $(NOTF)/bin/.installed
 $(NOTF)/bin/.installed: requirements-gpu.txt requirements-backends.txt
 	$(PYTHON) -m venv $(NOTF)
@@ -99,7 +101,9 @@ test: setup notf
 	@if [ -x $(MIRROR_TOOL) ]; then $(MAKE) --no-print-directory $(SMALL_MIRROR); fi
 	CIFAR10_SMALL_MIRROR=$(abspath $(SMALL_MIRROR)) $(BIN)/python -m pytest
 	KERAS_BACKEND=jax $(NOTF)/bin/python -m pytest -m "not benchmark" $(NOTF_TESTS)
-	KERAS_BACKEND=torch $(NOTF)/bin/python -m pytest -m "not slow and not benchmark" tests/test_lstm_step.py tests/test_models.py
+	for backend in jax torch; do \
+	  KERAS_BACKEND=$$backend $(NOTF)/bin/python -m pytest -m "not slow and not benchmark" $(NOTF_UNIT_TESTS) || exit 1; \
+	done
 
 # The unit tier: no real dvc repro, no training on real data, no stage processes that train (marker `slow`).
 test-fast: setup
