@@ -95,8 +95,10 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
 
 
 def test_gpu_check_records_what_it_could_not_do_and_fails_when_the_budget_is_too_short(tmp_path):
-    # 120 s, the least --cpu accepts: the data and both lstm-step runs take more than the 20 s that
-    # would leave a model MIN_TRAIN_S, so neither is trained; the measurements made are still written.
+    # 120 s, the least --cpu accepts. The data and both lstm-step runs take over 40 s here, which leaves
+    # the parallel model (trained first, with the larger share) under MIN_TRAIN_S: it is not started.
+    # The sequential model then gets what is left, which depends on the machine's speed: either it
+    # trains or it is not started either. The measurements made are written all the same.
     result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), str(tmp_path / "out"), "--cpu",
                              "--budget-s", "120"], env={**os.environ, "PYTHON": sys.executable},
                             capture_output=True, text=True, timeout=600)
@@ -105,7 +107,10 @@ def test_gpu_check_records_what_it_could_not_do_and_fails_when_the_budget_is_too
     assert "finished with failures" in result.stderr and "parallel: not started" in result.stderr
     protocol = json.loads((tmp_path / "out" / "gpu-protocol.json").read_text())
     assert protocol["status"].startswith("failed: parallel: not started")
-    assert protocol["models"]["sequential"]["status"].startswith("not started")
+    assert protocol["models"]["parallel"]["status"].startswith("not started")
+    sequential = protocol["models"]["sequential"]["status"]
+    assert sequential == "complete" or sequential.startswith("not started"), sequential
+    assert (f"sequential: {sequential}" in protocol["status"]) == (sequential != "complete")
     assert protocol["lstm_step"] == {b: f"lstm-step-gpu-{b}.json" for b in BACKENDS}
     assert all((tmp_path / "out" / f"lstm-step-gpu-{b}.json").is_file() for b in BACKENDS)
 
