@@ -1,7 +1,7 @@
 # The two commands (both set everything up first, from a fresh clone):
 #   make repro   run the benchmark pipeline (dvc repro); offline here: make repro-mirror
 #   make test    run the whole test suite: the main venv, then .venv-notf (no TensorFlow, JAX and torch);
-#                make test-fast runs the unit tier (2-2.5 minutes)
+#                17 minutes of tests here; make test-fast runs the unit tier (2.5 minutes)
 # Also: make study (the collapse study, studies/dvc.yaml), make bench (pytest-benchmark suite ->
 # benchmarks.json), make bench-replicas (1 device vs 2 replicas), make report (seeds), make mirror
 # (offline archive), make gpu-pack (what scripts/gpu-check needs on a GPU host, in .gpu/).
