@@ -54,11 +54,10 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
     gpus, gpu_status = environment.gpu_devices()
     gpu = gpus[0] if gpus else None
     env = environment.record()
-    ieee, tf32 = (lambda: backends.float32("ieee")), (lambda: backends.float32("tf32"))
-    with ieee():
+    with backends.float32("ieee"):
         cpu_peak = sgemm_gflops(CPU, cfg.cpu_sgemm_n, cfg.warmup_steps, cfg.rounds)
         gpu_peak = sgemm_gflops(gpu, cfg.gpu_sgemm_n, cfg.warmup_steps, cfg.rounds) if gpu else None
-    with tf32():
+    with backends.float32("tf32"):
         gpu_peak_tf32 = sgemm_gflops(gpu, cfg.gpu_sgemm_n, cfg.warmup_steps, cfg.rounds) if gpu else None
     report = {
         "batch_size": batch,
@@ -92,12 +91,12 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
             "train_step_gflop": round(lstm_train_flops(batch, length, features, models.LSTM_UNITS) / 1e9, 4),
             "cudnn_ineligible_because": eligibility(model_name),
         }
-        with ieee():
+        with backends.float32("ieee"):
             core["cpu_generic"] = timing(CPU, False)
             core["cpu_generic"]["fraction_of_sgemm"] = fraction(core["cpu_generic"], cpu_peak)
             core["gpu_cudnn"], core["gpu_cudnn_status"] = cudnn() if gpu else (None, gpu_status)
             core["gpu_generic"] = timing(gpu, False) if gpu else None
-        with tf32():
+        with backends.float32("tf32"):
             core["gpu_cudnn_tf32"], core["gpu_cudnn_tf32_status"] = cudnn() if core["gpu_cudnn"] else (
                 None, "not timed: " + core["gpu_cudnn_status"])
         for path, peak in (("gpu_cudnn", gpu_peak), ("gpu_generic", gpu_peak), ("gpu_cudnn_tf32", gpu_peak_tf32)):
@@ -106,7 +105,7 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
         if core["gpu_cudnn"]:
             core["gpu_speedup_vs_cpu"] = round(
                 core["cpu_generic"]["step_time_ms_median"] / core["gpu_cudnn"]["step_time_ms_median"], 2)
-            with ieee():
+            with backends.float32("ieee"):
                 core.update(parity(CPU, gpu, *shape, cfg.seed))
             core["parity_ok"] = max(core["parity_output_max_abs_diff"], core["parity_gradient_max_abs_diff"]) <= cfg.parity_atol
         else:

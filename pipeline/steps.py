@@ -59,7 +59,7 @@ class CoreStep:
 
     def __init__(self, core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
         steps, features = models.LSTM_CORES[core]
-        self.core, self.batch, self.device, self.use_cudnn = core, batch, device, use_cudnn
+        self.core, self.batch, self.device = core, batch, device
         with keras.device(device):
             keras.utils.set_random_seed(seed)
             self.model = core_model(steps, features, models.LSTM_UNITS, use_cudnn, keras.optimizers.Adam(0.001))

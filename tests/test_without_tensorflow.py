@@ -33,6 +33,12 @@ STAGES = [("pipeline.download",), ("pipeline.preprocess",), ("pipeline.train", "
           ("pipeline.lstm_step",), ("pipeline.collapse",)]
 
 
+def gpu_check_script(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`bash scripts/gpu-check args...` run from `cwd`, with this interpreter as its Python."""
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), *args], cwd=cwd,
+                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=1200)
+
+
 def test_tensorflow_and_dvc_are_not_installed_here():
     assert importlib.util.find_spec("tensorflow") is None
     assert importlib.util.find_spec("dvc") is None
@@ -65,8 +71,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
         pytest.skip(f"gpu-check builds its data with {MIRROR_TOOL} (the shared folder beside the project)")
     committed = {p.name: p.read_bytes() for p in (ROOT / "metrics").glob("*.json")}
     out = tmp_path / "out"  # given relative to where the script runs
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), "out", "--cpu"], cwd=tmp_path,
-                            env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=1200)
+    result = gpu_check_script(tmp_path, "out", "--cpu")
     log = out / "gpu-check.log"
     assert result.returncode == 0, result.stderr[-1000:] + (log.read_text()[-3000:] if log.is_file() else "")
     assert {p.name for p in out.iterdir()} == {"gpu-check.log", "gpu-protocol.json", "lstm-step-gpu-jax.json",
@@ -99,9 +104,7 @@ def test_gpu_check_records_what_it_could_not_do_and_fails_when_the_budget_is_too
     # the parallel model (trained first, with the larger share) under MIN_TRAIN_S: it is not started.
     # The sequential model then gets what is left, which depends on the machine's speed: either it
     # trains or it is not started either. The measurements made are written all the same.
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check"), str(tmp_path / "out"), "--cpu",
-                             "--budget-s", "120"], env={**os.environ, "PYTHON": sys.executable},
-                            capture_output=True, text=True, timeout=600)
+    result = gpu_check_script(tmp_path, str(tmp_path / "out"), "--cpu", "--budget-s", "120")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert "finished with failures" in result.stderr and "parallel: not started" in result.stderr
@@ -117,11 +120,10 @@ def test_gpu_check_records_what_it_could_not_do_and_fails_when_the_budget_is_too
 
 @pytest.mark.skipif(environment.gpu_devices()[0] != [], reason="checks the refusal on a machine without a GPU")
 def test_gpu_check_refuses_without_a_gpu_before_any_work(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", str(tmp_path / "out")], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
-    assert result.stderr.startswith("pipeline.gpu_check: error: no GPU visible to the jax backend")
+    code, _, err = run_stage(tmp_path, "pipeline.gpu_check", str(tmp_path / "out"))
+    assert code == 1
+    assert err.strip().splitlines() == [err.strip()]  # one line
+    assert err.startswith("pipeline.gpu_check: error: no GPU visible to the jax backend")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gpu-check.log", "gpu-protocol.json"]
     protocol = json.loads((tmp_path / "out" / "gpu-protocol.json").read_text())
     assert protocol["status"].startswith("failed: no GPU visible to the jax backend") and protocol["lstm_step"] == {}
@@ -135,16 +137,14 @@ def test_gpu_check_refuses_without_a_gpu_before_any_work(tmp_path):
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_gpu_check_refuses_bad_arguments_in_one_line(tmp_path, args, message):
-    result = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", str(tmp_path / "out"), *args], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"pipeline.gpu_check: error: {message} (see scripts/gpu-check --help)"]
+    code, _, err = run_stage(tmp_path, "pipeline.gpu_check", str(tmp_path / "out"), *args)
+    assert code == 2
+    assert err.strip().splitlines() == [f"pipeline.gpu_check: error: {message} (see scripts/gpu-check --help)"]
     assert not (tmp_path / "out").exists()
 
 
 def test_gpu_check_refuses_an_output_path_that_is_a_file(tmp_path):
     (tmp_path / "out").write_text("a file")
-    result = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", str(tmp_path / "out"), "--cpu"], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"pipeline.gpu_check: error: {tmp_path / 'out'}: cannot write there: File exists"]
+    code, _, err = run_stage(tmp_path, "pipeline.gpu_check", str(tmp_path / "out"), "--cpu")
+    assert code == 1
+    assert err.strip().splitlines() == [f"pipeline.gpu_check: error: {tmp_path / 'out'}: cannot write there: File exists"]
