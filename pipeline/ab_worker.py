@@ -1,11 +1,14 @@
-"""Benchmark worker for `python -m pipeline.gate ab`: one per rev, run with that rev's code.
+"""Benchmark worker for `python -m pipeline.gate ab`: one process per rev and side, run with that rev's code.
 
-    python <head>/pipeline/ab_worker.py --batch N --warmup N   (cwd and PYTHONPATH: the rev's checkout)
+    python <head>/pipeline/ab_worker.py --batch N --inference-batch N --learning-rate LR --loss NAME --warmup N
+    (cwd and PYTHONPATH: the rev's checkout)
 
-It builds one LSTM core training step per model (CPU path) with that rev's `make_train_step`, warms
-each up, prints {"cores", "backend", "warmup_s"}, then for each core name read on stdin runs one step
-and prints {"ms": ...}. The gate drives two of these in interleaved order. Run as a script, not a
-stage: it may import an older rev's package, so it uses nothing of this one but argparse.
+It builds the rev's benchmarks (`pipeline.speed.benchmarks`: each model's training step, inference
+batch and LSTM core step; revs that predate that module offer only the LSTM cores, through
+`make_train_step`), warms each up, prints {"benchmarks", "backend", "warmup_s"}, then for each
+benchmark name read on stdin runs one step and prints {"ms": ...}. The gate drives several of these in
+interleaved order. Run as a script, not a stage: it may import an older rev's package, so it uses
+nothing of this one but argparse.
 """
 
 import argparse
@@ -20,38 +23,43 @@ import time
 sys.path.pop(0)
 
 
-def _make_train_step():
-    """The rev's train-step builder: pipeline.steps, or pipeline.lstm_step in revs that predate it."""
+def _benchmarks(args) -> dict:
+    """The rev's benchmarks by name: pipeline.speed, or the LSTM cores alone in revs that predate it."""
+    if importlib.util.find_spec("pipeline.speed") is not None:
+        speed = importlib.import_module("pipeline.speed")  # an error inside the rev's module surfaces as itself
+        return speed.benchmarks(args.batch, args.inference_batch, args.learning_rate, args.loss)
     for name in ("pipeline.steps", "pipeline.lstm_step"):
         if importlib.util.find_spec(name) is not None:
-            module = importlib.import_module(name)  # an error inside the rev's module surfaces as itself
+            module = importlib.import_module(name)
             if hasattr(module, "make_train_step"):
-                return module.make_train_step
-    sys.exit("this rev has no make_train_step (pipeline.steps or pipeline.lstm_step) to benchmark")
+                from pipeline import models
+                return {f"{core} LSTM core step": module.make_train_step(core, args.batch)
+                        for core in models.LSTM_CORES}
+    sys.exit("this rev has neither pipeline.speed nor make_train_step (pipeline.steps, pipeline.lstm_step) to benchmark")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="ab_worker.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, required=True, help="sequences per training step")
-    parser.add_argument("--warmup", type=int, required=True, help="untimed steps per core first")
+    parser.add_argument("--batch", type=int, required=True, help="images (sequences) per training step")
+    parser.add_argument("--inference-batch", type=int, required=True, help="images per inference batch")
+    parser.add_argument("--learning-rate", type=float, required=True, help="Adam's learning rate")
+    parser.add_argument("--loss", required=True, help="train.loss")
+    parser.add_argument("--warmup", type=int, required=True, help="untimed steps per benchmark first")
     args = parser.parse_args()
+    start = time.perf_counter()
     # The rev's package first: its __init__ sets the backend's environment before keras loads it.
-    make_train_step = _make_train_step()
-    from pipeline import models
-
+    benchmarks = _benchmarks(args)
     import keras
 
-    start = time.perf_counter()
-    steps = {core: make_train_step(core, args.batch) for core in models.LSTM_CORES}
-    for step in steps.values():
+    for step in benchmarks.values():
         for _ in range(args.warmup):
             step()
-    print(json.dumps({"cores": list(steps), "backend": keras.config.backend(),
+    print(json.dumps({"benchmarks": list(benchmarks), "backend": keras.config.backend(),
                       "warmup_s": time.perf_counter() - start}), flush=True)
     for line in sys.stdin:
-        core = line.strip()
+        name = line.strip()
         begin = time.perf_counter()
-        steps[core]()
+        benchmarks[name]()
         print(json.dumps({"ms": (time.perf_counter() - begin) * 1000}), flush=True)
 
 

@@ -186,10 +186,19 @@ class Gate:
     max_accuracy_drop: AccuracyDrop
     max_slowdown: float = dataclasses.field(metadata=_check(positive, "> 0 (a fraction: 0.10 is 10%)"))
     noise_z: float = dataclasses.field(metadata=_check(positive, "> 0"))
-    ab_pairs: int = dataclasses.field(metadata=_check(lambda n: n >= 5, ">= 5"))
-    ab_processes: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    ab_processes: int = dataclasses.field(metadata=_check(lambda n: n >= 2, ">= 2 (a process effect needs two)"))
+    ab_min_pairs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    ab_max_pairs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    ab_budget_s: float = dataclasses.field(metadata=_check(positive, "> 0 (seconds)"))
     ab_warmup: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     ab_confidence: float = dataclasses.field(metadata=_check(lambda v: 0.5 <= v < 1, "0.5 .. 0.999"))
+
+    # Relations between fields, checked after each field's own check: (test, key it names, allowed).
+    RULES = (
+        (lambda g: g.ab_min_pairs >= 3 * g.ab_processes, "ab_min_pairs",
+         ">= 3 * ab_processes (three pairs on every worker pair)"),
+        (lambda g: g.ab_max_pairs >= g.ab_min_pairs, "ab_max_pairs", ">= ab_min_pairs"),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +247,11 @@ def _build(cls, mapping, prefix: str, source: str):
         if check is not None and not check(value):
             raise PipelineError(f"{source}: {join(name)} = {value!r} is invalid; allowed: {field.metadata['allowed']}")
         values[name] = value
-    return cls(**values)
+    built = cls(**values)
+    for test, name, allowed in getattr(cls, "RULES", ()):
+        if not test(built):
+            raise PipelineError(f"{source}: {join(name)} = {values[name]!r} is invalid; allowed: {allowed}")
+    return built
 
 
 def parse(mapping, source: str = str(PARAMS_FILE)) -> Params:

@@ -19,62 +19,43 @@ def test_accuracy_change_within_tolerance_passes():
     assert gate.accuracy_verdict("acc", 0.50, 0.60, max_drop=0.02).passed
 
 
-def test_throughput_drop_inside_the_noise_passes():
-    # 15% slower, but each median has an IQR of 30 ms over 10 steps: the noise is ~37%.
-    row = gate.timing_verdict("t", gate.Timing(100, 30, 10), gate.Timing(115, 30, 10), max_slowdown=0.10, z=3)
-    assert row.passed and "+15.0%" in row.change
-
-
-def test_25_percent_slowdown_with_tight_spread_fails():
-    row = gate.timing_verdict("t", gate.Timing(100, **TIGHT), gate.Timing(125, **TIGHT), max_slowdown=0.10, z=3)
-    assert not row.passed
-
-
-def test_slowdown_beyond_noise_but_within_threshold_passes():
-    row = gate.timing_verdict("t", gate.Timing(100, **TIGHT), gate.Timing(105, **TIGHT), max_slowdown=0.10, z=3)
-    assert row.passed
-
-
-def _ab(*groups):
-    return gate.ab_verdict("t", list(groups), max_slowdown=0.10, confidence=0.95)
-
-
-def test_ab_verdict_on_pairs():
-    rng = np.random.default_rng(0)
-    base = 100 * (1 + 0.05 * rng.standard_normal(12))
-    same = 100 * (1 + 0.05 * rng.standard_normal(12))
-    assert _ab((base, same), (same, base)).passed
-    assert not _ab((base, base * 1.25), (same, same * 1.25)).passed
-    assert not _ab((base, base * 1.15), (same, same * 1.15)).passed
-    # A large slowdown measured on three wildly noisy pairs is not evidence.
-    assert _ab(([100, 100, 100], [60, 130, 300])).passed
-
-
-def test_ab_slowdown_in_one_process_pair_only_is_not_a_regression():
-    base = np.full(12, 100.0) + np.arange(12) % 3
-    assert _ab((base, base * 1.2), (base, base)).passed
-    assert not _ab((base, base * 1.2), (base, base * 1.2)).passed
+def test_timing_across_runs_is_advisory_however_large_the_change():
+    # compare mode: a 2x slower step in another run is reported, never failed
+    row = gate.timing_advisory("t", gate.Timing(100, **TIGHT), gate.Timing(200, **TIGHT), z=3)
+    assert row.passed and row.advisory and row.change == "+100.0%" and "within-run noise" in row.allowed
 
 
 def test_report_is_a_markdown_table_with_separate_sections():
     rows = {"Accuracy": [gate.accuracy_verdict("sequential test_accuracy", 0.5, 0.4, 0.02)],
-            "Timing": [gate.timing_verdict("t", gate.Timing(100, **TIGHT), gate.Timing(101, **TIGHT), 0.1, 3)]}
+            "Timing": [gate.timing_advisory("t", gate.Timing(100, **TIGHT), gate.Timing(101, **TIGHT), 3)]}
     text = gate.markdown("Gate", rows, ["a note"])
     assert "| metric | baseline | current | change | allowed | verdict |" in text
     assert "### Accuracy" in text and "### Timing" in text and "**FAIL**" in text and "- a note" in text
+    assert "| advisory |" in text and "1 of 1 checks failed" in text  # the advisory row is no check
 
 
-def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, epochs=2):
+TRAIN = {"model": None, "epochs": 2, "epochs_completed": 2, "train_images": 5000, "batch_size": 100,
+         "learning_rate": 0.001, "loss": "crossentropy", "seed": 0, "normalize": "raw", "distribution": "none",
+         "replicas": 1, "processes": 1, "time_limit_s": None, "backend": "tensorflow", "timed_steps": 99,
+         "step_time_ms_iqr": 1.0, "device_name": "cpu"}
+LSTM_STEP = {"batch_size": 100, "units": 50, "warmup_steps": 3, "rounds": 20, "backend": "tensorflow", "float32": "ieee",
+             "cpu_sgemm_n": 1024, "gpu_sgemm_n": 8192}
+
+
+def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, changes=None):
+    """A metrics folder as the pipeline writes it; `changes` = {file kind: {key: value}} on top."""
+    changes = changes or {}
     out = tmp_path / name
     out.mkdir()
     for model in ("sequential", "parallel"):
-        (out / f"train-{model}.json").write_text(json.dumps({
-            "epochs": epochs, "train_images": 5000, "batch_size": 100, "learning_rate": 0.001, "seed": 0,
-            "normalize": "raw", "step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "timed_steps": 99,
-            "device_name": "cpu"}))
-        (out / f"evaluate-{model}.json").write_text(json.dumps({"test_accuracy": accuracy}))
+        train = {**TRAIN, "model": model, "step_time_ms_median": step_ms, **changes.get("train", {})}
+        evaluate = {"model": model, "test_accuracy": accuracy, "test_images": 2000, "backend": "tensorflow",
+                    **changes.get("evaluate", {})}
+        (out / f"train-{model}.json").write_text(json.dumps(train))
+        (out / f"evaluate-{model}.json").write_text(json.dumps(evaluate))
     core = {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
-    (out / "lstm-step.json").write_text(json.dumps({"sequential": core, "parallel": core}))
+    lstm = {**LSTM_STEP, "sequential": core, "parallel": core, **changes.get("lstm-step", {})}
+    (out / "lstm-step.json").write_text(json.dumps(lstm))
     return out
 
 
@@ -88,10 +69,37 @@ def test_exit_codes(tmp_path, in_root, capsys):
     args = ["compare", "--baseline-dir", str(base), "--current-dir"]
     assert gate.main(args + [str(_metrics(tmp_path, "same"))]) == 0
     assert gate.main(args + [str(_metrics(tmp_path, "worse", accuracy=0.4))]) == 1
-    assert gate.main(args + [str(_metrics(tmp_path, "slower", step_ms=110.0))]) == 1
-    capsys.readouterr()
-    assert gate.main(args + [str(_metrics(tmp_path, "other", epochs=3))]) == 2
-    assert "different settings (epochs 2 vs 3)" in capsys.readouterr().err
+    # timing across runs is advisory: a 2x slower step in another run passes, and the report says so
+    assert gate.main(args + [str(_metrics(tmp_path, "slower", step_ms=160.0))]) == 0
+    assert "+100.0%" in capsys.readouterr().out
+
+
+# Every setting compare checks, with a value that differs from the one _metrics writes.
+OTHER = {"epochs": 3, "epochs_completed": 1, "train_images": 10000, "batch_size": 50, "learning_rate": 0.01,
+         "loss": "clipped_crossentropy", "seed": 1, "normalize": "unit", "distribution": "data_parallel",
+         "replicas": 2, "processes": 2, "time_limit_s": 60.0, "backend": "jax", "test_images": 10000,
+         "units": 64, "warmup_steps": 1, "rounds": 10, "float32": "tf32", "cpu_sgemm_n": 512, "gpu_sgemm_n": 4096}
+DIFFERENT = [(kind, key) for kind, keys in gate.SETTINGS.items() for key in keys if key != "model"]
+
+
+@pytest.mark.parametrize("kind,key", DIFFERENT, ids=[f"{k}.{key}" for k, key in DIFFERENT])
+def test_compare_refuses_runs_of_different_settings(tmp_path, in_root, capsys, kind, key):
+    base = _metrics(tmp_path, "base")
+    other = _metrics(tmp_path, "other", changes={kind: {key: OTHER[key]}})
+    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different settings" in err and f"{key} " in err
+
+
+def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, capsys):
+    base = _metrics(tmp_path, "base")
+    newer = _metrics(tmp_path, "newer")
+    for model in ("sequential", "parallel"):
+        train = json.loads((base / f"train-{model}.json").read_text())
+        del train["loss"]
+        (base / f"train-{model}.json").write_text(json.dumps(train))
+    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(newer)]) == 2
+    assert "loss (not recorded) vs crossentropy" in capsys.readouterr().err
 
 
 def test_missing_baseline_exits_2(tmp_path, in_root, capsys):
@@ -104,7 +112,9 @@ def test_missing_baseline_exits_2(tmp_path, in_root, capsys):
 
 def test_missing_metric_exits_2(tmp_path, in_root, capsys):
     base, current = _metrics(tmp_path, "base"), _metrics(tmp_path, "cur")
-    (current / "evaluate-sequential.json").write_text(json.dumps({}))
+    evaluate = json.loads((current / "evaluate-sequential.json").read_text())
+    del evaluate["test_accuracy"]
+    (current / "evaluate-sequential.json").write_text(json.dumps(evaluate))
     assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
     assert "evaluate-sequential.json: missing metric test_accuracy" in capsys.readouterr().err
 

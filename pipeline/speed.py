@@ -1,0 +1,49 @@
+"""What the speed gate times (`python -m pipeline.gate ab`): one rev's benchmarks, each a callable that
+runs one step and returns when the step has completed.
+
+For each model (`models.BUILDERS`):
+- `<model> train step`: one training step of the model the train stage trains (`models.build`: the
+  same layers, loss, Adam optimizer and compiled train function that `model.fit` runs per batch),
+  forward, backward and the Adam update, on one batch of raw 0-255 images;
+- `<model> inference batch`: one batch through the tutorial's classifier (`models.classifier`), the
+  compiled predict function that the evaluate stage's `model.predict` runs per batch;
+- `<model> LSTM core step`: the model's LSTM(50) core alone (`steps.make_train_step`, the lstm-step
+  stage's CPU path).
+
+The gate's worker (pipeline/ab_worker.py) imports each rev's copy of this module, so a change to the
+models, the loss, the optimizer or the LSTM code shows in that rev's times. Inputs are seeded random
+images and labels: speed does not depend on their values.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+
+from pipeline import models, steps
+
+
+def model_inputs(batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`batch` raw images (float32, 0-255, as preprocess's `raw` writes them) and one-hot labels."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch, *models.INPUT_SHAPE), dtype=np.uint8).astype(np.float32)
+    labels = rng.integers(0, models.NUM_CLASSES, batch)
+    return images, keras.utils.to_categorical(labels, models.NUM_CLASSES)
+
+
+def benchmarks(batch_size: int, inference_batch_size: int, learning_rate: float, loss: str,
+               seed: int = 0) -> dict[str, Callable[[], object]]:
+    """Every benchmark of this rev, by name; each call runs one step to completion."""
+    found = {}
+    for name in models.BUILDERS:
+        keras.utils.set_random_seed(seed)
+        model = models.build(name, learning_rate, loss)
+        x, y = model_inputs(batch_size, seed)
+        x_infer, _ = model_inputs(inference_batch_size, seed + 1)
+        scorer = models.classifier(model)
+        found[f"{name} train step"] = lambda m=model, x=x, y=y: m.train_on_batch(x, y)
+        found[f"{name} inference batch"] = lambda m=scorer, x=x_infer: m.predict_on_batch(x)
+        found[f"{name} LSTM core step"] = steps.make_train_step(name, batch_size, seed=seed)
+    return found
