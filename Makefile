@@ -24,7 +24,7 @@ PROFILE_ARGS = profile="$$($(BIN)/python -m pipeline.profiles $(PROFILE))"
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab report
+.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab gate-accuracy report
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -116,9 +116,14 @@ bench: setup
 report: setup
 	$(BIN)/python -m pipeline.report --all-commits
 
-# Speed gate: the working tree against the previous commit, interleaved on this machine.
+# Speed gate: the working tree against the previous commit, interleaved on this machine (docs/gates.md).
 gate-ab: setup
 	$(BIN)/python -m pipeline.gate ab --base HEAD~1 --allow-missing-baseline
+
+# Accuracy gate: the metrics in the workspace (on a clean checkout, those committed with this commit)
+# against the previous commit's; the timing rows of `compare` are advisory.
+gate-accuracy: setup
+	$(BIN)/python -m pipeline.gate compare --baseline HEAD~1
 
 # Step time on one device against 2 data-parallel replicas (logical CPUs on a GPU-less host) -> replicas.json
 bench-replicas: setup

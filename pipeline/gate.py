@@ -133,10 +133,16 @@ def pooled_slowdown(groups, confidence: float, seed: int = 0, resamples: int = R
         raise ValueError("every worker pair needs at least one (base, head) pair")
     rng = np.random.default_rng(seed)
     count = len(logs)
-    # resampled medians of every group, one per (resample, slot); a slot is a drawn group
-    medians = np.stack([np.median(g[rng.integers(0, len(g), (resamples, count, len(g)))], axis=2) for g in logs])
-    drawn = rng.integers(0, count, (resamples, count))
-    boot = np.take_along_axis(medians.transpose(1, 2, 0), drawn[..., None], axis=2)[..., 0].mean(axis=1)
+    drawn = rng.integers(0, count, (resamples, count))  # level 1: which group fills each slot
+    lengths = {len(g) for g in logs}
+    if len(lengths) == 1:  # the usual case: every worker pair took the same number of pairs
+        n = lengths.pop()
+        values = np.stack(logs)  # (groups, n)
+        picks = rng.integers(0, n, (resamples, count, n))  # level 2: the drawn group's pairs
+        boot = np.median(values[drawn[..., None], picks], axis=2).mean(axis=1)
+    else:  # resample every group in every slot, then keep the drawn group's median
+        medians = np.stack([np.median(g[rng.integers(0, len(g), (resamples, count, len(g)))], axis=2) for g in logs])
+        boot = np.take_along_axis(medians.transpose(1, 2, 0), drawn[..., None], axis=2)[..., 0].mean(axis=1)
     per_group = np.array([np.median(g) for g in logs])
     low, high = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
     return Pooled(float(np.expm1(per_group.mean())), float(np.expm1(low)), float(np.expm1(high)),

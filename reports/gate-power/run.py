@@ -1,0 +1,130 @@
+"""Measure the A/B speed gate's error rates with real gate runs on this machine.
+
+    .venv/bin/python reports/gate-power/run.py KIND RUNS [--base REV]     (from the repository root)
+
+KIND is one of INJECTIONS: `aa` runs `python -m pipeline.gate ab --base REV --head REV` (identical code);
+the others first make a throwaway commit on top of REV (in a temporary worktree, never on a branch)
+that changes the code as described below, then run `--base REV --head <that commit>`. Each run writes
+its record (every step time, the verdicts) to reports/gate-power/runs/KIND-NN.json and appends one line
+to reports/gate-power/runs.csv; reports/gate-power/summary.py turns those into the rates and their
+intervals. Run it on an otherwise idle machine: the gate runs are what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RUNS = HERE / "runs"
+CSV = HERE / "runs.csv"
+FIELDS = ("kind", "run", "base", "head", "exit", "failed", "rows_failed", "wall_s", "warmup_s", "measured_s",
+          "pairs", "stopped", "record")
+
+# A calibrated slowdown of the whole-model training steps: after each train step the benchmark spins
+# for FRACTION of that step's own time (both models; inference and the LSTM cores are untouched).
+SPIN = '''
+
+def _spin_after(step, fraction):
+    """Injected slowdown (reports/gate-power): after the step, spin for `fraction` of its time."""
+    import time
+
+    def slowed():
+        start = time.perf_counter()
+        result = step()
+        elapsed = time.perf_counter() - start
+        while time.perf_counter() - start < elapsed * (1 + fraction):
+            pass
+        return result
+    return slowed
+'''
+TRAIN_LINE = 'found[f"{name} train step"] = lambda m=model, x=x, y=y: m.train_on_batch(x, y)'
+
+
+def spin(fraction: float):
+    def edit(root: Path) -> None:
+        path = root / "pipeline/speed.py"
+        text = path.read_text()
+        assert TRAIN_LINE in text, "pipeline/speed.py no longer has the train-step line to slow down"
+        slowed = TRAIN_LINE.replace("= lambda", "= _spin_after(lambda").rstrip() + f", {fraction})"
+        path.write_text(text.replace(TRAIN_LINE, slowed) + SPIN)
+    return edit
+
+
+def lstm_implementation_1(root: Path) -> None:
+    """A realistic code change: the models' LSTM layers built with Keras 2's `implementation=1` (four
+    small matrix products per step instead of one fused one), as a snippet copied from Keras 2 code
+    would. Same math, same weights; only the kernels' shape changes."""
+    path = root / "pipeline/models.py"
+    text = path.read_text()
+    edited, count = re.subn(r"layers\.LSTM\(LSTM_UNITS, ", "layers.LSTM(LSTM_UNITS, implementation=1, ", text)
+    assert count == 2, f"expected 2 LSTM layers in pipeline/models.py, found {count}"
+    path.write_text(edited)
+
+
+INJECTIONS = {"aa": None, "slow10": spin(0.10), "slow15": spin(0.15), "slow25": spin(0.25),
+              "lstm-impl1": lstm_implementation_1}
+
+
+def git(*args, cwd=None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def throwaway_commit(base: str, kind: str) -> str:
+    """A commit on top of `base` with KIND's change, reachable by its hash only."""
+    with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
+        tree = Path(tmp) / "tree"
+        git("worktree", "add", "--detach", "--quiet", str(tree), base)
+        try:
+            INJECTIONS[kind](tree)
+            git("commit", "--quiet", "-am", f"throwaway: {kind} (reports/gate-power/run.py)", cwd=tree)
+            return git("rev-parse", "HEAD", cwd=tree)
+        finally:
+            git("worktree", "remove", "--force", str(tree))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=sorted(INJECTIONS))
+    parser.add_argument("runs", type=int)
+    parser.add_argument("--base", default="HEAD", help="the commit measured (default HEAD)")
+    args = parser.parse_args()
+    base = git("rev-parse", "--short", args.base)
+    head = base if args.kind == "aa" else throwaway_commit(base, args.kind)[:7]
+    RUNS.mkdir(exist_ok=True)
+    done = [p for p in RUNS.glob(f"{args.kind}-*.json")]
+    new_file = not CSV.exists()
+    for i in range(len(done) + 1, len(done) + args.runs + 1):
+        record = RUNS / f"{args.kind}-{i:02d}.json"
+        start = time.perf_counter()
+        gate = subprocess.run([sys.executable, "-m", "pipeline.gate", "ab", "--base", base, "--head", head,
+                               "--record", str(record)], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if gate.returncode not in (0, 1):
+            sys.exit(f"gate run {i} exited {gate.returncode}: {gate.stderr.strip().splitlines()[-1]}")
+        rec = json.loads(record.read_text())
+        failed = [name for name, passed in rec["verdicts"].items() if not passed]
+        pairs = min(sum(len(p) for p in sides["head"]) for sides in rec["times"].values())
+        row = dict(kind=args.kind, run=i, base=base, head=head, exit=gate.returncode, failed=int(bool(failed)),
+                   rows_failed=";".join(failed), wall_s=round(wall, 1), warmup_s=round(rec["warmup_s"], 1),
+                   measured_s=round(rec["measured_s"], 1), pairs=pairs, stopped=rec["stopped"],
+                   record=str(record.relative_to(HERE)))
+        with CSV.open("a", newline="") as f:
+            writer = csv.DictWriter(f, FIELDS)
+            if new_file:
+                writer.writeheader()
+                new_file = False
+            writer.writerow(row)
+        print(f"{args.kind} {i}: exit {gate.returncode}, {wall:.0f} s, {pairs} pairs, {rec['stopped']}; "
+              f"failed: {', '.join(failed) or '-'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
