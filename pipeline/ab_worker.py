@@ -9,14 +9,21 @@ batch and LSTM core step; revs that predate that module offer only the LSTM core
 benchmark name read on stdin runs one step and prints {"ms": ...}. The gate drives several of these in
 interleaved order. Run as a script, not a stage: it may import an older rev's package, so it uses
 nothing of this one but argparse.
+
+The replies go to the process's original stdout; anything the rev's code prints goes to stderr, so it
+cannot corrupt them. A rev with nothing to benchmark exits with NOTHING_TO_BENCHMARK (3), the one
+failure `gate ab --allow-missing-baseline` forgives.
 """
 
 import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import time
+
+NOTHING_TO_BENCHMARK = 3
 
 # Run as a script, Python puts this file's folder first on sys.path; the rev's checkout (PYTHONPATH)
 # must provide `pipeline` instead.
@@ -35,7 +42,9 @@ def _benchmarks(args) -> dict:
                 from pipeline import models
                 return {f"{core} LSTM core step": module.make_train_step(core, args.batch)
                         for core in models.LSTM_CORES}
-    sys.exit("this rev has neither pipeline.speed nor make_train_step (pipeline.steps, pipeline.lstm_step) to benchmark")
+    print("this rev has neither pipeline.speed nor make_train_step (pipeline.steps, pipeline.lstm_step) to benchmark",
+          file=sys.stderr)
+    sys.exit(NOTHING_TO_BENCHMARK)
 
 
 def main() -> None:
@@ -46,6 +55,9 @@ def main() -> None:
     parser.add_argument("--loss", required=True, help="train.loss")
     parser.add_argument("--warmup", type=int, required=True, help="untimed steps per benchmark first")
     args = parser.parse_args()
+    # The protocol keeps the original stdout; fd 1 (print, native logs) goes to stderr from here on.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
     start = time.perf_counter()
     # The rev's package first: its __init__ sets the backend's environment before keras loads it.
     benchmarks = _benchmarks(args)
@@ -55,12 +67,12 @@ def main() -> None:
         for _ in range(args.warmup):
             step()
     print(json.dumps({"benchmarks": list(benchmarks), "backend": keras.config.backend(),
-                      "warmup_s": time.perf_counter() - start}), flush=True)
+                      "warmup_s": time.perf_counter() - start}), file=protocol, flush=True)
     for line in sys.stdin:
         name = line.strip()
         begin = time.perf_counter()
         benchmarks[name]()
-        print(json.dumps({"ms": (time.perf_counter() - begin) * 1000}), flush=True)
+        print(json.dumps({"ms": (time.perf_counter() - begin) * 1000}), file=protocol, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,27 @@
 """Gate a change on accuracy and speed, with a markdown report for a pull-request comment.
 
     python -m pipeline.gate compare [--baseline REV | --baseline-dir DIR] [--current-dir DIR] [--report FILE]
-    python -m pipeline.gate ab [--base REV] [--head REV] [--pairs N] [--report FILE] [--allow-missing-baseline]
+    python -m pipeline.gate ab [--base REV] [--head REV] [--processes N] [--min-pairs N] [--max-pairs N]
+                               [--budget-s S] [--record FILE] [--report FILE] [--allow-missing-baseline]
 
-`compare` reads the metrics in the workspace (or --current-dir) and those committed at REV (default
-`main`, read with `git show`, so no checkout or DVC cache is needed) or kept in --baseline-dir:
-- accuracy: a model fails when its test_accuracy drops by more than gate.max_accuracy_drop.<model>;
-- timing: the train stages' step time and the lstm-step cores' CPU step time, noise-aware
-  (`timing_verdict`). Runs of different settings (epochs, images, seed, ...) are refused, exit 2.
+`compare` gates accuracy. It reads the metrics in the workspace (or --current-dir) and those committed
+at REV (default `main`, read with `git show`, so no checkout or DVC cache is needed) or kept in
+--baseline-dir. A model fails when its test_accuracy drops by more than gate.max_accuracy_drop.<model>.
+Runs of different settings (any of `SETTINGS`: image counts, epochs and limits, loss, optimizer, seed,
+normalization, distribution, backend, lstm-step settings) are refused, exit 2. Its timing rows are advisory (`timing_advisory`): times from
+two runs differ by more than their within-run noise, so they never fail the gate.
 
-`ab` measures the base rev and the head rev (default: the working tree) on this machine in one job:
-one worker process per rev, each building the LSTM core training steps from its own rev's code
-(`pipeline.steps.make_train_step`), driven in interleaved pairs (A B, B A, A B, ...), and gates on
-the per-pair time ratio (`ab_verdict`); `gate.ab_processes` independent worker pairs guard against a
-process that is slow for its whole life. This is the mode for speed in CI: absolute times taken in
-different runs or on different machines are not comparable; times taken side by side are.
+`ab` gates speed. It measures the base rev and the head rev (default: the working tree) side by side on
+this machine: `gate.ab_processes` worker processes per rev (pipeline/ab_worker.py), each timing its own
+rev's benchmarks (pipeline/speed.py: each model's training step and inference batch, and the two LSTM
+cores), driven in interleaved rounds (`sample`). Each benchmark is one row: the slowdown pooled over the
+worker pairs with a hierarchical-bootstrap interval (`pooled_slowdown`), failing when the slowdown
+exceeds gate.max_slowdown and the interval lies above 0 (`regressed`). Sampling stops once every
+interval lies on one side of the allowance, or at gate.ab_max_pairs / gate.ab_budget_s. The command-line
+overrides go through the same checks as params.yaml. docs/gates.md has the measured error rates.
 
-Exit status: 0 pass, 1 a gate failed, 2 a usage error (no baseline, missing metric, unreadable file),
-the last two with one clear line on stderr.
+Exit status: 0 pass, 1 a gate failed, 2 a usage error (no baseline, missing metric, unreadable file,
+different settings, an invalid override), the last ones with one clear line on stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -84,9 +89,10 @@ def timing_advisory(metric: str, baseline: Timing, current: Timing, z: float) ->
 
     It shows the change of the medians and the within-run noise, `z` standard errors of the two
     medians from their recorded IQR and count. That noise leaves out what differs between runs (the
-    machine, its load, the process's memory layout): two runs of the benchmark profile here, a session
-    apart, differed by 23% in the sequential model's throughput while an A/B run of the same two commits
-    found their steps within 1.7% (docs/gates.md). Speed is gated by `ab` instead.
+    machine, its load, the process's memory layout): two runs of the benchmark profile on main, with no
+    timed code changed between them, differed by -11% in sequential training throughput, +40% in
+    sequential inference throughput and +13% in the sequential LSTM core's step time
+    (docs/benchmarks.md). Speed is gated by `ab` instead.
     """
     slowdown = current.median_ms / baseline.median_ms - 1
     noise = z * math.hypot(baseline.standard_error_ms, current.standard_error_ms) / baseline.median_ms
@@ -101,8 +107,8 @@ def timing_advisory(metric: str, baseline: Timing, current: Timing, z: float) ->
     )
 
 
-# Bootstrap resamples of the pooled statistic; 2000 put its 2.5% and 97.5% quantiles within about 0.3
-# percentage points of their limit (checked on recorded gate runs).
+# Bootstrap resamples of the pooled statistic. The resampling is seeded, so a verdict can be recomputed
+# exactly from a run's --record.
 RESAMPLES = 2000
 
 
@@ -203,6 +209,8 @@ def _read_metrics(source: str, names: list[str], read) -> dict:
         except (OSError, subprocess.CalledProcessError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             detail = getattr(exc, "stderr", "") or exc
             raise GateUsageError(f"{source}: cannot read {name}: {str(detail).strip().splitlines()[0]}") from None
+        if not isinstance(metrics[name], dict):
+            raise GateUsageError(f"{source}: {name} is not a metrics object (a JSON {type(metrics[name]).__name__})")
     return metrics
 
 
@@ -285,6 +293,21 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str]) -> t
 # ---------------------------------------------------------------- A/B mode
 
 
+# How long a worker may take: to start (import, build, warm up six benchmarks; about 10 s each when 6
+# share 2 cores) and for one step (a few hundred ms). Past these the gate stops with one line, no hang.
+START_TIMEOUT_S = 600
+STEP_TIMEOUT_S = 120
+NOTHING_TO_BENCHMARK = 3  # pipeline/ab_worker.py's exit status for a rev without benchmarks
+
+
+class WorkerError(GateUsageError):
+    """A benchmark worker died, hung or answered nonsense: exit 2, one line."""
+
+    def __init__(self, message: str, nothing_to_benchmark: bool = False):
+        super().__init__(message)
+        self.nothing_to_benchmark = nothing_to_benchmark
+
+
 class Worker:
     """One rev's benchmark process (pipeline/ab_worker.py), driven line by line over pipes."""
 
@@ -293,25 +316,48 @@ class Worker:
         env = {**os.environ, "PYTHONPATH": str(rev_dir), "PYTHONUNBUFFERED": "1"}
         args = ["--batch", p.train.batch_size, "--inference-batch", p.evaluate.batch_size,
                 "--learning-rate", p.train.learning_rate, "--loss", p.train.loss, "--warmup", p.gate.ab_warmup]
+        # stderr to a file, not a pipe: a worker that logs more than a pipe holds would block on it
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], cwd=rev_dir, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
 
-    def reply(self) -> dict:
+    def _failed(self, what: str, exit_wait_s: float = 10) -> WorkerError:
+        try:  # a worker whose stdout closed is exiting: let it, so that its exit status is its own
+            code = self.proc.wait(timeout=exit_wait_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.stderr.seek(0)
+        err = self.stderr.read().strip().splitlines()
+        return WorkerError(f"{self.label}: benchmark worker {what}: {err[-1] if err else 'no output'}",
+                           nothing_to_benchmark=code == NOTHING_TO_BENCHMARK)
+
+    def reply(self, timeout_s: float = START_TIMEOUT_S) -> dict:
+        # one request, one line: nothing is left in the reader's buffer between replies, so select() on
+        # the pipe tells whether the next line has started to arrive
+        if not select.select([self.proc.stdout], [], [], timeout_s)[0]:
+            raise self._failed(f"gave no answer in {timeout_s:g} s", exit_wait_s=0)
         line = self.proc.stdout.readline()
         if not line:
-            err = self.proc.stderr.read().strip().splitlines()
-            raise GateUsageError(f"{self.label}: benchmark worker exited: {err[-1] if err else 'no output'}")
-        return json.loads(line)
+            raise self._failed("exited")
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            raise self._failed(f"answered {line.strip()[:80]!r}", exit_wait_s=0) from None
 
     def step(self, name: str) -> float:
-        self.proc.stdin.write(name + "\n")
-        self.proc.stdin.flush()
-        return self.reply()["ms"]
+        try:
+            self.proc.stdin.write(name + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            raise self._failed("exited") from None
+        return self.reply(STEP_TIMEOUT_S)["ms"]
 
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.stderr.close()
 
 
 def _worktree(rev: str, into: Path) -> Path:
@@ -379,24 +425,33 @@ def ab(base_rev: str, head_rev: str | None, p: params.Params, allow_missing_base
     cfg = p.gate
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gate-ab-") as tmp:
-        dirs = {"base": _worktree(base_rev, Path(tmp) / "base")}
-        dirs["head"] = _worktree(head_rev, Path(tmp) / "head") if head_rev else Path.cwd()
-        labels = {"base": f"base ({base_rev})", "head": f"head ({head_rev or 'working tree'})"}
-        print(f"gate ab: starting {2 * cfg.ab_processes} benchmark workers (import, build, warm-up)",
-              file=sys.stderr, flush=True)
-        workers = {side: [Worker(labels[side], dirs[side], p) for _ in range(cfg.ab_processes)] for side in SIDES}
+        trees, workers = [], {}
         try:
+            for side, rev in (("base", base_rev), ("head", head_rev)):
+                if rev:
+                    trees.append(_worktree(rev, Path(tmp) / side))
+            dirs = {"base": trees[0], "head": trees[1] if head_rev else Path.cwd()}
+            labels = {"base": f"base ({base_rev})", "head": f"head ({head_rev or 'working tree'})"}
+            print(f"gate ab: starting {2 * cfg.ab_processes} benchmark workers (import, build, warm-up)",
+                  file=sys.stderr, flush=True)
+            workers = {side: [Worker(labels[side], dirs[side], p) for _ in range(cfg.ab_processes)] for side in SIDES}
             ready = {}
             for side in SIDES:
                 try:
                     ready[side] = [worker.reply() for worker in workers[side]][0]
-                except GateUsageError as exc:
-                    if side == "base" and allow_missing_baseline:
+                except WorkerError as exc:
+                    if side == "base" and allow_missing_baseline and exc.nothing_to_benchmark:
                         return None, [f"no A/B baseline: {exc}"]
                     raise
+            if ready["base"]["backend"] != ready["head"]["backend"]:
+                raise GateUsageError(f"base runs on {ready['base']['backend']}, head on {ready['head']['backend']}: "
+                                     "an A/B comparison needs one backend")
             warmup_s = time.perf_counter() - began
             names = [n for n in ready["head"]["benchmarks"] if n in ready["base"]["benchmarks"]]
             missing = [n for n in ready["head"]["benchmarks"] if n not in names]
+            if not names:
+                raise GateUsageError(f"base {base_rev} and head {head_rev or 'working tree'} have no benchmark in "
+                                     f"common (base: {', '.join(ready['base']['benchmarks'])})")
 
             def progress(pairs, elapsed):
                 print(f"gate ab: {pairs} pairs of {len(names)} benchmarks, {elapsed:.0f} s of "
@@ -407,9 +462,8 @@ def ab(base_rev: str, head_rev: str | None, p: params.Params, allow_missing_base
         finally:
             for worker in (w for side in workers.values() for w in side):
                 worker.close()
-            if head_rev:
-                subprocess.run(["git", "worktree", "remove", "--force", str(dirs["head"])], capture_output=True)
-            subprocess.run(["git", "worktree", "remove", "--force", str(dirs["base"])], capture_output=True)
+            for tree in trees:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True)
     rows = [ab_verdict(name, samples.groups(name), cfg.max_slowdown, cfg.ab_confidence) for name in names]
     wall_s = time.perf_counter() - began
     notes = [f"base {base_rev} vs head {head_rev or 'working tree'}, interleaved on this machine with "
@@ -436,10 +490,14 @@ AB_OVERRIDES = (("--processes", "ab_processes", int), ("--min-pairs", "ab_min_pa
                 ("--max-pairs", "ab_max_pairs", int), ("--budget-s", "ab_budget_s", float))
 
 
-def with_overrides(overrides: dict) -> params.Params:
-    """params.yaml with dotted-key `overrides`, validated exactly as the file itself is."""
-    mapping = yaml.safe_load(params.PARAMS_FILE.read_text())
-    return params.parse(profiles.apply(mapping, overrides), f"{params.PARAMS_FILE} with the command-line overrides")
+def with_overrides(overrides: dict, path: Path = params.PARAMS_FILE) -> params.Params:
+    """params.yaml with dotted-key `overrides`, read once and validated exactly as the file itself is."""
+    try:
+        mapping = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        params.load(path)  # the one-line error params.load gives for this file
+        raise params.PipelineError(f"{path}: {exc}") from None
+    return params.parse(profiles.apply(mapping, overrides), f"{path} with the command-line overrides")
 
 
 def _gate(argv) -> int:
@@ -460,11 +518,9 @@ def _gate(argv) -> int:
     for p in (cmp_, ab_):
         p.add_argument("--report", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
-    p = params.load()
     overrides = {f"gate.{key}": getattr(args, key) for _, key, _ in AB_OVERRIDES
                  if getattr(args, key, None) is not None}
-    if overrides:
-        p = with_overrides(overrides)
+    p = with_overrides(overrides) if overrides else params.load()
     cfg = p.gate
     if args.mode == "compare":
         files = metric_files(p.paths)
@@ -482,7 +538,10 @@ def _gate(argv) -> int:
         sections, notes = ab(args.base, args.head, p, args.allow_missing_baseline, args.record)
         title = f"Gate (A/B): {args.head or 'working tree'} against {args.base}"
         if sections is None:
-            print(f"## {title}\n\n- {notes[0]}; speed not gated.")
+            report = f"## {title}\n\n- {notes[0]}; speed not gated.\n"
+            print(report)
+            if args.report:
+                write_text(args.report, report)
             return 0
     report = markdown(title, sections, notes)
     print(report)

@@ -1,11 +1,16 @@
 """The gate's decision rules, its report and its exit codes (0 pass, 1 fail, 2 usage error)."""
 
+import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from pipeline import gate
+from pipeline import gate, params
+from tests import gate_sim
+from tests.project import ROOT
 
 TIGHT = dict(iqr_ms=1.0, n=50)
 
@@ -134,3 +139,242 @@ def test_a_command_line_the_gate_cannot_take_exits_2(in_root, capsys):
     assert gate.main(["compare", "--no-such-option"]) == 2
     assert gate.main([]) == 2
     assert "pipeline.gate: error: unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- A/B mode, real workers
+
+# The last commit before pipeline/speed.py: its workers offer the LSTM cores only.
+BEFORE_SPEED_MODULE = "c19b58b"
+BENCHMARKS = [f"{model} {what}" for model in ("sequential", "parallel")
+              for what in ("train step", "inference batch", "LSTM core step")]
+
+
+def _real_ab(tmp_path, base: str) -> tuple[subprocess.CompletedProcess, dict]:
+    record = tmp_path / f"ab-{base}.json"
+    result = subprocess.run([sys.executable, "-m", "pipeline.gate", "ab", "--base", base, "--processes", "2",
+                             "--min-pairs", "6", "--max-pairs", "6", "--record", str(record)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr  # pass or fail is timing: not this test's business
+    return result, json.loads(record.read_text())
+
+
+@pytest.mark.slow
+def test_a_real_ab_run_times_every_benchmark_side_by_side(tmp_path):
+    result, record = _real_ab(tmp_path, "HEAD")
+    assert sorted(record["times"]) == sorted(BENCHMARKS)
+    for name in BENCHMARKS:
+        assert f"| {name} |" in result.stdout
+        for side in ("base", "head"):
+            per_process = record["times"][name][side]
+            assert [len(times) for times in per_process] == [3, 3]  # 6 pairs over 2 worker pairs
+            assert all(ms > 0 for times in per_process for ms in times)
+    assert record["stopped"] == "undecided at ab_max_pairs (6 pairs)" or record["stopped"].startswith("decided")
+    assert "gate ab: 6 pairs of 6 benchmarks" in result.stderr  # progress
+
+
+@pytest.mark.slow
+def test_a_base_that_predates_the_benchmarks_is_gated_on_what_it_has(tmp_path):
+    result, record = _real_ab(tmp_path, BEFORE_SPEED_MODULE)
+    assert sorted(record["times"]) == ["parallel LSTM core step", "sequential LSTM core step"]
+    assert (f"not in base {BEFORE_SPEED_MODULE}, so not gated: sequential train step, sequential inference batch"
+            in result.stdout)
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--processes", "1", "gate.ab_processes = 1 is invalid; allowed: >= 2"),
+    ("--min-pairs", "5", "gate.ab_min_pairs = 5 is invalid; allowed: >= 3 * ab_processes"),
+    ("--max-pairs", "4", "gate.ab_max_pairs = 4 is invalid; allowed: >= ab_min_pairs"),
+    ("--budget-s", "0", "gate.ab_budget_s = 0.0 is invalid; allowed: > 0"),
+    ("--processes", "two", "argument --processes: invalid int value: 'two'"),
+])
+def test_every_ab_override_is_checked_like_params_yaml(in_root, capsys, flag, value, message):
+    # refused before any worker starts: one line, exit 2
+    assert gate.main(["ab", "--base", "HEAD", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+# ---------------------------------------------------------------- the statistic, on the gate's own noise
+# tests/gate_sim.py draws process offsets and step noise from the gate's recorded A/A runs
+# (reports/gate-power/runs): heavy tails and slow processes as they happen on this machine.
+
+TRAIN_STEPS = ["sequential train step", "parallel train step"]
+
+
+@pytest.fixture(scope="module")
+def noise():
+    return gate_sim.recorded_noise()
+
+
+@pytest.fixture(scope="module")
+def defaults():
+    return params.load(ROOT / "params.yaml").gate
+
+
+def _coverage(noise, processes, pairs, pool=gate.pooled_slowdown, sims=300):
+    return gate_sim.coverage(noise, processes, pairs, pool, sims)
+
+
+def test_the_pooled_interval_covers_the_true_slowdown_at_its_stated_rate(noise, defaults):
+    # 95% nominal. Too narrow (pooling dropped: pairs treated as independent of their process) falls
+    # below the band; too wide (min..max, a doubled spread) rises above it.
+    coverage = _coverage(noise, defaults.ab_processes, 8)
+    assert 0.88 <= coverage <= 0.985, coverage
+
+
+def test_an_interval_that_ignores_the_worker_pairs_is_caught_by_the_coverage_test(noise, defaults):
+    assert _coverage(noise, defaults.ab_processes, 8, pool=gate_sim.unpooled) < 0.88
+
+
+def test_a_min_to_max_interval_is_caught_by_the_coverage_test(noise, defaults):
+    def min_max(groups, confidence, seed=0):
+        p = gate.pooled_slowdown(groups, confidence, seed)
+        ratios = np.concatenate([np.asarray(h) / np.asarray(b) for b, h in groups])
+        return dataclasses.replace(p, low=float(ratios.min() - 1), high=float(ratios.max() - 1))
+    assert _coverage(noise, defaults.ab_processes, 8, pool=min_max) > 0.985
+
+
+def test_an_interval_twice_as_wide_is_caught_by_the_coverage_test(noise, defaults):
+    def doubled(groups, confidence, seed=0):
+        p = gate.pooled_slowdown(groups, confidence, seed)
+        return dataclasses.replace(p, low=p.slowdown - 2 * (p.slowdown - p.low), high=p.slowdown + 2 * (p.high - p.slowdown))
+    assert _coverage(noise, defaults.ab_processes, 8, pool=doubled) > 0.985
+
+
+def _gate_rate(noise, cfg, names, slowdown: float, runs: int, seed: int) -> float:
+    """How often simulated gate runs fail, with `slowdown` on the train steps."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([gate_sim.run_gate(noise, names, {n: slowdown for n in TRAIN_STEPS}, cfg, rng)[0]
+                          for _ in range(runs)]))
+
+
+def test_the_gate_rarely_fails_identical_code(noise, defaults):
+    # all six rows, as the real gate has them: any one failing is a false alarm
+    assert _gate_rate(noise, defaults, sorted(noise.offsets), 0.0, 100, seed=2) <= 0.02
+
+
+def test_the_gate_catches_a_15_percent_slowdown(noise, defaults):
+    assert _gate_rate(noise, defaults, TRAIN_STEPS, 0.15, 100, seed=3) >= 0.95
+
+
+def test_without_the_threshold_identical_code_would_fail_often(noise, defaults):
+    # the threshold is what keeps A/A quiet: at max_slowdown 0 the same noise fails far more often
+    loose = dataclasses.replace(defaults, max_slowdown=1e-9)
+    assert _gate_rate(noise, loose, TRAIN_STEPS, 0.0, 60, seed=4) > 0.05
+
+
+def test_a_precise_small_slowdown_within_the_allowance_passes_and_one_beyond_it_fails():
+    rng = np.random.default_rng(5)
+    base = [100 * np.exp(0.01 * rng.standard_normal(20)) for _ in range(3)]
+    for slowdown, passes in ((0.06, True), (0.14, False)):
+        groups = [(b, b * (1 + slowdown) * np.exp(0.01 * rng.standard_normal(20))) for b in base]
+        assert gate.ab_verdict("t", groups, max_slowdown=0.10, confidence=0.95).passed is passes
+
+
+def test_a_large_slowdown_on_wildly_noisy_pairs_is_no_evidence():
+    # estimate +20% beyond the allowance, but the interval reaches below 0: the interval is what passes it
+    groups = [([100, 100, 100], [60, 120, 300]), ([100, 100, 100], [70, 125, 250])]
+    pooled = gate.pooled_slowdown(groups, 0.95)
+    assert pooled.slowdown > 0.10 and pooled.low < 0
+    assert gate.ab_verdict("t", groups, max_slowdown=0.10, confidence=0.95).passed
+
+
+def test_one_slow_worker_pair_does_not_fail_identical_code_and_one_fast_one_does_not_hide_a_regression():
+    rng = np.random.default_rng(6)
+    noisy = lambda: 100 * np.exp(0.03 * rng.standard_normal(12))  # noqa: E731
+    # A/A with one worker pair +12% slower for its whole life: pooled about +4%, passes
+    assert gate.ab_verdict("t", [(noisy(), noisy() * 1.12), (noisy(), noisy()), (noisy(), noisy())], 0.10, 0.95).passed
+    # +20% everywhere but one worker pair 10% fast, so that pair alone shows about +8%: pooled, the gate
+    # fails it; a rule that needs every worker pair past the allowance (this gate's earlier one) did not
+    slow = [(noisy(), noisy() * 1.2 * offset) for offset in (0.90, 1.0, 1.0)]
+    pooled = gate.pooled_slowdown(slow, 0.95)
+    assert min(pooled.per_process) < 0.10 < pooled.slowdown
+    assert not gate.ab_verdict("t", slow, 0.10, 0.95).passed
+
+
+def test_worker_pairs_of_unequal_length_get_the_same_interval_as_equal_ones():
+    # the bootstrap has a fast path for equal lengths; the general one must agree with it
+    rng = np.random.default_rng(7)
+    groups = [(100 * np.exp(0.05 * rng.standard_normal(16)), 110 * np.exp(0.05 * rng.standard_normal(16)))
+              for _ in range(3)]
+    equal = gate.pooled_slowdown(groups, 0.95)
+    unequal = gate.pooled_slowdown([(b[:15], h[:15]) if i == 0 else (b, h) for i, (b, h) in enumerate(groups)], 0.95)
+    assert abs(unequal.slowdown - equal.slowdown) < 0.01
+    assert abs(unequal.low - equal.low) < 0.015 and abs(unequal.high - equal.high) < 0.015
+
+
+# A commit with neither pipeline/speed.py nor make_train_step: nothing to benchmark.
+BEFORE_ANY_BENCHMARK = "65e3e80"
+
+
+@pytest.mark.slow
+def test_a_base_with_nothing_to_benchmark_is_one_line_or_a_notice(in_root, capsys):
+    args = ["ab", "--base", BEFORE_ANY_BENCHMARK, "--processes", "2", "--min-pairs", "6"]
+    assert gate.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if not line.startswith("gate ab: ")]) == 1  # progress lines, then one error
+    assert f"base ({BEFORE_ANY_BENCHMARK}): benchmark worker exited: this rev has neither pipeline.speed" in err[-1]
+    assert gate.main(args + ["--allow-missing-baseline"]) == 0
+    assert "no A/B baseline" in capsys.readouterr().out
+
+
+def test_a_rev_that_does_not_exist_is_one_line_and_leaves_no_worktree(in_root, capsys):
+    def worktrees():
+        return subprocess.run(["git", "worktree", "list"], capture_output=True, text=True, check=True).stdout
+    before = worktrees()
+    assert gate.main(["ab", "--base", "HEAD", "--head", "no-such-rev"]) == 2
+    assert capsys.readouterr().err.strip().endswith("git rev 'no-such-rev': cannot check out: fatal: invalid reference: no-such-rev")
+    assert worktrees() == before  # the base worktree made first is removed again
+
+
+# ---------------------------------------------------------------- the sampling loop, with scripted workers
+
+
+class Scripted:
+    """A worker whose steps take `ms` (head: times `ratio`) and advance a shared clock; logs its calls."""
+
+    def __init__(self, side, proc, ms, ratio, clock, log):
+        self.side, self.proc, self.ms, self.ratio, self.clock, self.log = side, proc, ms, ratio, clock, log
+
+    def step(self, name):
+        ms = self.ms * (self.ratio if self.side == "head" else 1.0) * (1 + 0.01 * (len(self.log) % 3))
+        self.clock.now += ms / 1000
+        self.log.append((self.proc, name, self.side))
+        return ms
+
+
+def _scripted(cfg, ratio, ms=100.0):
+    clock, log = gate_sim.Clock(), []
+    workers = {side: [Scripted(side, p, ms, ratio, clock, log) for p in range(cfg.ab_processes)]
+               for side in gate.SIDES}
+    samples, stopped = gate.sample(workers, ["a", "b"], cfg, clock=clock)
+    return samples, stopped, log, clock.now
+
+
+def test_sampling_alternates_which_side_goes_first(defaults):
+    _, _, log, _ = _scripted(defaults, ratio=1.0)
+    first = [(proc, side) for i, (proc, name, side) in enumerate(log) if i % 2 == 0 and name == "a"]
+    rounds = [first[i:i + defaults.ab_processes] for i in range(0, len(first), defaults.ab_processes)]
+    # worker pair 0 starts with base, pair 1 with head, ...; the next round swaps them all
+    assert [side for _, side in rounds[0]] == ["base", "head", "base"][:defaults.ab_processes]
+    assert [side for _, side in rounds[1]] == ["head", "base", "head"][:defaults.ab_processes]
+
+
+def test_sampling_stops_once_decided_but_not_before_the_minimum(defaults):
+    # equal times: every interval is near 0, far below the allowance, from the first look
+    samples, stopped, _, _ = _scripted(defaults, ratio=1.0)
+    assert samples.pairs() == defaults.ab_min_pairs and stopped == f"decided after {defaults.ab_min_pairs} pairs"
+
+
+def test_sampling_stops_at_the_budget_when_undecided(defaults):
+    # a slowdown right at the allowance never gets an interval wholly on one side of it
+    cfg = dataclasses.replace(defaults, ab_budget_s=20.0, ab_max_pairs=1000)
+    samples, stopped, _, elapsed = _scripted(cfg, ratio=1 + cfg.max_slowdown)
+    assert stopped == f"undecided at the 20 s budget ({samples.pairs()} pairs)"
+    assert elapsed <= 20.0 and samples.pairs() > cfg.ab_min_pairs  # stopped before the round that would pass it
+
+
+def test_sampling_stops_at_the_most_pairs_when_undecided(defaults):
+    cfg = dataclasses.replace(defaults, ab_budget_s=1e6, ab_max_pairs=24)
+    samples, stopped, _, _ = _scripted(cfg, ratio=1 + cfg.max_slowdown)
+    assert samples.pairs() == 24 and stopped == "undecided at ab_max_pairs (24 pairs)"
