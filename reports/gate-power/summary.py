@@ -5,19 +5,53 @@
 Writes reports/gate-power/summary.csv and prints the same as a markdown table: per kind of run, how
 many runs failed the gate, the rate with its exact (Clopper-Pearson) binomial 95% interval, and the
 wall time per run. For A/A runs a failure is a false alarm; for the others it is a detection.
+
+Column `earlier rule`: the same recorded samples judged by the rule this gate had before
+(a benchmark failed only if every worker pair, on its own, showed a median slowdown above the
+allowance with its bootstrap interval above 0), for comparison.
 """
 
+import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from pipeline import gate  # noqa: E402
 
 HERE = Path(__file__).parent
 ORDER = {"aa": "A/A (identical code)", "slow10": "+10% on the train steps", "slow15": "+15% on the train steps",
          "slow25": "+25% on the train steps", "lstm-impl1": "LSTM implementation=1 (realistic)"}
 
 
+def earlier_rule_failed(record: dict) -> bool:
+    """The earlier gate's verdict on this run's samples: some benchmark regressed in every worker pair."""
+    max_slowdown, confidence = record["gate"]["max_slowdown"], record["gate"]["ab_confidence"]
+    rng = np.random.default_rng(0)
+
+    def group_regressed(base, head):
+        ratios = np.asarray(head) / np.asarray(base)
+        boot = np.median(rng.choice(ratios, size=(2000, len(ratios)), replace=True), axis=1)
+        return np.median(ratios) - 1 > max_slowdown and np.quantile(boot, (1 - confidence) / 2) > 1
+
+    return any(all(group_regressed(b, h) for b, h in zip(sides["base"], sides["head"]))
+               for sides in record["times"].values())
+
+
+TRAIN_STEPS = ("sequential train step", "parallel train step")
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    records = [json.loads((HERE / r).read_text()) for r in runs["record"]]
+    configs = {json.dumps(r["gate"], sort_keys=True) for r in records}
+    assert len(configs) == 1, f"the runs were made with {len(configs)} different gate settings"
+    measured = {name: [gate.pooled_slowdown(list(zip(r["times"][name]["base"], r["times"][name]["head"])),
+                                            r["gate"]["ab_confidence"]).slowdown for r in records]
+                for name in TRAIN_STEPS}
+    runs = runs.assign(earlier=[earlier_rule_failed(r) for r in records], **measured)
     rows = []
     for kind, group in runs.groupby("kind", sort=False):
         failed, n = int(group["failed"].sum()), len(group)
@@ -26,6 +60,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                      "rate": round(failed / n, 3), "ci95_low": round(ci.low, 3), "ci95_high": round(ci.high, 3),
                      "wall_s_median": round(group["wall_s"].median(), 1), "wall_s_max": round(group["wall_s"].max(), 1),
                      "pairs_median": int(group["pairs"].median()),
+                     "earlier_rule_failed": int(group["earlier"].sum()),
+                     **{f"{name.split()[0]}_train_change_median": round(group[name].median(), 3) for name in TRAIN_STEPS},
                      "decided_early": int(group["stopped"].str.startswith("decided").sum())})
     table = pd.DataFrame(rows)
     return table.set_index("kind").loc[[k for k in ORDER if k in set(table["kind"])]].reset_index()
@@ -38,8 +74,12 @@ def main() -> None:
                             "rate [95% CI]": [f"{r:.0%} [{lo:.0%} .. {hi:.0%}]" for r, lo, hi in
                                               zip(table.rate, table.ci95_low, table.ci95_high)],
                             "wall s (median, max)": [f"{m:.0f}, {x:.0f}" for m, x in zip(table.wall_s_median, table.wall_s_max)],
-                            "decided early": [f"{d} / {n}" for d, n in zip(table.decided_early, table.n)]})
-    print(shown[["runs", "gate failed", "rate [95% CI]", "wall s (median, max)", "pairs_median", "decided early"]]
+                            "decided early": [f"{d} / {n}" for d, n in zip(table.decided_early, table.n)],
+                            "earlier rule": [f"{e} / {n}" for e, n in zip(table.earlier_rule_failed, table.n)],
+                            "train steps measured (median)": [f"{a:+.1%}, {b:+.1%}" for a, b in zip(
+                                table.sequential_train_change_median, table.parallel_train_change_median)]})
+    print(shown[["runs", "gate failed", "rate [95% CI]", "wall s (median, max)", "pairs_median", "decided early",
+                 "earlier rule", "train steps measured (median)"]]
           .rename(columns={"pairs_median": "pairs per benchmark (median)"}).to_markdown(index=False))
 
 
