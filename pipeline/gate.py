@@ -7,7 +7,7 @@
 `compare` gates accuracy. It reads the metrics in the workspace (or --current-dir) and those committed
 at REV (default `main`, read with `git show`, so no checkout or DVC cache is needed) or kept in
 --baseline-dir. A model fails when its test_accuracy drops by more than gate.max_accuracy_drop.<model>.
-Runs of different settings (any of `SETTINGS`: image counts, epochs and limits, loss, optimizer, seed,
+Runs of different settings (any of `SETTINGS`: image counts, epochs and limits, loss, learning rate, seed,
 normalization, distribution, backend, lstm-step settings) are refused, exit 2. Its timing rows are advisory (`timing_advisory`): times from
 two runs differ by more than their within-run noise, so they never fail the gate.
 
@@ -225,12 +225,15 @@ def metrics_in_dir(directory: Path, names: list[str], label: str) -> dict:
     return _read_metrics(label, names, lambda name: (directory / name).read_text())
 
 
-def _get(metrics: dict, file: str, *keys):
+def _get(metrics: dict, file: str, *keys) -> float:
+    """A numeric metric, or one line (exit 2) naming the file and the key."""
     value = metrics[file]
     for key in keys:
         if not isinstance(value, dict) or key not in value:
             raise GateUsageError(f"{file}: missing metric {'.'.join(keys)}")
         value = value[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GateUsageError(f"{file}: metric {'.'.join(keys)} is {value!r}, not a number")
     return value
 
 
@@ -242,7 +245,7 @@ def metric_files(paths: params.Paths) -> dict[str, str]:
 
 
 # What must be equal for two runs to be compared, per metrics file kind: everything that changes the
-# accuracy (data, limits, loss, optimizer, distribution, backend) or what the lstm-step stage times.
+# accuracy (image counts, limits, loss, learning rate, seed, distribution, backend) or what lstm-step times.
 SETTINGS = {
     "train": ("model", "epochs", "epochs_completed", "train_images", "batch_size", "learning_rate", "loss", "seed",
               "normalize", "distribution", "replicas", "processes", "time_limit_s", "backend"),
@@ -332,7 +335,8 @@ class Worker:
         return WorkerError(f"{self.label}: benchmark worker {what}: {err[-1] if err else 'no output'}",
                            nothing_to_benchmark=code == NOTHING_TO_BENCHMARK)
 
-    def reply(self, timeout_s: float = START_TIMEOUT_S) -> dict:
+    def reply(self, timeout_s: float | None = None) -> dict:
+        timeout_s = START_TIMEOUT_S if timeout_s is None else timeout_s
         # one request, one line: nothing is left in the reader's buffer between replies, so select() on
         # the pipe tells whether the next line has started to arrive
         if not select.select([self.proc.stdout], [], [], timeout_s)[0]:

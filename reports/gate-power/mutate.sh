@@ -14,12 +14,17 @@ p = Path("pipeline/gate.py"); s = p.read_text(); old, new = sys.argv[1], sys.arg
 assert s.count(old) == 1, old
 p.write_text(s.replace(old, new))
 PY
-  out=$($SRC/.venv/bin/python -m pytest -q -p no:cacheprovider tests/test_gate.py -m "not slow" 2>&1 | tail -1)
-  echo "$name: $out"
+  # a git repository of its own: some unit tests check out HEAD in worktrees
+  git init -q && git add -A && git -c user.name=mutate -c user.email=mutate@localhost commit -qm scratch
+  out=$($SRC/.venv/bin/python -m pytest -q -p no:cacheprovider tests/test_gate.py -m "not slow" 2>&1)
+  echo "$name: $(echo "$out" | tail -1)"
+  echo "$out" | grep '^FAILED' | sed 's/^/    /'
 }
+run "control (no mutation)" "RESAMPLES = 2000" "RESAMPLES = 2000"
 run "threshold removed" "return pooled.slowdown > max_slowdown and pooled.low > 0" "return pooled.low > 0"
 run "threshold doubled" "return pooled.slowdown > max_slowdown and pooled.low > 0" "return pooled.slowdown > 2 * max_slowdown and pooled.low > 0"
 run "interval removed" "return pooled.slowdown > max_slowdown and pooled.low > 0" "return pooled.slowdown > max_slowdown"
+run "interval widened (99%)" "low, high = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])" "low, high = np.quantile(boot, [0.005, 0.995])"
 run "interval widened (99.9%)" "low, high = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])" "low, high = np.quantile(boot, [0.0005, 0.9995])"
 run "pooling removed" "    rng = np.random.default_rng(seed)
     count = len(logs)" "    logs = [np.concatenate(logs)]

@@ -5,9 +5,9 @@
 For each worker-process count and measuring budget, 200 simulated gate runs (tests/gate_sim.py: the real
 sampling loop, interval and verdict, with offsets and step noise drawn from the recorded A/A runs in
 reports/gate-power/runs) per true slowdown of the train steps: 0 (A/A, all six rows can false-alarm),
-+10%, +15% and +25%. The expected wall time adds the median worker start-up measured at that process
-count in the real runs (runs.csv, or the worker count scaled from it). Writes tradeoff.csv and prints
-it as markdown. The real runs (summary.py) are the measurement; this is the curve between them.
++10%, +15% and +25%. The expected wall time adds a start-up scaled from the real runs (runs.csv, all at
+one worker count): their median start-up per worker, times the setting's worker count. Writes
+tradeoff.csv and prints it as markdown. The real runs (summary.py) are the measurement; this is the curve between them.
 """
 
 import json
