@@ -9,7 +9,6 @@ runs, +15% true slowdown) for 2, 3 and 4 worker pairs of 8 and 14 pairs each, wi
 hierarchical interval and with one that ignores the worker pairs. Writes coverage.csv.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -26,15 +25,11 @@ HERE = Path(__file__).parent
 
 
 def main() -> None:
-    offsets = {}
-    for file in sorted((HERE / "runs").glob("aa-*.json")):
-        for name, sides in json.loads(file.read_text())["times"].items():
-            offsets.setdefault(name, []).extend(
-                np.expm1(np.median(np.log(np.asarray(h) / np.asarray(b)))) for b, h in zip(sides["base"], sides["head"]))
+    noise = gate_sim.recorded_noise()
+    offsets = {name: np.expm1(values) for name, values in noise.offsets.items()}
     print("Worker-pair offsets in the A/A runs (median slowdown of one worker pair, identical code):\n")
     print(pd.DataFrame([{"benchmark": name, "worker pairs": len(v), "min": f"{min(v):+.1%}", "max": f"{max(v):+.1%}",
                          "sd": f"{np.std(v, ddof=1):.1%}"} for name, v in sorted(offsets.items())]).to_markdown(index=False))
-    noise = gate_sim.recorded_noise()
     rows = []
     for processes in (2, 3, 4):
         for pairs in (8, 14):
