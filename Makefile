@@ -79,7 +79,8 @@ else
 endif
 
 # The official URL is unreachable on machines without internet: build the same archive from the real
-# images in ../shared and point download.url / download.md5 at it (recorded in dvc.lock).
+# images in ../shared and point download.url / download.md5 at it (recorded in dvc.lock). The URL is
+# relative to the repository (file:.mirror/...), so dvc.lock names no path of this machine.
 $(FULL_MIRROR): | setup
 	$(BIN)/python $(MIRROR_TOOL) $(dir $@)
 
@@ -93,7 +94,7 @@ study: setup
 	$(BIN)/dvc repro studies/dvc.yaml
 
 repro-mirror: setup $(FULL_MIRROR)
-	$(PROFILE_ARGS) && $(BIN)/dvc exp run -S download.url=file://$(abspath $(FULL_MIRROR)) \
+	$(PROFILE_ARGS) && $(BIN)/dvc exp run -S download.url=file:$(FULL_MIRROR) \
 	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $$profile $(addprefix -S ,$(SET))
 
 # The small real-image mirror is built when ../shared is there; the tests that need it skip otherwise.

@@ -6,7 +6,9 @@ params: changing them does not make the archive out of date.
 
 - http(s): streamed into `<archive>.part` with a progress bar, resumed with an HTTP Range request
   after a dropped connection, retried with exponential backoff.
-- file://: copied with the same progress bar, for local mirrors.
+- file: copied with the same progress bar, for local mirrors: `file:///absolute/path`, or
+  `file:relative/path`, relative to the repository root (where DVC runs the stage), which keeps
+  dvc.lock free of any one machine's paths (`make repro-mirror` uses `file:.mirror/full/...`).
 
 The archive is renamed into place only after its md5 matches `download.md5`; a mismatching file is
 discarded. `<archive>.part` is not a DVC output, so a partial download survives to the next run.
@@ -32,7 +34,7 @@ CHUNK_BYTES = 1 << 20
 HTTP_CHUNK_BYTES = 64 << 10
 MIRROR_HINT = (
     "if this machine is offline, point download.url at a mirror and download.md5 at its checksum, "
-    "e.g. dvc exp run -S download.url=file:///path/to/cifar-10-python.tar.gz -S download.md5=<md5>"
+    "e.g. dvc exp run -S download.url=file:path/in/repo/cifar-10-python.tar.gz -S download.md5=<md5>"
 )
 
 
@@ -53,9 +55,15 @@ def _progress(total: int | None, initial: int, label: str) -> tqdm:
 
 
 def _copy_file(url: str, part: Path) -> None:
-    source = Path(url2pathname(urlparse(url).path))
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        # file://.mirror/x would silently read `.mirror` as a host name and copy /x.
+        raise PipelineError(f"download.url {url}: a file URL names no host; write file:relative/path "
+                            "(relative to the repository) or file:///absolute/path")
+    source = Path(url2pathname(parsed.path))
     if not source.is_file():
-        raise PipelineError(f"download.url {url}: no such file {source}")
+        where = "" if source.is_absolute() else f" (relative to {Path.cwd()})"
+        raise PipelineError(f"download.url {url}: no such file {source}{where}")
     with open(source, "rb") as src, open(part, "wb") as dst, _progress(source.stat().st_size, 0, source.name) as bar:
         while chunk := src.read(CHUNK_BYTES):
             dst.write(chunk)

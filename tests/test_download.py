@@ -15,6 +15,20 @@ def test_file_url_is_copied_and_verified(tmp_path, tiny_archive):
     assert not dest.with_name(dest.name + ".part").exists()
 
 
+def test_relative_file_url_is_read_from_the_working_directory(tmp_path, tiny_archive, monkeypatch):
+    source, md5 = tiny_archive
+    monkeypatch.chdir(source.parent.parent)
+    relative = f"file:{source.parent.name}/{source.name}"
+    dest = tmp_path / "out" / "cifar-10-python.tar.gz"
+    download.fetch(relative, dest, md5, retries=0, timeout_s=5)
+    assert dest.read_bytes() == source.read_bytes()
+    with pytest.raises(PipelineError, match=r"no such file nowhere/x.tar.gz \(relative to /"):
+        download.fetch("file:nowhere/x.tar.gz", tmp_path / "y.tar.gz", md5, retries=0, timeout_s=5)
+    with pytest.raises(PipelineError, match="a file URL names no host"):
+        download.fetch(f"file://{source.parent.name}/{source.name}", tmp_path / "y.tar.gz", md5, retries=0, timeout_s=5)
+    assert not (tmp_path / "y.tar.gz").exists()
+
+
 def test_checksum_mismatch_leaves_nothing_in_place(tmp_path, tiny_archive):
     source, _ = tiny_archive
     dest = tmp_path / "cifar-10-python.tar.gz"
