@@ -263,7 +263,7 @@ def same_settings(base: dict, cur: dict, files: dict[str, str]) -> None:
         differ = [f"{k} {base[file].get(k, missing)} vs {cur[file].get(k, missing)}" for k in SETTINGS[kind]
                   if base[file].get(k, missing) != cur[file].get(k, missing)]
         if differ:
-            raise GateUsageError(f"{file}: baseline and current come from different settings ({'; '.join(differ)}); "
+            raise SettingsChanged(f"{file}: baseline and current come from different settings ({'; '.join(differ)}); "
                                  "compare runs of the same profile")
 
 
@@ -301,6 +301,10 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str]) -> t
 START_TIMEOUT_S = 600
 STEP_TIMEOUT_S = 120
 NOTHING_TO_BENCHMARK = 3  # pipeline/ab_worker.py's exit status for a rev without benchmarks
+
+
+class SettingsChanged(GateUsageError):
+    """The two runs come from different settings: there is nothing to compare."""
 
 
 class WorkerError(GateUsageError):
@@ -511,6 +515,8 @@ def _gate(argv) -> int:
     cmp_.add_argument("--baseline", default="main", help="git rev whose committed metrics are the baseline")
     cmp_.add_argument("--baseline-dir", type=Path, help="a directory of baseline metrics instead of a rev")
     cmp_.add_argument("--current-dir", type=Path, help="current metrics (default: paths.metrics_dir)")
+    cmp_.add_argument("--allow-new-settings", action="store_true",
+                      help="pass with a notice when the runs' settings differ (a commit that changed the profile)")
     ab_ = sub.add_parser("ab", help="interleaved same-machine timing of two revs")
     ab_.add_argument("--base", default="HEAD~1", help="baseline git rev (default HEAD~1)")
     ab_.add_argument("--head", help="head git rev (default: the working tree)")
@@ -536,17 +542,24 @@ def _gate(argv) -> int:
         else:
             base = metrics_at_rev(args.baseline, p.paths.metrics_dir, list(files.values()))
             label = args.baseline
-        sections, notes = compare(base, cur, cfg, files)
         title = f"Gate: {current_dir} against {label}"
+        try:
+            sections, notes = compare(base, cur, cfg, files)
+        except SettingsChanged as exc:
+            if not args.allow_new_settings:
+                raise
+            sections, notes = None, [f"{exc}: accuracy not gated at this commit"]
     else:
         sections, notes = ab(args.base, args.head, p, args.allow_missing_baseline, args.record)
         title = f"Gate (A/B): {args.head or 'working tree'} against {args.base}"
         if sections is None:
-            report = f"## {title}\n\n- {notes[0]}; speed not gated.\n"
-            print(report)
-            if args.report:
-                write_text(args.report, report)
-            return 0
+            notes = [f"{notes[0]}; speed not gated"]
+    if sections is None:
+        report = f"## {title}\n\n- {notes[0]}.\n"
+        print(report)
+        if args.report:
+            write_text(args.report, report)
+        return 0
     report = markdown(title, sections, notes)
     print(report)
     if args.report:

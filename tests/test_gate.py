@@ -96,6 +96,16 @@ def test_compare_refuses_runs_of_different_settings(tmp_path, in_root, capsys, k
     assert err.count("\n") == 1 and "different settings" in err and f"{key} " in err
 
 
+def test_allow_new_settings_passes_a_profile_change_with_a_notice_but_still_gates_same_settings(tmp_path, in_root, capsys):
+    base = _metrics(tmp_path, "base")
+    other = _metrics(tmp_path, "other", changes={"train": {"epochs": 10}})
+    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(other), "--allow-new-settings"]) == 0
+    out = capsys.readouterr().out
+    assert "different settings (epochs" in out and "accuracy not gated at this commit" in out
+    worse = _metrics(tmp_path, "worse", accuracy=0.1)
+    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(worse), "--allow-new-settings"]) == 1
+
+
 def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, capsys):
     base = _metrics(tmp_path, "base")
     newer = _metrics(tmp_path, "newer")
