@@ -1,0 +1,163 @@
+"""The history page (pipeline/history.py) on a scratch git repository whose commits hold known metrics:
+which commits become points, where lines break, what the detector marks, the markdown summary, and the
+page itself in a real headless Chromium (Debian's package, which .ci/run installs)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline import history, params
+from tests.project import ROOT, run, run_stage
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PATHS = params.load(ROOT / "params.yaml").paths
+
+
+def train(model: str, images_per_s: float, **settings) -> dict:
+    return {"model": model, "epochs": 3, "epochs_completed": 3, "train_images": 10000, "batch_size": 100,
+            "learning_rate": 0.001, "loss": "crossentropy", "seed": 0, "normalize": "raw", "distribution": "none",
+            "replicas": 1, "processes": 1, "time_limit_s": None, "backend": "tensorflow", "backend_version": "2.21.0",
+            "keras_version": "3.15.1", "device_name": "AMD EPYC", "threads": 2,
+            "train_images_per_s": images_per_s, "step_time_ms_median": 100_000 / images_per_s, "step_time_ms_iqr": 3.0,
+            **settings}
+
+
+def evaluate(model: str, accuracy: float, images_per_s: float) -> dict:
+    return {"model": model, "test_accuracy": accuracy, "test_images": 2000, "inference_images_per_s": images_per_s,
+            "backend": "tensorflow", "backend_version": "2.21.0", "keras_version": "3.15.1", "device_name": "AMD EPYC",
+            "threads": 2}
+
+
+def lstm(ms: float) -> dict:
+    core = {"cpu_generic": {"step_time_ms_median": ms, "step_time_ms_iqr": 1.0}}
+    return {"batch_size": 100, "units": 50, "warmup_steps": 3, "rounds": 10, "backend": "tensorflow", "float32": True,
+            "cpu_sgemm_n": 1024, "gpu_sgemm_n": 8192, "cpu_device_name": "AMD EPYC", "threads": 2,
+            "backend_version": "2.21.0", "keras_version": "3.15.1", "sequential": core, "parallel": core}
+
+
+# Commit by commit: (subject, sequential train images/s, sequential accuracy, sequential epochs or None
+# for "metrics not rerun"). Parallel follows its own simple pattern (below).
+SCRIPT = [
+    ("run 1", 1000.0, 0.21, 3),
+    ("run 2", 1030.0, 0.21, 3),
+    ("docs only", None, None, None),        # metrics unchanged: no new point
+    ("run 3", 980.0, 0.212, 3),
+    ("run 4", 1010.0, 0.21, 3),
+    ("slower code", 600.0, 0.21, 3),       # -40%: far beyond the 7% floor, marked
+    ("run 6", 1000.0, 0.21, 10),           # new settings: a new line, judged against nothing
+    ("run 7", 1020.0, 0.35, 10),
+]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("history")
+    run(["git", "init", "-q", "-b", "main"], where)
+    run(["git", "config", "user.email", "t@example.org"], where)
+    run(["git", "config", "user.name", "t"], where)
+    shutil.copy(ROOT / "params.yaml", where / "params.yaml")
+    for n, (subject, rate, accuracy, epochs) in enumerate(SCRIPT):
+        if rate is not None:
+            files = {PATHS.train_metrics("sequential"): train("sequential", rate, epochs=epochs, epochs_completed=epochs),
+                     PATHS.evaluate_metrics("sequential"): evaluate("sequential", accuracy, 2500.0 + n),
+                     PATHS.train_metrics("parallel"): train("parallel", 400.0 + n),
+                     PATHS.evaluate_metrics("parallel"): evaluate("parallel", 0.228, 1000.0 + n),
+                     PATHS.lstm_step_metrics: lstm(60.0 + n)}
+            for path, data in files.items():
+                (where / path).parent.mkdir(parents=True, exist_ok=True)
+                (where / path).write_text(json.dumps(data))
+        else:
+            (where / "README.md").write_text(subject)
+        run(["git", "add", "-A"], where)
+        run(["git", "commit", "-qm", subject], where)
+    return where
+
+
+@pytest.fixture(scope="module")
+def analysed(repo):
+    files = [str(PATHS.train_metrics("sequential")), str(PATHS.evaluate_metrics("sequential")),
+             str(PATHS.train_metrics("parallel")), str(PATHS.evaluate_metrics("parallel")), str(PATHS.lstm_step_metrics),
+             "dvc.lock"]
+    commits = history.read_commits("HEAD", files, repo)
+    return commits, history.analyse(commits, PATHS)
+
+
+def test_points_are_new_runs_and_lines_break_where_settings_change(analysed):
+    commits, grouped = analysed
+    assert [c.subject for c in commits] == [s for s, *_ in SCRIPT]
+    segments = grouped[("train_images_per_s", "sequential")]
+    assert [[p.subject for p in s] for s in segments] == [
+        ["run 1", "run 2", "run 3", "run 4", "slower code"], ["run 6", "run 7"]]
+    # The parallel model's settings never changed: one line, one point per rerun (the docs commit adds none).
+    assert [len(s) for s in grouped[("train_images_per_s", "parallel")]] == [7]
+
+
+def test_the_detector_marks_the_slowdown_and_nothing_else(analysed):
+    _, grouped = analysed
+    marked = {(m, model, p.subject) for (m, model), segments in grouped.items() for s in segments for p in s if p.changed}
+    # 600 images/s is -40% (throughput) and +67% (step time) against runs within 3% of 1,000.
+    assert marked == {("train_images_per_s", "sequential", "slower code"), ("step_time_ms", "sequential", "slower code")}
+    slow = grouped[("train_images_per_s", "sequential")][0][-1]
+    assert slow.baseline == pytest.approx(1005.0) and slow.z < -history.Z_THRESHOLD
+    # The second line starts over: its first run has no earlier runs of its settings to be judged against.
+    assert grouped[("test_accuracy", "sequential")][1][-1].z is None
+
+
+def test_the_accuracy_floor_is_the_binomial_standard_error():
+    measure = next(m for m in history.MEASURES if m.key == "test_accuracy")
+    assert history.noise_floor(measure, 0.5, 2000) == pytest.approx((0.25 / 2000) ** 0.5)
+    # Identical accuracies give a window std of 0; a 1-point move on 2,000 images is within noise.
+    series = [history.Point("test_accuracy", "m", i, "", "", "", v, None, (), 2000) for i, v in enumerate([0.30, 0.30, 0.30, 0.31])]
+    history.detect(series, measure)
+    assert not series[-1].changed and 0 < series[-1].z < history.Z_THRESHOLD
+
+
+def test_summary_lists_the_change_and_since_limits_it(analysed):
+    _, grouped = analysed
+    text = history.summary(grouped, -1)
+    assert "-40.3%" in text and "worse" in text and text.count("slower code") == 2
+    assert history.summary(grouped, len(SCRIPT) - 1) == "No change detected in the benchmark history.\n"
+
+
+def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo):
+    code, out, err = run_stage(repo, "pipeline.history", "--out", "history.html", "--summary", "summary.md")
+    assert code == 0, err
+    assert "history: 8 commits" in out and (repo / "summary.md").read_text() in out
+    assert (repo / "history.html").stat().st_size > 1_000_000  # plotly.js inlined: the page works offline
+    code, _, err = run_stage(repo, "pipeline.history", "--out", "h.html", "--since", "4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+    assert code == 1 and err.strip().count("\n") == 0 and "error:" in err
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (.ci/run installs Debian's chromium package)")
+def test_the_page_in_headless_chromium(repo, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    code, _, err = run_stage(repo, "pipeline.history", "--out", "history.html")
+    assert code == 0, err
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((repo / "history.html").as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5")
+        drawn = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(gd => [
+            gd.id,
+            {runs: gd.data.filter(t => t.meta.role === 'runs').reduce((n, t) => n + t.x.length, 0),
+             changes: gd.data.filter(t => t.meta.role === 'changes').reduce((n, t) => n + t.x.length, 0),
+             markers: gd.querySelectorAll('.scatterlayer .trace .points path').length}]))""")
+        screenshot = tmp_path / "history.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    assert errors == []
+    # Sequential: 7 runs (the docs commit adds none); parallel: 7. The detector's crosses are extra markers.
+    changes = {"chart-train_images_per_s": 1, "chart-step_time_ms": 1}
+    assert set(drawn) == {f"chart-{m.key}" for m in history.MEASURES}
+    for chart, seen in drawn.items():
+        assert seen["runs"] == 14 and seen["changes"] == changes.get(chart, 0), (chart, seen)
+        assert seen["markers"] == seen["runs"] + seen["changes"], (chart, seen)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+    print(f"screenshot: {screenshot}")
