@@ -1,6 +1,11 @@
-"""Aggregate DVC experiments over seeds: test accuracy mean +- std per model and setting.
+"""Aggregate runs over seeds: test accuracy mean +- std per model and setting.
 
-    python -m pipeline.report [--out reports/seeds] [--all-commits]
+    python -m pipeline.report --runs reports/runs [--out reports/seeds]    (make report)
+    python -m pipeline.report [--all-commits] [--out reports/seeds]         (DVC experiments, before export)
+
+`--runs DIR` reads the runs exported under DIR (pipeline/runs.py: each run's params, metrics and curves
+committed on main), so reports/seeds.md is rebuilt from files that every clone has. Without it, the
+report reads DVC experiments directly, which only the checkout that ran them can list.
 
 Multi-seed runs are plain DVC experiments (docs/experiments.md, "Several seeds"):
 
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import cli, models, params
+from pipeline import cli, models, params, runs as exported
 from pipeline.atomic import write_text
 from pipeline.params import PipelineError
 
@@ -117,13 +122,17 @@ def markdown(summary: pd.DataFrame) -> str:
 def main(argv=None) -> None:
     parser = cli.ArgumentParser(prog="python -m pipeline.report", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/seeds"), help="output prefix (default reports/seeds)")
-    parser.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--runs", type=Path, help="read the runs exported under this directory (reports/runs)")
+    source.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
     args = parser.parse_args(argv)
     p = params.load()
-    table = runs(experiments(args.all_commits), p.paths)
+    if args.runs and not args.runs.is_dir():
+        raise PipelineError(f"--runs {args.runs}: no such directory")
+    table = runs(exported.load(args.runs) if args.runs else experiments(args.all_commits), p.paths)
     if table.empty:
-        raise PipelineError("no experiment has train-<model>.json with evaluate-<model>.json, or collapse.json; "
-                            "run some first (dvc exp run)")
+        raise PipelineError("no run has train-<model>.json with evaluate-<model>.json, or collapse.json; "
+                            "run some first (dvc exp run)" + (f" and export them into {args.runs}" if args.runs else ""))
     summary = aggregate(table)
     text = markdown(summary)
     for suffix, content in ((".md", text), (".csv", summary.to_csv(index=False)),

@@ -70,3 +70,18 @@ def test_queued_seeds_and_report(root, tmp_path, real_mirror, monkeypatch):
     table = (project / "reports" / "seeds.md").read_text()
     assert "train-sequential" in table and f"{accuracies.mean():.4f} ± {accuracies.std():.4f}" in table
     assert len(pd.read_csv(project / "reports" / "seeds-runs.csv")) == 4
+
+    # Exported to files (what a clone of main gets), the same runs give the same report. Seed 0's
+    # experiment repeated the baseline commit's run bit for bit: the baseline commit is exported instead.
+    names = {json.loads(run(["git", "show", f"{ref}:metrics/train-sequential.json"], project))["seed"]: ref.rsplit("/", 1)[-1]
+             for ref in refs}
+    code, _, err = run_stage(project, "pipeline.runs", "export", names[0])
+    assert code == 1 and "repeated that run" in err
+    for what in (names[1], names[2], "HEAD"):
+        code, _, err = run_stage(project, "pipeline.runs", "export", what, *(["--name", "seed-0"] if what == "HEAD" else []))
+        assert code == 0, err
+    code, _, err = run_stage(project, "pipeline.report", "--runs", "reports/runs", "--out", "reports/from-files")
+    assert code == 0, err
+    from_files = pd.read_csv(project / "reports" / "from-files.csv")
+    pd.testing.assert_frame_equal(from_files, summary)
+

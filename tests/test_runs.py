@@ -1,0 +1,96 @@
+"""Runs on main (pipeline/runs.py): exporting a finished run into reports/runs/<name>/, and `make report`
+rebuilding reports/seeds.md from those files alone, in a fresh clone of this repository."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import runs
+from tests.project import ROOT, run, run_stage
+
+
+def commit(repo, message, files):
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", message], repo)
+    return run(["git", "rev-parse", "HEAD"], repo).strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    where = tmp_path / "repo"
+    where.mkdir()
+    run(["git", "init", "-q"], where)
+    run(["git", "config", "user.email", "t@example.org"], where)
+    run(["git", "config", "user.name", "t"], where)
+    trained = {"model": "sequential", "seed": 0, "epochs": 3, "train_images": 10000}
+    commit(where, "baseline", {"params.yaml": (ROOT / "params.yaml").read_text(), "dvc.lock": "schema: '2.0'\n",
+                               "metrics/train-sequential.json": json.dumps(trained),
+                               "metrics/evaluate-sequential.json": json.dumps({"test_accuracy": 0.2})})
+    return where
+
+
+def test_export_takes_what_the_run_wrote_and_never_overwrites(repo):
+    sha = commit(repo, "seed 1", {"metrics/train-sequential.json": json.dumps({"model": "sequential", "seed": 1}),
+                                  "plots/train-sequential.csv": "epoch,loss\n1,2.0\n", "README.md": "not a result\n"})
+    code, out, err = run_stage(repo, "pipeline.runs", "export", "HEAD", "--name", "seed-1")
+    assert code == 0, err
+    dest = repo / "reports" / "runs" / "seed-1"
+    record = yaml.safe_load((dest / "run.yaml").read_text())
+    assert record["rev"] == sha and record["files"] == ["metrics/train-sequential.json", "plots/train-sequential.csv"]
+    assert record["baseline"] == run(["git", "rev-parse", "HEAD~1"], repo).strip()
+    assert (dest / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()
+    assert (dest / "dvc.lock").is_file() and not (dest / "studies").exists()  # that commit had no studies lock
+    assert json.loads((dest / "metrics/train-sequential.json").read_text())["seed"] == 1
+    assert not (dest / "metrics/evaluate-sequential.json").exists()  # unchanged: another run's result
+    before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
+
+    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD~1", "--name", "seed-1")
+    assert code == 1 and err.count("\n") == 1 and "already exists" in err
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
+    assert [p.name for p in (repo / "reports" / "runs").iterdir()] == ["seed-1"]  # no staging left behind
+
+    commit(repo, "docs", {"README.md": "still not a result\n"})
+    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD")
+    assert code == 1 and "wrote no metrics or plots file" in err and err.count("\n") == 1
+    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD", "--files", "metrics/evaluate-sequential.json")
+    assert code == 0, err
+    code, _, err = run_stage(repo, "pipeline.runs", "export", "no-such-experiment")
+    assert code == 1 and "neither an experiment" in err
+
+    loaded = {r["name"]: r for r in runs.load(repo / "reports" / "runs")}
+    assert set(loaded) == {"seed-1", run(["git", "rev-parse", "--short=7", "HEAD"], repo).strip()}
+    assert loaded["seed-1"]["metrics"] == {"metrics/train-sequential.json": {"model": "sequential", "seed": 1}}
+
+
+def test_an_unreadable_run_is_one_line(repo):
+    broken = repo / "reports" / "runs" / "broken"
+    (broken / "metrics").mkdir(parents=True)
+    (broken / "run.yaml").write_text("name: broken\nrev: abc\ntimestamp: '2026-11-30'\n")
+    (broken / "metrics" / "train-sequential.json").write_text("{not json")
+    code, _, err = run_stage(repo, "pipeline.report", "--runs", "reports/runs")
+    assert code == 1 and err.count("\n") == 1 and "reports/runs/broken: unreadable (JSONDecodeError" in err
+
+
+@pytest.mark.slow
+def test_make_report_rebuilds_seeds_md_from_a_fresh_clone(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+    done = subprocess.run([sys.executable, "-m", "pipeline.report", "--runs", "reports/runs", "--out", str(tmp_path / "seeds")],
+                          cwd=clone, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for suffix in (".md", ".csv", "-runs.csv"):
+        assert (tmp_path / f"seeds{suffix}").read_text() == (clone / "reports" / f"seeds{suffix}").read_text(), suffix
+    # Every row comes from a run directory that holds its metrics, and the tutorial's rows are there.
+    table = pd.read_csv(tmp_path / "seeds.csv")
+    assert set(pd.read_csv(tmp_path / "seeds-runs.csv")["experiment"]) <= {p.name for p in (clone / "reports" / "runs").iterdir()}
+    tutorial = table.dropna(subset=["tutorial"])
+    assert sorted(tutorial["model"]) == ["parallel", "sequential"]
