@@ -3,7 +3,8 @@
 #   make test    run the whole test suite: the main venv, then .venv-notf (no TensorFlow, JAX and torch);
 #                17 minutes of tests here; make test-fast runs the unit tier (2.5 minutes)
 # Also: make study (the collapse study, studies/dvc.yaml), make bench (pytest-benchmark suite ->
-# benchmarks.json), make bench-replicas (1 device vs 2 replicas), make report (seeds), make mirror
+# benchmarks.json), make bench-replicas (1 device vs 2 replicas), make report (seeds, from reports/runs),
+# make history (every commit's metrics as a page), make lockcheck (is dvc.lock fresh), make mirror
 # (offline archive), make gpu-pack (what scripts/gpu-check needs on a GPU host, in .gpu/).
 
 PYTHON ?= python3
@@ -24,7 +25,7 @@ PROFILE_ARGS = profile="$$($(BIN)/python -m pipeline.profiles $(PROFILE))"
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab gate-accuracy report
+.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab gate-accuracy report history lockcheck
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -113,18 +114,30 @@ test-fast: setup
 bench: setup
 	$(BIN)/python -m pytest -m benchmark tests/benchmarks --benchmark-json=benchmarks.json
 
-# Test accuracy mean +- std over seeds, from every experiment of every commit (pipeline/report.py).
+# Test accuracy mean +- std over seeds, from the runs exported under reports/runs (pipeline/report.py);
+# `python -m pipeline.runs export <experiment>` adds a finished experiment there.
 report: setup
-	$(BIN)/python -m pipeline.report --all-commits
+	$(BIN)/python -m pipeline.report --runs reports/runs
+
+# The committed metrics of every commit on this branch as one page, reports/history.html, with the changes
+# its detector marks printed as markdown (pipeline/history.py); SINCE=<rev> lists only those after <rev>.
+SINCE ?=
+history: setup
+	$(BIN)/python -m pipeline.history $(if $(SINCE),--since $(SINCE))
+
+# Is the committed dvc.lock (and studies/dvc.lock) what dvc repro of params.yaml leaves? No data needed.
+lockcheck: setup
+	$(BIN)/python -m pipeline.lockcheck
 
 # Speed gate: the working tree against the previous commit, interleaved on this machine (docs/gates.md).
 gate-ab: setup
 	$(BIN)/python -m pipeline.gate ab --base HEAD~1 --allow-missing-baseline
 
 # Accuracy gate: the metrics in the workspace (on a clean checkout, those committed with this commit)
-# against the previous commit's; the timing rows of `compare` are advisory.
+# against the previous commit's; the timing rows of `compare` are advisory. A commit that changed the
+# profile's settings has no comparable baseline: it passes with that notice.
 gate-accuracy: setup
-	$(BIN)/python -m pipeline.gate compare --baseline HEAD~1
+	$(BIN)/python -m pipeline.gate compare --baseline HEAD~1 --allow-new-settings
 
 # Step time on one device against 2 data-parallel replicas (logical CPUs on a GPU-less host) -> replicas.json
 bench-replicas: setup
