@@ -19,7 +19,7 @@ def test_committed_params_are_the_official_source_and_the_benchmark_profile(root
     assert p.download.md5 == "c58f30108f718f92721af3b95e74349a"
     assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 10_000, 2_000)
     assert (p.train.batch_size, p.train.learning_rate) == (100, 0.001)
-    assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (3, 1)
+    assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (10, 3)
 
 
 def test_the_tutorial_profile_is_the_tutorials_protocol(root, raw):
@@ -73,6 +73,6 @@ def test_unreadable_and_malformed_files(tmp_path):
 
 def test_a_profile_overrides_only_keys_that_exist(raw):
     assert profiles.apply(raw, {"train.parallel.epochs": 7})["train"]["parallel"]["epochs"] == 7
-    assert raw["train"]["parallel"]["epochs"] == 1  # the input is left alone
+    assert raw["train"]["parallel"]["epochs"] == 3  # the input is left alone
     with pytest.raises(PipelineError, match="params.yaml has no key train.paralel.epochs to override"):
         profiles.apply(raw, {"train.paralel.epochs": 7})
