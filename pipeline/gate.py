@@ -255,26 +255,42 @@ SETTINGS = {
 }
 
 
-def same_settings(base: dict, cur: dict, files: dict[str, str]) -> None:
-    """Refuse (exit 2, one line) when any setting differs between the runs, naming the file and keys."""
+def changed_settings(base: dict, cur: dict, files: dict[str, str]) -> dict[str, str]:
+    """{file key: what differs} for every file whose settings differ between the runs."""
+    changed = {}
     for key, file in files.items():
         kind = key if key in SETTINGS else key.split("-")[0]
         missing = "(not recorded)"
         differ = [f"{k} {base[file].get(k, missing)} vs {cur[file].get(k, missing)}" for k in SETTINGS[kind]
                   if base[file].get(k, missing) != cur[file].get(k, missing)]
         if differ:
-            raise SettingsChanged(f"{file}: baseline and current come from different settings ({'; '.join(differ)}); "
-                                 "compare runs of the same profile")
+            changed[key] = f"{file}: baseline and current come from different settings ({'; '.join(differ)})"
+    return changed
 
 
-def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str]) -> tuple[dict[str, list[Row]], list[str]]:
-    """Accuracy rows (gated) and timing rows (advisory) of `cur` against `base`, keyed by `files`."""
-    same_settings(base, cur, files)
-    accuracy = [
-        accuracy_verdict(f"{m} test_accuracy", _get(base, files[f"evaluate-{m}"], "test_accuracy"),
-                         _get(cur, files[f"evaluate-{m}"], "test_accuracy"), cfg.max_accuracy_drop.of(m))
-        for m in params.MODEL_NAMES
-    ]
+def same_settings(base: dict, cur: dict, files: dict[str, str]) -> None:
+    """Refuse (exit 2, one line) when any setting differs between the runs, naming the file and keys."""
+    changed = changed_settings(base, cur, files)
+    if changed:
+        raise SettingsChanged(f"{next(iter(changed.values()))}; compare runs of the same profile")
+
+
+def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
+            allow_new_settings: bool = False) -> tuple[dict[str, list[Row]], list[str]]:
+    """Accuracy rows (gated) and timing rows (advisory) of `cur` against `base`, keyed by `files`.
+
+    Runs of different settings are refused (SettingsChanged), unless `allow_new_settings`: then a model
+    whose train or evaluate settings changed gets an advisory accuracy row, and the others are gated."""
+    changed = changed_settings(base, cur, files)
+    if changed and not allow_new_settings:
+        same_settings(base, cur, files)
+    accuracy = []
+    for m in params.MODEL_NAMES:
+        row = accuracy_verdict(f"{m} test_accuracy", _get(base, files[f"evaluate-{m}"], "test_accuracy"),
+                               _get(cur, files[f"evaluate-{m}"], "test_accuracy"), cfg.max_accuracy_drop.of(m))
+        if f"train-{m}" in changed or f"evaluate-{m}" in changed:
+            row = dataclasses.replace(row, allowed="not gated: new settings", passed=True, advisory=True)
+        accuracy.append(row)
     timing = []
     for m in params.MODEL_NAMES:
         file = files[f"train-{m}"]
@@ -288,6 +304,7 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str]) -> t
     devices = {d[files[f"train-{params.MODEL_NAMES[0]}"]].get("device_name") for d in (base, cur)}
     notes = ["timing rows are advisory: times from two different runs differ by more than their within-run "
              "noise on identical code; `python -m pipeline.gate ab` gates speed side by side"]
+    notes += [f"{why}: its accuracy is not gated at this commit" for why in changed.values()]
     if len(devices) > 1:
         notes.append(f"timings come from different devices ({' vs '.join(sorted(map(str, devices)))})")
     return {"Accuracy": accuracy, "Timing (advisory, across runs)": timing}, notes
@@ -516,7 +533,8 @@ def _gate(argv) -> int:
     cmp_.add_argument("--baseline-dir", type=Path, help="a directory of baseline metrics instead of a rev")
     cmp_.add_argument("--current-dir", type=Path, help="current metrics (default: paths.metrics_dir)")
     cmp_.add_argument("--allow-new-settings", action="store_true",
-                      help="pass with a notice when the runs' settings differ (a commit that changed the profile)")
+                      help="a model whose settings changed gets an advisory accuracy row (a commit that changed "
+                           "the profile); the other model is still gated")
     ab_ = sub.add_parser("ab", help="interleaved same-machine timing of two revs")
     ab_.add_argument("--base", default="HEAD~1", help="baseline git rev (default HEAD~1)")
     ab_.add_argument("--head", help="head git rev (default: the working tree)")
@@ -543,12 +561,7 @@ def _gate(argv) -> int:
             base = metrics_at_rev(args.baseline, p.paths.metrics_dir, list(files.values()))
             label = args.baseline
         title = f"Gate: {current_dir} against {label}"
-        try:
-            sections, notes = compare(base, cur, cfg, files)
-        except SettingsChanged as exc:
-            if not args.allow_new_settings:
-                raise
-            sections, notes = None, [f"{exc}: accuracy not gated at this commit"]
+        sections, notes = compare(base, cur, cfg, files, args.allow_new_settings)
     else:
         sections, notes = ab(args.base, args.head, p, args.allow_missing_baseline, args.record)
         title = f"Gate (A/B): {args.head or 'working tree'} against {args.base}"

@@ -101,9 +101,15 @@ def test_allow_new_settings_passes_a_profile_change_with_a_notice_but_still_gate
     other = _metrics(tmp_path, "other", changes={"train": {"epochs": 10}})
     assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(other), "--allow-new-settings"]) == 0
     out = capsys.readouterr().out
-    assert "different settings (epochs" in out and "accuracy not gated at this commit" in out
-    worse = _metrics(tmp_path, "worse", accuracy=0.1)
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(worse), "--allow-new-settings"]) == 1
+    assert out.count("not gated: new settings") == 2 and "its accuracy is not gated at this commit" in out
+    # Only the parallel model's settings changed: the sequential model's accuracy drop still fails.
+    mixed = _metrics(tmp_path, "mixed", accuracy=0.1)
+    trained = json.loads((mixed / "train-parallel.json").read_text())
+    (mixed / "train-parallel.json").write_text(json.dumps({**trained, "epochs": 10}))
+    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(mixed), "--allow-new-settings"]) == 1
+    out = capsys.readouterr().out
+    assert "| sequential test_accuracy | 0.5000 | 0.1000 | -0.4000 | >= -0.0300 | **FAIL** |" in out
+    assert "| parallel test_accuracy | 0.5000 | 0.1000 | -0.4000 | not gated: new settings | advisory |" in out
 
 
 def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, capsys):
