@@ -5,10 +5,11 @@
 On main, `dvc.lock` (and `studies/dvc.lock`) must be what `dvc repro` of `params.yaml` wrote at that
 commit. This asks DVC itself (`dvc status --json` of each pipeline file, and `dvc stage list`) and
 reads its answer without the data: the archive, the prepared arrays and the models are absent from a
-fresh clone, so their "deleted" and "not in cache" entries say nothing. What does count:
+fresh clone, so their "deleted" and "not in cache" entries (on paths git ignores) say nothing. What
+does count:
 
 - a code dep whose md5 differs from the lock (`pipeline/*.py` "modified"), a dep the lock lacks ("new"),
-  a changed command;
+  a committed dep or output that is gone ("deleted" on a path git does not ignore), a changed command;
 - a param whose value differs from the lock, except `download.url` and `download.md5`, the data source
   (a mirror of the official archive, which the lock records where one was used);
 - a committed metrics or plots file (`cache: false` outputs) whose md5 differs from the lock;
@@ -50,8 +51,22 @@ def _dvc(*args: str) -> str:
     return done.stdout
 
 
-def stale_reasons(status: dict) -> dict[str, list[str]]:
-    """What makes each stage stale, from `dvc status --json`, leaving out what only the data's absence causes."""
+def _ignored(paths: list[str]) -> set[str]:
+    """The paths git ignores: the data, models and caches a fresh clone lacks."""
+    if not paths:
+        return set()
+    done = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], input="\n".join(paths),
+                          capture_output=True, text=True)
+    return set(done.stdout.split())
+
+
+def stale_reasons(status: dict, ignored=_ignored) -> dict[str, list[str]]:
+    """What makes each stage stale, from `dvc status --json`. A "deleted" or "not in cache" path that git
+    ignores is data a fresh clone lacks, not a stale lock; a committed file (code, metrics) counts."""
+    absent = [path for entries in status.values() for entry in entries if isinstance(entry, dict)
+              for changes in entry.values() if isinstance(changes, dict)
+              for path, change in changes.items() if isinstance(change, str) and change in ABSENT_WITHOUT_DATA]
+    data = ignored(absent)
     stale: dict[str, list[str]] = {}
     for stage, entries in status.items():
         reasons = []
@@ -66,7 +81,7 @@ def stale_reasons(status: dict) -> dict[str, list[str]]:
                 for path, change in (changes or {}).items():
                     if isinstance(change, dict):  # a params file: {key: "modified" | "new" | "deleted"}
                         reasons += [f"param {key} {how}" for key, how in change.items() if key not in DATA_SOURCE]
-                    elif change not in ABSENT_WITHOUT_DATA:
+                    elif change not in ABSENT_WITHOUT_DATA or path not in data:
                         reasons.append(f"{path} {change}")
         if reasons:
             stale[stage.split(":")[-1]] = reasons
@@ -91,9 +106,12 @@ def problems(pipeline: str, lock: str) -> list[str]:
     if not Path(lock).is_file():
         return [f"{lock} is missing"]
     try:
-        recorded = (yaml.safe_load(Path(lock).read_text()) or {}).get("stages") or {}
+        loaded = yaml.safe_load(Path(lock).read_text()) or {}
     except yaml.YAMLError as exc:
         return [f"{lock} is not valid YAML ({str(exc).splitlines()[0]})"]
+    recorded = loaded.get("stages") if isinstance(loaded, dict) else None
+    if not isinstance(recorded, dict) or not all(isinstance(entry, dict) for entry in recorded.values()):
+        return [f"{lock} has no mapping of stages (is it a dvc.lock?)"]
     found = []
     defined = set(_dvc("stage", "list", "--name-only", pipeline).split())
     prefix = "" if pipeline == "dvc.yaml" else f"{pipeline}:"
@@ -104,7 +122,7 @@ def problems(pipeline: str, lock: str) -> list[str]:
     for stage, reasons in stale_reasons(json.loads(_dvc("status", "--json", pipeline) or "{}")).items():
         found.append(f"{stage}: {', '.join(reasons)}")
     for stage, entry in recorded.items():
-        for dep in entry.get("params", {}).values():
+        for dep in (entry.get("params") or {}).values():
             url = dep.get("download.url") if isinstance(dep, dict) else None
             why = machine_specific(url) if isinstance(url, str) else None
             if why:
@@ -117,7 +135,8 @@ def main(argv=None) -> None:
     for pipeline, lock, refresh in PIPELINES:
         found = problems(pipeline, lock)
         if found:
-            raise PipelineError(f"{lock} is stale: {'; '.join(found)}. Refresh it: {refresh}, then commit "
+            raise PipelineError(f"{lock} is stale: {'; '.join(found)}. Refresh it: {refresh}, then "
+                                f"`git checkout params.yaml` (dvc exp run -S wrote the mirror into it) and commit "
                                 f"{lock} with metrics/ and plots/")
         print(f"lockcheck: {lock} matches {pipeline}, params.yaml and the code")
 

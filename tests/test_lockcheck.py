@@ -19,14 +19,19 @@ STATUS = {
                          {"changed outs": {"models/sequential.keras": "not in cache",
                                            "metrics/train-sequential.json": "modified"}}],
     "evaluate@parallel": [{"changed deps": {"data/prepared/test.npz": "deleted", "models/parallel.keras": "deleted"}}],
+    "evaluate@sequential": [{"changed deps": {"data/prepared/test.npz": "deleted", "pipeline/evaluate.py": "deleted"}}],
     "studies/dvc.yaml:collapse": [{"changed command": True}],
 }
 
 
 def test_stale_reasons_ignore_what_only_the_missing_data_and_the_mirror_cause():
-    assert lockcheck.stale_reasons(STATUS) == {
+    def data(paths):
+        return {p for p in paths if p.startswith(("data/", "models/"))}
+
+    assert lockcheck.stale_reasons(STATUS, ignored=data) == {
         "download": ["pipeline/download.py modified"],
         "train@sequential": ["param train.seed modified", "metrics/train-sequential.json modified"],
+        "evaluate@sequential": ["pipeline/evaluate.py deleted"],
         "collapse": ["command changed"],
     }
 
@@ -83,10 +88,11 @@ def test_a_fresh_clone_without_data_is_checked_against_its_lock(root, tmp_path, 
 
     stale_after(append("pipeline/evaluate.py", "\n# edited\n"), "dvc.lock is stale",
                 "evaluate@sequential: pipeline/evaluate.py modified", "evaluate@parallel: pipeline/evaluate.py modified",
-                "Refresh it: make repro-mirror")
+                "Refresh it: make repro-mirror, then `git checkout params.yaml`")
     stale_after(lambda: set_params(clone, **{"train.seed": 1}), "train@sequential: param train.seed modified",
                 "train@parallel: param train.seed modified")
     stale_after(append("metrics/train-sequential.json", " "), "train@sequential: metrics/train-sequential.json modified")
+    stale_after(lambda: (clone / "metrics" / "lstm-step.json").unlink(), "lstm-step: metrics/lstm-step.json deleted")
     stale_after(lambda: set_params(clone, **{"collapse.seeds": 2}), "studies/dvc.lock is stale",
                 "collapse: param collapse modified", "Refresh it: make study")
 
