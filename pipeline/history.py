@@ -145,12 +145,15 @@ def _dig(data, keys: tuple[str, ...], model: str):
 def _data_settings(lock_text: str | None) -> tuple:
     """The data a run saw: the archive's md5 and the preprocess params recorded in dvc.lock."""
     try:
-        stages = (yaml.safe_load(lock_text or "") or {}).get("stages") or {}
+        lock = yaml.safe_load(lock_text or "") or {}
     except yaml.YAMLError:
-        return ("dvc.lock unreadable",)
+        return (("dvc.lock", "unreadable"),)
+    stages = lock.get("stages") if isinstance(lock, dict) else None
     recorded = {}
     for name in ("download", "preprocess"):
-        for values in (stages.get(name) or {}).get("params", {}).values():
+        stage = stages.get(name) if isinstance(stages, dict) else None
+        files = stage.get("params") if isinstance(stage, dict) else None
+        for values in (files.values() if isinstance(files, dict) else ()):
             recorded.update(values if isinstance(values, dict) else {})
     recorded.pop("download.url", None)  # where the archive came from; its md5 says what it was
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in recorded.items()))
@@ -184,10 +187,11 @@ def points(commits: list[Commit], paths: params.Paths) -> list[Point]:
                     settings += [(f"train.{k}", json.dumps(trained.get(k))) for k in SETTINGS["train"]]
                 if measure.kind != "lstm-step":
                     settings += list(_data_settings(commit.files.get("dvc.lock")))
-                machine = data.get("device_name") or data.get("cpu_device_name") or "?"
+                machine = str(data.get("device_name") or data.get("cpu_device_name") or "?")
                 machine += f", {data.get('threads', '?')} threads, {data.get('backend', '?')} {data.get('backend_version', '')}"
+                test_images = data.get("test_images")
                 found.append(Point(measure.key, model, index, commit.sha, commit.subject, machine, float(value),
-                                   spread, tuple(settings), data.get("test_images")))
+                                   spread, tuple(settings), test_images if isinstance(test_images, int) else None))
     return found
 
 
@@ -302,7 +306,8 @@ def summary(grouped: dict, since_index: int) -> str:
             m = by_key[measure]
             better = (p.value > p.baseline) == m.higher_is_better
             rows.append(f"| {p.sha[:7]} | {p.subject[:60].replace('|', '/')} | {model} | {m.title} | "
-                        f"{p.baseline:.4g} | {p.value:.4g} | {100 * (p.value / p.baseline - 1):+.1f}% | "
+                        f"{p.baseline:.4g} | {p.value:.4g} | "
+                f"{f'{100 * (p.value / p.baseline - 1):+.1f}%' if p.baseline else f'{p.value - p.baseline:+.4g}'} | "
                         f"{p.z:+.1f} | {'better' if better else 'worse'} |")
     if not rows:
         return "No change detected in the benchmark history.\n"

@@ -105,6 +105,19 @@ def test_the_detector_marks_the_slowdown_and_nothing_else(analysed):
     assert grouped[("test_accuracy", "sequential")][1][-1].z is None
 
 
+def test_a_new_data_source_in_dvc_lock_starts_a_new_line_and_a_broken_lock_does_not_crash():
+    def commit(n, md5, lock=None):
+        lock = lock if lock is not None else f"stages:\n  download:\n    params:\n      params.yaml:\n        download.md5: {md5}\n"
+        files = {str(PATHS.train_metrics("sequential")): json.dumps(train("sequential", 1000.0 + n)), "dvc.lock": lock}
+        return history.Commit(f"{n:040d}", f"c{n}", "", files)
+
+    commits = [commit(0, "a" * 32), commit(1, "a" * 32), commit(2, "b" * 32), commit(3, "b" * 32, lock="- not\n- a mapping\n"),
+               commit(4, "b" * 32, lock="stages: [1, 2]\n"), commit(5, "b" * 32, lock=": not yaml :\n  - [")]
+    segments = history.analyse(commits, PATHS)[("train_images_per_s", "sequential")]
+    assert [[p.subject for p in s] for s in segments] == [["c0", "c1"], ["c2"], ["c3", "c4"], ["c5"]]
+    assert "download.md5" in history.settings_change(segments[0][-1].settings, segments[1][0].settings)
+
+
 def test_the_accuracy_floor_is_the_binomial_standard_error():
     measure = next(m for m in history.MEASURES if m.key == "test_accuracy")
     assert history.noise_floor(measure, 0.5, 2000) == pytest.approx((0.25 / 2000) ** 0.5)
@@ -126,8 +139,12 @@ def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo):
     assert code == 0, err
     assert "history: 8 commits" in out and (repo / "summary.md").read_text() in out
     assert (repo / "history.html").stat().st_size > 1_000_000  # plotly.js inlined: the page works offline
-    code, _, err = run_stage(repo, "pipeline.history", "--out", "h.html", "--since", "4b825dc642cb6eb9a060e54bf8d69288fbee4904")
-    assert code == 1 and err.strip().count("\n") == 0 and "error:" in err
+    # A commit of this repository that is not on the drawn line: a sibling of HEAD.
+    side = run(["git", "commit-tree", "HEAD^{tree}", "-p", "HEAD~1", "-m", "side"], repo).strip()
+    code, _, err = run_stage(repo, "pipeline.history", "--out", "h.html", "--since", side)
+    assert code == 1 and err.count("\n") == 1 and f"--since {side}: not on the first-parent line of HEAD" in err
+    code, _, err = run_stage(repo, "pipeline.history", "--out", "h.html", "--since", "no-such-rev")
+    assert code == 1 and err.count("\n") == 1 and "git rev-parse" in err
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (.ci/run installs Debian's chromium package)")
