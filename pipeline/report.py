@@ -71,26 +71,37 @@ def runs(found: list[dict], paths: params.Paths) -> pd.DataFrame:
     """One row per (setting, seed): the train stages' runs and the collapse stage's seeds."""
     rows = []
     for exp in found:
-        m = exp["metrics"]
-        where = {"experiment": exp["name"], "rev": exp["rev"][:7], "timestamp": exp["timestamp"]}
-        for name in params.MODEL_NAMES:
-            trained, scored = m.get(str(paths.train_metrics(name))), m.get(str(paths.evaluate_metrics(name)))
-            if not trained or not scored or "test_accuracy" not in scored:
-                continue
-            rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
-                         **{k: trained.get(k) for k in SETTING[2:]}, "loss": trained.get("loss", "crossentropy"),
-                         "replicas": trained.get("replicas", 1),  # metrics before data-parallel: one device
-                         "test_accuracy": scored["test_accuracy"], **where})
-        study = m.get(str(paths.collapse_metrics))
-        for arm in params.COLLAPSE_ARMS if study else ():
-            for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
-                rows.append({"model": study["model"], "source": f"collapse {arm}", "seed": int(seed),
-                             **{k: study.get(k) for k in SETTING[2:]}, "loss": study.get("loss", "crossentropy"),
-                             "keras_version": study[arm]["keras_version"], "replicas": 1,
-                             "test_accuracy": run["test_accuracy"], **where})
+        try:
+            rows += _rows(exp, paths)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise PipelineError(f"run {exp['name']} ({exp['rev'][:7]}): its metrics files lack what the report "
+                                f"needs ({type(exc).__name__}: {exc})") from None
     table = pd.DataFrame(rows, columns=[*SETTING, "seed", "test_accuracy", "experiment", "rev", "timestamp"])
     table = table.sort_values("timestamp").drop_duplicates([*SETTING, "seed"], keep="last")
     return table.sort_values([*SETTING, "seed"]).reset_index(drop=True)
+
+
+def _rows(exp: dict, paths: params.Paths) -> list[dict]:
+    """One run's rows: its train stages' runs and its collapse study's seeds."""
+    rows = []
+    m = exp["metrics"]
+    where = {"experiment": exp["name"], "rev": exp["rev"][:7], "timestamp": exp["timestamp"]}
+    for name in params.MODEL_NAMES:
+        trained, scored = m.get(str(paths.train_metrics(name))), m.get(str(paths.evaluate_metrics(name)))
+        if not trained or not scored or "test_accuracy" not in scored:
+            continue
+        rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
+                     **{k: trained.get(k) for k in SETTING[2:]}, "loss": trained.get("loss", "crossentropy"),
+                     "replicas": trained.get("replicas", 1),  # metrics before data-parallel: one device
+                     "test_accuracy": scored["test_accuracy"], **where})
+    study = m.get(str(paths.collapse_metrics))
+    for arm in params.COLLAPSE_ARMS if study else ():
+        for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
+            rows.append({"model": study["model"], "source": f"collapse {arm}", "seed": int(seed),
+                         **{k: study.get(k) for k in SETTING[2:]}, "loss": study.get("loss", "crossentropy"),
+                         "keras_version": study[arm]["keras_version"], "replicas": 1,
+                         "test_accuracy": run["test_accuracy"], **where})
+    return rows
 
 
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:

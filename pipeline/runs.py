@@ -83,8 +83,11 @@ def export(name_or_rev: str, out_root: Path, name: str | None, files: list[str] 
         raise PipelineError(f"{name_or_rev} ({sha[:7]}) wrote no metrics or plots file that differs from its parent "
                             f"{parent[0][:7] if parent else ''}: it repeated that run; export the parent, "
                             "or name the files with --files")
-    out_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_root))
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_root))
+    except OSError as exc:
+        raise PipelineError(f"--out {out_root}: {exc.strerror}") from None
     try:
         for path in [*LOCKS, *chosen]:
             try:

@@ -77,6 +77,13 @@ def test_an_unreadable_run_is_one_line(repo):
     (broken / "metrics" / "train-sequential.json").write_text("{not json")
     code, _, err = run_stage(repo, "pipeline.report", "--runs", "reports/runs")
     assert code == 1 and err.count("\n") == 1 and "reports/runs/broken: unreadable (JSONDecodeError" in err
+    (broken / "metrics" / "train-sequential.json").write_text(json.dumps({"model": "sequential"}))
+    (broken / "metrics" / "evaluate-sequential.json").write_text(json.dumps({"test_accuracy": 0.3}))
+    code, _, err = run_stage(repo, "pipeline.report", "--runs", "reports/runs")
+    assert code == 1 and err.count("\n") == 1 and "run broken (abc): its metrics files lack" in err and "seed" in err
+    (repo / "afile").write_text("")
+    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD", "--out", "afile")
+    assert code == 1 and err.count("\n") == 1 and "--out afile:" in err
 
 
 @pytest.mark.slow
