@@ -155,7 +155,9 @@ def _data_settings(lock_text: str | None) -> tuple:
         files = stage.get("params") if isinstance(stage, dict) else None
         for values in (files.values() if isinstance(files, dict) else ()):
             recorded.update(values if isinstance(values, dict) else {})
-    recorded.pop("download.url", None)  # where the archive came from; its md5 says what it was
+    # Where the archive came from (its md5 says what it was), and how to fetch it (older locks listed these).
+    for how in ("download.url", "download.retries", "download.timeout_s"):
+        recorded.pop(how, None)
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in recorded.items()))
 
 
