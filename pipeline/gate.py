@@ -268,13 +268,6 @@ def changed_settings(base: dict, cur: dict, files: dict[str, str]) -> dict[str, 
     return changed
 
 
-def same_settings(base: dict, cur: dict, files: dict[str, str]) -> None:
-    """Refuse (exit 2, one line) when any setting differs between the runs, naming the file and keys."""
-    changed = changed_settings(base, cur, files)
-    if changed:
-        raise SettingsChanged(f"{next(iter(changed.values()))}; compare runs of the same profile")
-
-
 def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
             allow_new_settings: bool = False) -> tuple[dict[str, list[Row]], list[str]]:
     """Accuracy rows (gated) and timing rows (advisory) of `cur` against `base`, keyed by `files`.
@@ -283,7 +276,7 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
     whose train or evaluate settings changed gets an advisory accuracy row, and the others are gated."""
     changed = changed_settings(base, cur, files)
     if changed and not allow_new_settings:
-        same_settings(base, cur, files)
+        raise SettingsChanged(f"{next(iter(changed.values()))}; compare runs of the same profile")
     accuracy = []
     for m in params.MODEL_NAMES:
         row = accuracy_verdict(f"{m} test_accuracy", _get(base, files[f"evaluate-{m}"], "test_accuracy"),

@@ -32,7 +32,6 @@ import dataclasses
 import html
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ import yaml
 from pipeline import cli, params
 from pipeline.atomic import write_text
 from pipeline.gate import SETTINGS
+from pipeline.gitcmd import git
 from pipeline.params import PipelineError
 
 LOOKBACK = 8
@@ -105,22 +105,12 @@ class Point:
     changed: bool = False
 
 
-def _git(args: list[str], stdin: str | None = None, repo: Path = Path(".")) -> bytes:
-    try:
-        done = subprocess.run(["git", "-C", str(repo), *args], input=stdin.encode() if stdin is not None else None, capture_output=True)
-    except OSError as exc:
-        raise PipelineError(f"cannot run git: {exc.strerror}") from None
-    if done.returncode != 0:
-        raise PipelineError(f"git {' '.join(args)} failed: {(done.stderr.decode().strip().splitlines() or ['?'])[-1]}")
-    return done.stdout
-
-
 def read_commits(rev: str, paths: list[str], repo: Path = Path(".")) -> list[Commit]:
     """`paths` at every commit on the first-parent line of `rev` in `repo`, oldest first, through one `git cat-file`."""
-    log = _git(["log", "--first-parent", "--reverse", "--format=%H%x1f%s%x1f%cI", rev, "--"], repo=repo).decode()
+    log = git("log", "--first-parent", "--reverse", "--format=%H%x1f%s%x1f%cI", rev, "--", repo=repo).decode()
     lines = [line.split("\x1f") for line in log.splitlines() if line]
     queries = "".join(f"{sha}:{path}\n" for sha, _, _ in lines for path in paths)
-    out = _git(["cat-file", "--batch"], stdin=queries, repo=repo)
+    out = git("cat-file", "--batch", stdin=queries.encode(), repo=repo)
     contents, pos = [], 0
     for _ in range(len(lines) * len(paths)):
         end = out.index(b"\n", pos)
@@ -333,7 +323,7 @@ def main(argv=None) -> None:
         raise PipelineError(f"{args.rev} has no commits")
     since_index = -1
     if args.since:
-        since = _git(["rev-parse", "--verify", f"{args.since}^{{commit}}"]).decode().strip()
+        since = git("rev-parse", "--verify", f"{args.since}^{{commit}}").decode().strip()
         matches = [i for i, c in enumerate(commits) if c.sha == since]
         if not matches:
             raise PipelineError(f"--since {args.since}: not on the first-parent line of {args.rev}")

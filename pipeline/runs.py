@@ -26,13 +26,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import yaml
 
 from pipeline import cli, params
+from pipeline.gitcmd import git
 from pipeline.params import PipelineError
 
 DEFAULT_OUT = Path("reports/runs")
@@ -40,10 +40,11 @@ LOCKS = ("params.yaml", "dvc.lock", "studies/dvc.lock")
 
 
 def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise PipelineError(f"git {' '.join(args)} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return done.stdout
+    return git(*args).decode()
+
+
+def first_parent(sha: str) -> str | None:
+    return (_git("rev-list", "--parents", "-n", "1", sha).split()[1:2] or [None])[0]
 
 
 def resolve(name_or_rev: str) -> tuple[str, str]:
@@ -58,12 +59,11 @@ def resolve(name_or_rev: str) -> tuple[str, str]:
         raise PipelineError(f"{name_or_rev}: neither an experiment (git for-each-ref refs/exps) nor a commit") from None
 
 
-def written_files(sha: str, paths: params.Paths) -> list[str]:
+def written_files(sha: str, parent: str | None, paths: params.Paths) -> list[str]:
     """The metrics and plots files that commit `sha` changed against its first parent (all, for a root commit)."""
     dirs = [str(paths.metrics_dir), str(paths.plots_dir)]
-    parents = _git("rev-list", "--parents", "-n", "1", sha).split()[1:]
-    if parents:
-        changed = _git("diff", "--name-only", "--no-renames", "--diff-filter=AM", parents[0], sha, "--", *dirs)
+    if parent:
+        changed = _git("diff", "--name-only", "--no-renames", "--diff-filter=AM", parent, sha, "--", *dirs)
     else:
         changed = _git("ls-tree", "-r", "--name-only", sha, "--", *dirs)
     return sorted(changed.split())
@@ -77,11 +77,11 @@ def export(name_or_rev: str, out_root: Path, name: str | None, files: list[str] 
     dest = out_root / name
     if dest.exists():
         raise PipelineError(f"{dest} already exists; pick another --name (an exported run is never overwritten)")
-    chosen = files or written_files(sha, paths)
+    parent = first_parent(sha)
+    chosen = files or written_files(sha, parent, paths)
     if not chosen:
-        parent = _git("rev-list", "--parents", "-n", "1", sha).split()[1:2]
         raise PipelineError(f"{name_or_rev} ({sha[:7]}) wrote no metrics or plots file that differs from its parent "
-                            f"{parent[0][:7] if parent else ''}: it repeated that run; export the parent, "
+                            f"{(parent or '')[:7]}: it repeated that run; export the parent, "
                             "or name the files with --files")
     try:
         out_root.mkdir(parents=True, exist_ok=True)
@@ -91,15 +91,14 @@ def export(name_or_rev: str, out_root: Path, name: str | None, files: list[str] 
     try:
         for path in [*LOCKS, *chosen]:
             try:
-                blob = subprocess.run(["git", "show", f"{sha}:{path}"], capture_output=True, check=True).stdout
-            except subprocess.CalledProcessError:
+                blob = git("show", f"{sha}:{path}")
+            except PipelineError:
                 if path in chosen:
                     raise PipelineError(f"{path} is not in {sha[:7]}") from None
                 continue  # a lock that commit did not have
             (staging / path).parent.mkdir(parents=True, exist_ok=True)
             (staging / path).write_bytes(blob)
-        parent = _git("rev-list", "--parents", "-n", "1", sha).split()[1:2]
-        record = {"name": name, "experiment": experiment or None, "rev": sha, "baseline": parent[0] if parent else None,
+        record = {"name": name, "experiment": experiment or None, "rev": sha, "baseline": parent,
                   "timestamp": _git("log", "-1", "--format=%cI", sha).strip(), "files": chosen,
                   "exported_with": f"python -m pipeline.runs export {name_or_rev}" + (f" --name {name}" if name != (experiment or sha[:7]) else "")}
         (staging / "run.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
