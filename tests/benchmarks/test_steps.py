@@ -2,16 +2,18 @@
 
 Groups: `lstm-core` (one training step of each LSTM(50) core, CPU path, as in the lstm-step stage),
 `train-step` and `inference-batch` (each whole model), `preprocess` (parsing one 10k-image batch
-with the safe unpickler). Each case warms up first (compile, first-call costs) and the timed call
+with the safe reader, in both pickle layouts, and with plain `pickle.loads` as the reference). Each case warms up first (compile, first-call costs) and the timed call
 returns a Python float or a NumPy array, so the work has completed inside the timed region.
 """
+
+import pickle
 
 import keras
 import numpy as np
 import pytest
 
 from pipeline import cifar, models, params, steps
-from tests import archives
+from tests import archives, pickles
 
 BATCH = params.load().train.batch_size
 
@@ -51,10 +53,36 @@ def test_model_inference_batch(benchmark, environment, name):
     benchmark.pedantic(model.predict_on_batch, args=(x,), rounds=10, warmup_rounds=3)
 
 
-def test_preprocess_one_batch(benchmark, environment):
-    payload = archives.pickled(archives.batch(10_000, seed=0))
+LAYOUTS = {
+    # What the mirror tool and the tests write: Python 3, protocol 2, bytes as _codecs.encode(latin-1 text).
+    "python3-protocol2": lambda: archives.pickled(archives.batch(10_000, seed=0)),
+    # The official archive's layout: Python 2's cPickle, bytes as plain strings.
+    "python2-cpickle": lambda: pickles.official_batch(list(archives.batch(10_000, seed=0)[b"labels"]),
+                                                      archives.batch(10_000, seed=0)[b"data"]),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_preprocess_one_batch(benchmark, environment, layout):
+    payload = LAYOUTS[layout]()
     benchmark.group = "preprocess"
-    benchmark.extra_info.update(images=10_000, payload_bytes=len(payload))
+    benchmark.extra_info.update(images=10_000, payload_bytes=len(payload), layout=layout, reader="safe")
     parse = lambda: cifar.parse_batch(cifar.unpickle(payload, "data_batch_1"), "data_batch_1")  # noqa: E731
+    images, labels = benchmark.pedantic(parse, rounds=10, warmup_rounds=2)
+    assert images.shape == (10_000, 32, 32, 3) and labels.shape == (10_000,)
+
+
+def test_preprocess_one_batch_trusting_reference(benchmark, environment):
+    """What `keras.datasets.cifar10` does (pickle.loads with numpy's reconstruction) plus the same
+    channels-last copy: the safe reader's times read as a ratio to this one, on any machine."""
+    payload = LAYOUTS["python3-protocol2"]()
+    benchmark.group = "preprocess"
+    benchmark.extra_info.update(images=10_000, payload_bytes=len(payload), layout="python3-protocol2", reader="pickle.loads")
+
+    def parse():
+        batch = pickle.loads(payload, encoding="bytes")
+        images = np.ascontiguousarray(batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        return images, np.asarray(batch[b"labels"], dtype=np.uint8)
+
     images, labels = benchmark.pedantic(parse, rounds=10, warmup_rounds=2)
     assert images.shape == (10_000, 32, 32, 3) and labels.shape == (10_000,)

@@ -1,0 +1,425 @@
+"""The batch reader builds no numpy object from a pickle: the known attacks through the real stage,
+generated streams from the allowed opcodes and globals, the official layouts, and the archive's limits."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+import tarfile
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from pipeline import cifar
+from pipeline.params import PipelineError
+from tests import archives, pickles
+from tests.project import ROOT, scratch_params
+
+ARCHIVE = "data/cifar-10-python.tar.gz"
+# The stage gets this much address space: preprocessing the small test archives needs a fraction of
+# it, and the zero-stride attack's 307 MB (N = 100,000) or 307 GB (N = 10^8) would not fit.
+STAGE_MEMORY = 1 << 30
+
+
+def _parse(payload: bytes):
+    """(images, labels) or None for a PipelineError; any other exception fails the test."""
+    try:
+        return cifar.parse_batch(cifar.unpickle(payload, "data_batch_1"), "data_batch_1")
+    except PipelineError:
+        return None
+
+
+def assert_valid_batch(result) -> None:
+    images, labels = result
+    assert images.dtype == np.uint8 and images.ndim == 4 and images.shape[1:] == (32, 32, 3)
+    assert 1 <= len(images) <= cifar.MAX_IMAGES and images.flags.c_contiguous and images.flags.owndata
+    assert labels.dtype == np.uint8 and labels.shape == (len(images),) and labels.flags.owndata
+    assert labels.max() < 10
+
+
+# ---------------------------------------------------------------- the two attacks, through the stage
+
+ATTACKS = {
+    "use-after-free": lambda: pickles.use_after_free(40),
+    "zero-strides-1e5": lambda: pickles.zero_strides(100_000),
+    "zero-strides-1e8": lambda: pickles.zero_strides(10**8),
+}
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (STAGE_MEMORY, STAGE_MEMORY))
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_attack_is_refused_by_the_real_stage(tmp_path, attack):
+    project = scratch_params(tmp_path / "project", **{"preprocess.train_limit": 0, "preprocess.test_limit": 0})
+    members = archives.official_members()
+    members["data_batch_3"] = ATTACKS[attack]()
+    (project / "data").mkdir()
+    (project / ARCHIVE).write_bytes(archives.tar_bytes(members))
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.preprocess"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300, preexec_fn=_limit_memory)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)  # not a signal (negative), not success
+    lines = proc.stderr.splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pipeline.preprocess: error: "), lines[0]
+    assert "cifar-10-batches-py/data_batch_3: refused to unpickle: numpy.ndarray cannot be called" in lines[0]
+    after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    assert after == before  # nothing written
+
+
+def test_the_attacks_are_real_against_numpys_own_reconstruction():
+    """The fixtures above are the attacks, not look-alikes: plain `pickle.loads` (numpy's reconstruction,
+    which the allowed globals used to reach) builds the dangerous arrays from them."""
+    import pickle
+
+    data = pickle.loads(pickles.zero_strides(100_000), encoding="bytes")
+    assert data[b"data"].shape == (100_000, 3072) and data[b"data"].strides == (0, 0)
+    assert len(pickles.zero_strides(100_000)) < 315
+    code = ("import pickle; from tests import pickles; d = pickle.loads(pickles.use_after_free(40), encoding='bytes');"
+            "v, a = d[b'data'], d[b'scratch'][0]; print(v.base is a, a.nbytes, v.nbytes)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # Either the write into freed memory kills the process, or it survives holding a 122,880-byte view
+    # whose base now owns one byte.
+    assert proc.returncode < 0 or proc.stdout.split() == ["True", "1", "122880"], (proc.returncode, proc.stdout, proc.stderr)
+
+
+# ---------------------------------------------------------------- the allowlist
+
+
+def test_the_allowlist_is_exactly_the_formats_five_globals():
+    assert set(cifar.SafeUnpickler.ALLOWED) == {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+    for stand_in in cifar.SafeUnpickler.ALLOWED.values():
+        # Inert: an instance of the reader's own stand-in class, never numpy's or a builtin callable.
+        assert type(stand_in).__module__ == "pipeline.cifar" and isinstance(stand_in, cifar._StandIn)
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_any_other_global_is_refused(module, name):
+    if (module, name) in cifar.SafeUnpickler.ALLOWED:
+        return
+    with pytest.raises(PipelineError, match="is not allowed"):
+        cifar.SafeUnpickler(b"").find_class(module, name)
+
+
+# ---------------------------------------------------------------- generated streams
+
+SMALL_INTS = [0, 1, 2, 3, 9, 10, -1, 255, 3072, 10_000, 10_001, 2**31 - 1, 2**40, -(2**62), 2**63 - 1]
+TEXTS = ["latin1", "b", "u1", "i8", "f4", "O", "|", "<", "=", "zlib", "ÿ", "\u1234"]
+SHAPES = st.one_of(
+    st.tuples(st.integers(0, 3), st.just(3072)),
+    st.tuples(st.sampled_from([0, 1, 2, 10**8, 2**40, 2**62]), st.sampled_from([3072, 0, 1, 2**40])),
+    st.tuples(st.integers(0, 12)),
+    st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+    st.just(()),
+)
+
+
+@st.composite
+def streams(draw, max_depth: int = 3) -> bytes:
+    """A protocol-2 stream from the allowed opcodes and globals (and now and then a foreign global):
+    numpy's array and dtype sequences with drawn shapes, dtypes, byte orders and byte counts, views over
+    other values, BUILD / SETITEM / REDUCE on whatever is at hand, and memo references to anything
+    made earlier, assembled into a batch-shaped dict."""
+    asm = pickles.Asm()
+    slots: list[int] = []
+
+    def value(depth: int) -> None:
+        kinds = ["int", "bytes", "text", "const", "global", "array", "labels"] + (["get"] if slots else [])
+        if depth < max_depth:
+            kinds += ["tuple", "list", "call", "build", "setitem", "view", "array", "dtype"]
+        kind = draw(st.sampled_from(kinds))
+        if kind == "int":
+            asm.int(draw(st.sampled_from(SMALL_INTS)))
+        elif kind == "bytes":
+            size = draw(st.sampled_from([0, 1, 3072, 2 * 3072, 3 * 3072, 3073]))
+            asm.bytes(bytes([draw(st.integers(0, 255))]) * size)
+        elif kind == "text":
+            asm.text(draw(st.sampled_from(TEXTS)))
+        elif kind == "const":
+            asm.op(draw(st.sampled_from([b"N", b"\x88", b"\x89", b"}", b"]", b")"])))
+        elif kind == "global":
+            allowed = list(cifar.SafeUnpickler.ALLOWED) + [("numpy", "frombuffer"), ("builtins", "getattr")]
+            asm.glob(*draw(st.sampled_from(allowed)))
+        elif kind == "get":
+            asm.get(draw(st.sampled_from(slots)))
+        elif kind == "labels":
+            asm.op(b"]").mark()
+            for label in draw(st.lists(st.integers(-1, 10), max_size=4)):
+                asm.int(label)
+            asm.op(b"e")
+        elif kind in ("tuple", "list"):
+            size = draw(st.integers(0, 4))
+            asm.mark() if kind == "tuple" else asm.op(b"]").mark()
+            for _ in range(size):
+                value(depth + 1)
+            asm.op(b"t" if kind == "tuple" else b"e")
+        elif kind == "call":  # REDUCE: a callable (mostly an allowed global) and an argument tuple
+            value(depth + 1) if draw(st.booleans()) else asm.glob(*draw(st.sampled_from(list(cifar.SafeUnpickler.ALLOWED))))
+            asm.mark()
+            for _ in range(draw(st.integers(0, 4))):
+                value(depth + 1)
+            asm.op(b"t").reduce()
+        elif kind == "build":  # BUILD on anything with any state
+            value(depth + 1)
+            value(depth + 1)
+            asm.build()
+        elif kind == "setitem":  # SETITEM on anything
+            value(depth + 1)
+            value(depth + 1)
+            value(depth + 1)
+            asm.op(b"s")
+        elif kind == "dtype":
+            pickles.dtype(asm, draw(st.sampled_from(["u1", "i8", "f4", "i2", "u8"])),
+                          draw(st.sampled_from([None, "|", "<", ">", "="])), py2=draw(st.booleans()))
+        elif kind == "array":
+            shape = draw(SHAPES)
+            spec = draw(st.sampled_from(["u1", "u1", "i8", "i4", "f4"]))
+            itemsize = int(spec[1])
+            exact = min(int(np.prod(shape, dtype=object)) * itemsize, 4 * 3072 * 8)
+            size = draw(st.sampled_from([exact, exact, max(exact - 1, 0), exact + 1, 0, 1]))
+            pickles.array(asm, shape, bytes(size), spec, draw(st.sampled_from([None, "|", "<", ">"])),
+                          fortran=draw(st.booleans()), module=draw(st.sampled_from([pickles.RECONSTRUCT[0], "numpy._core.multiarray"])))
+            if draw(st.booleans()):  # BUILD it again: what freed the viewed buffer under numpy
+                asm.mark().int(1)
+                pickles._shape(asm, draw(SHAPES))
+                pickles.dtype(asm)
+                asm.op(b"\x89").bytes(b"\x00").op(b"t").build()
+        elif kind == "view":  # ndarray(shape, dtype, buffer, offset, strides) over any value, maybe memoized
+            view(draw(SHAPES), depth + 1)
+
+    def view(shape, depth, strides=None, buffer=None):
+        def any_buffer():
+            value(depth)
+            if draw(st.booleans()):
+                slots.append(asm.put())
+
+        if strides is None:
+            strides = draw(st.one_of(st.none(), st.tuples(st.sampled_from([0, 1, -1, 3072, 2**40])),
+                                     st.tuples(st.sampled_from([0, 3072]), st.sampled_from([0, 1, -1]))))
+        source = draw(st.sampled_from(slots)) if slots and draw(st.booleans()) else buffer or any_buffer
+        pickles.view(asm, shape, source, draw(st.sampled_from([0, 0, 1, 2**40])), strides or None)
+        if draw(st.integers(0, 3)) == 0:
+            slots.append(asm.put())
+
+    def near(choices):  # the format's own value first and most often, then what breaks it
+        return draw(st.sampled_from([choices[0]] * 3 * len(choices) + list(choices)))
+
+    images = draw(st.integers(1, 3))
+    count = near([images, 100_000, 10**8])  # what views and labels claim; only `images` is within the format
+    asm.op(b"}").mark()
+    for key in draw(st.permutations([b"data", b"labels", b"extra"])):
+        asm.bytes(key)
+        if key == b"data" and draw(st.integers(0, 4)) == 0:  # a view: zero strides, huge shapes, shared memory
+            shape = near([(count, 3072), (count,)])
+            size = near([1, images * 3072, 0])
+            view(shape, 1, near([(0,) * len(shape), (), (3072, 1)]), lambda: asm.bytes(b"\x07" * size))
+        elif key == b"data" and draw(st.integers(0, 3)):  # a batch's images, one knob at a time off the format
+            shape = near([(images, 3072), (images + 1, 3072), (images, 3071), (images * 3072,), (10**8, 3072)])
+            spec = near(["u1", "i8", "f4"])
+            exact = min(int(np.prod(shape, dtype=object)) * int(spec[1]), 4 * 3072 * 8)
+            pickles.array(asm, shape, bytes([draw(st.integers(0, 255))]) * near([exact, exact - 1, exact + 1]), spec,
+                          near([None, "<", "="]), fortran=near([False, True]))
+        elif key == b"labels" and draw(st.integers(0, 3)):
+            if draw(st.integers(0, 3)) == 0:  # zero strides over one byte, as long as `count`
+                view((count,), 1, (0,), lambda: asm.bytes(bytes([near([0, 10])])))
+            elif draw(st.booleans()):
+                asm.op(b"]").mark()
+                for _ in range(near([images, images - 1, images + 1])):
+                    asm.int(near([draw(st.integers(0, 9)), -1, 10, 2**40]))
+                asm.op(b"e")
+            else:
+                spec = near(["i8", "u1", "f4"])
+                size = near([images, images + 1])
+                pickles.array(asm, (size,), bytes(size * int(spec[1])), spec)
+        elif key == b"extra" and draw(st.booleans()):
+            asm.op(b"N")
+        else:
+            value(0)
+        if draw(st.integers(0, 3)) == 0:
+            slots.append(asm.put())
+    return asm.op(b"u").stop()
+
+
+def _canonical(images: int = 3) -> bytes:
+    rows = np.arange(images * 3072, dtype=np.uint64).astype(np.uint8).reshape(images, 3072)
+    return pickles.official_batch([i % 10 for i in range(images)], rows)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(streams())
+@example(_canonical())  # the accepting branch runs on every run, not only when a draw happens to be valid
+def test_generated_streams_give_a_valid_batch_or_a_pipeline_error(payload):
+    tracemalloc.start()
+    try:
+        result = _parse(payload)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Whatever the stream asks for, the reader allocates on the order of its own size.
+    assert peak < 16 * len(payload) + (1 << 20), (peak, len(payload))
+    if result is not None:
+        assert_valid_batch(result)
+
+
+# ---------------------------------------------------------------- the official layouts
+
+
+@pytest.mark.parametrize("py2", [True, False], ids=["python2-cpickle", "python3-protocol2"])
+def test_official_layouts_are_read_exactly(py2):
+    rows = np.random.default_rng(0).integers(0, 256, (7, 3072), dtype=np.uint8)
+    labels = [3, 1, 4, 1, 5, 9, 2]
+    payload = pickles.official_batch(labels, rows, py2=py2)
+    images, parsed = _parse(payload)
+    assert_valid_batch((images, parsed))
+    assert parsed.tolist() == labels
+    assert np.array_equal(images, rows.reshape(7, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def test_python3_pickles_of_real_arrays_are_read():
+    rows = np.random.default_rng(1).integers(0, 256, (5, 3072), dtype=np.uint8)
+    for labels in ([0, 1, 2, 3, 9], np.array([0, 1, 2, 3, 9], dtype=np.int64)):
+        images, parsed = _parse(archives.pickled({b"data": rows, b"labels": labels}))
+        assert parsed.tolist() == [0, 1, 2, 3, 9]
+        assert np.array_equal(images[:, 0, 0, 0], rows[:, 0])
+
+
+def _reencoded() -> bytes:
+    """One memoized 1,000-character string passed to _codecs.encode 100 times: 100 kB from 4 kB."""
+    asm = pickles.Asm().op(b"]").mark().text("x" * 1000)
+    text = asm.put()
+    for _ in range(100):
+        asm.glob("_codecs", "encode").get(text).text("latin1").tuple(2).reduce()
+    return asm.op(b"e").stop()
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (pickles.Asm().op(b"}").glob("builtins", "getattr").op(b"0").stop(), "global builtins.getattr is not allowed"),
+        (pickles.Asm().op(b"}").op(b"0").stop(), "opcode POP at byte 3 is not in the accepted grammar"),
+        (pickles.Asm().op(b"]").int(0).int(1).op(b"s").stop(), "SETITEM on []: only dicts take items"),
+        (pickles.Asm().op(b"}").int(1).op(b"a").stop(), "APPEND on {}: only lists take items"),
+        (pickles.Asm().op(b"}").op(b"}").build().stop(), "BUILD on {}: only numpy records take a state"),
+        (pickles.Asm().glob("numpy", "dtype").op(b"}").build().stop(), "BUILD on numpy.dtype is not allowed"),
+        (pickles.Asm().op(b"}").op(b"}").stop(), "leaves 2 values and 0 marks"),
+        (pickles.Asm().op(b"}").stop() + b"x", "1 bytes after STOP"),
+        (b"\x80\x03}.", "not a protocol-2 pickle"),
+        (pickles.Asm().op(b"}").stop()[:-1], "the pickle ends before STOP"),
+        (pickles.Asm().get(7).stop(), "memo entry 7 is read before it is written"),
+        (pickles.Asm().op(b"X\xff\xff\xff\x7f").stop(), "runs past the end"),
+        (pickles.dtype(pickles.Asm(), "f4").stop(), "numpy.dtype accepts only (integer type code, 0, 1)"),
+        (pickles.array(pickles.Asm(), (2, 3072), bytes(3072)).stop(), "needs 6,144 bytes, got 3,072"),
+        (pickles.array(pickles.Asm(), (1, 3072), bytes(3072), fortran=True).stop(), "must be in C order"),
+        (pickles.array(pickles.Asm(), (2, 3), bytes(12), "u2", order="|").stop(), "dtype u2 state must be"),
+        (_reencoded(), "more than the pickle's"),
+    ],
+)
+def test_streams_outside_the_grammar_are_refused_with_the_reason(payload, message):
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        cifar.unpickle(payload, "data_batch_1")
+
+
+def test_a_small_stream_cannot_make_many_objects():
+    asm = pickles.Asm().op(b"]").mark()
+    for _ in range(cifar.MAX_ITEMS + 1):
+        asm.op(b"]")
+    with pytest.raises(PipelineError, match="more than 320,000 objects or stack entries"):
+        cifar.unpickle(asm.op(b"e").stop(), "data_batch_1")
+
+
+@pytest.mark.parametrize("images, message", [(cifar.MAX_IMAGES + 1, "a batch holds 1 to 10,000 images, got 10,001"),
+                                             (0, "a batch holds 1 to 10,000 images, got 0")])
+def test_batch_size_is_bounded(images, message):
+    # Built by hand: Python 3 pickles empty bytes as a call of builtins.bytes, which is not allowed.
+    payload = pickles.official_batch([0] * images, np.zeros((images, 3072), np.uint8))
+    with pytest.raises(PipelineError, match=message):
+        cifar.parse_batch(cifar.unpickle(payload, "b"), "b")
+
+
+# ---------------------------------------------------------------- the archive's limits
+
+
+def test_duplicate_member_is_refused(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    extra = archives.member("cifar-10-batches-py/test_batch", size=4)
+    archives.write_archive(path, archives.official_members(), extra)
+    with pytest.raises(PipelineError, match=r"member 'cifar-10-batches-py/test_batch' appears twice"):
+        cifar.load_archive(path)
+
+
+@pytest.mark.parametrize("name", ["cifar-10-batches-py/data_batch_6", "cifar-10-batches-py/sub/test_batch",
+                                  "cifar-10-batches-py/readme.txt"])
+def test_unexpected_member_is_refused(tmp_path, name):
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, archives.official_members(), archives.member(name, size=3))
+    with pytest.raises(PipelineError, match=f"member '{name}' is not part of the CIFAR-10 archive"):
+        cifar.load_archive(path)
+
+
+def test_the_official_readme_and_folder_entry_are_accepted(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    folder = archives.member("cifar-10-batches-py", tarfile.DIRTYPE)
+    readme = archives.member("cifar-10-batches-py/readme.html", size=88)
+    archives.write_archive(path, archives.official_members(), folder, readme)
+    assert cifar.load_archive(path)["train"][0].shape == (200, 32, 32, 3)
+
+
+def test_decompressed_bytes_are_budgeted_over_skipped_members_too(tmp_path, monkeypatch):
+    # A skipped member (the readme) larger than the whole budget: refused while it is being skipped,
+    # after decompressing no more than the budget. The budget is lowered so the test stays small.
+    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 1 << 20)
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, archives.official_members(), archives.member("cifar-10-batches-py/readme.html", size=2 << 20))
+    with pytest.raises(PipelineError, match="decompresses to more than 1,048,576 bytes"):
+        cifar.load_archive(path)
+
+
+def test_the_budget_also_bounds_tar_extension_headers(tmp_path, monkeypatch):
+    # A pax header is read into memory by tarfile itself, before any member is seen.
+    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 1 << 20)
+    path = tmp_path / "a.tar.gz"
+    import gzip
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.pax_headers = {"comment": "x" * (2 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+    path.write_bytes(gzip.compress(buffer.getvalue()))
+    with pytest.raises(PipelineError, match="decompresses to more than 1,048,576 bytes"):
+        cifar.load_archive(path)
+
+
+def test_every_decompressed_byte_counts_against_the_budget(tmp_path):
+    # Reads, forward seeks (skipping) and, after a backward seek, the bytes gzip decompresses again
+    # from the start to get back there.
+    import gzip
+
+    path = tmp_path / "blob.gz"
+    path.write_bytes(gzip.compress(bytes(10_000)))
+    with gzip.open(path) as raw:
+        budget = cifar._Budgeted(raw, path)
+        assert len(budget.read(1_000)) == 1_000 and budget.spent == 1_000
+        budget.seek(4_000)
+        assert budget.spent == 4_000
+        budget.seek(3_000)
+        assert budget.spent == 7_000 and budget.tell() == 3_000
+        budget.seek(500, 1)
+        assert budget.spent == 7_500 and budget.tell() == 3_500
