@@ -32,9 +32,10 @@ Grammar (protocol 2, as written by Python 2's cPickle for the official archive a
         array record: (1, shape of 1 or 2 ints, dtype record, False (C order), bytes of exactly
                        prod(shape) * itemsize)
 
-Everything the stream creates is counted (objects, stack depth, memo entries, encoded bytes) against
-limits that a batch of `MAX_IMAGES` images fits inside many times over, so a few hundred bytes cannot
-ask for gigabytes. Every refusal is a `PipelineError` naming the archive member.
+Everything the stream creates is counted (objects, stack depth, open marks, memo entries, encoded
+bytes) against limits that a batch of `MAX_IMAGES` images fits inside many times over, so a few hundred
+bytes cannot ask for gigabytes. Values may nest deeper than Python's recursion limit; nothing recurses
+into them. Every refusal is a `PipelineError` naming the archive member.
 """
 
 from __future__ import annotations
@@ -209,10 +210,11 @@ def _flag(value, expected: int) -> bool:
     return type(value) in (bool, int) and value == expected
 
 
-def _describe(value) -> str:
-    """A short description for an error line, never the repr of a large value."""
+def _describe(value, depth: int = 0) -> str:
+    """A short description for an error line, never the repr of a large value; tuples are opened two
+    levels deep at most, so a deeply nested one cannot exhaust the recursion limit."""
     if type(value) in (dict, list, tuple) and value:
-        inner = ", ".join(_describe(v) for v in value[:3]) if type(value) is tuple else None
+        inner = ", ".join(_describe(v, depth + 1) for v in value[:3]) if type(value) is tuple and depth < 2 else None
         if inner:
             return f"({inner}{',' if len(value) == 1 else ', ...' if len(value) > 3 else ''})"
         return f"a {type(value).__name__} of {len(value):,} item{'s' if len(value) > 1 else ''}"
@@ -316,6 +318,8 @@ class SafeUnpickler:
                     created += 1
                 elif op == 0x28:  # MARK
                     marks.append(len(stack))
+                    if len(marks) > MAX_ITEMS:
+                        raise PipelineError(f"more than {MAX_ITEMS:,} open marks")
                 elif op == 0x65 or op == 0x61:  # APPENDS, APPEND
                     items = self._pop_mark(stack, marks) if op == 0x65 else [stack.pop()]
                     if type(stack[-1]) is not list:

@@ -45,10 +45,13 @@ def assert_valid_batch(result) -> None:
 
 # ---------------------------------------------------------------- the two attacks, through the stage
 
-ATTACKS = {
-    "use-after-free": lambda: pickles.use_after_free(40),
-    "zero-strides-1e5": lambda: pickles.zero_strides(100_000),
-    "zero-strides-1e8": lambda: pickles.zero_strides(10**8),
+REFUSED_CALL = "refused to unpickle: numpy.ndarray cannot be called"
+ATTACKS = {  # name: (member bytes, what the error line says)
+    "use-after-free": (lambda: pickles.use_after_free(40), REFUSED_CALL),
+    "zero-strides-1e5": (lambda: pickles.zero_strides(100_000), REFUSED_CALL),
+    "zero-strides-1e8": (lambda: pickles.zero_strides(10**8), REFUSED_CALL),
+    # data nested far past the recursion limit (defined below, with the other deep streams)
+    "deep-tuple": (lambda: _batch_with(b"data", _deep_tuple), "data must be a numpy array, got ((a tuple of 1 item,),)"),
 }
 
 
@@ -60,7 +63,8 @@ def _limit_memory():
 def test_attack_is_refused_by_the_real_stage(tmp_path, attack):
     project = scratch_params(tmp_path / "project", **{"preprocess.train_limit": 0, "preprocess.test_limit": 0})
     members = archives.official_members()
-    members["data_batch_3"] = ATTACKS[attack]()
+    build, message = ATTACKS[attack]
+    members["data_batch_3"] = build()
     (project / "data").mkdir()
     (project / ARCHIVE).write_bytes(archives.tar_bytes(members))
     before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
@@ -71,7 +75,7 @@ def test_attack_is_refused_by_the_real_stage(tmp_path, attack):
     lines = proc.stderr.splitlines()
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
     assert lines[0].startswith("pipeline.preprocess: error: "), lines[0]
-    assert "cifar-10-batches-py/data_batch_3: refused to unpickle: numpy.ndarray cannot be called" in lines[0]
+    assert f"cifar-10-batches-py/data_batch_3: {message}" in lines[0], lines[0]
     after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
     assert after == before  # nothing written
 
@@ -142,7 +146,7 @@ def streams(draw, max_depth: int = 3) -> bytes:
     def value(depth: int) -> None:
         kinds = ["int", "bytes", "text", "const", "global", "array", "labels"] + (["get"] if slots else [])
         if depth < max_depth:
-            kinds += ["tuple", "list", "call", "build", "setitem", "view", "array", "dtype"]
+            kinds += ["tuple", "list", "call", "build", "setitem", "view", "array", "dtype", "nest"]
         kind = draw(st.sampled_from(kinds))
         if kind == "int":
             asm.int(draw(st.sampled_from(SMALL_INTS)))
@@ -200,6 +204,15 @@ def streams(draw, max_depth: int = 3) -> bytes:
                 pickles._shape(asm, draw(SHAPES))
                 pickles.dtype(asm)
                 asm.op(b"\x89").bytes(b"\x00").op(b"t").build()
+        elif kind == "nest":  # a value inside many one-item lists or tuples, deeper than the recursion limit
+            levels = draw(st.sampled_from([1, 3, 2000]))
+            if draw(st.booleans()):
+                asm.op(b"]" * levels)
+                value(depth + 1)
+                asm.op(b"a" * levels)
+            else:
+                value(depth + 1)
+                asm.op(b"\x85" * levels)
         elif kind == "view":  # ndarray(shape, dtype, buffer, offset, strides) over any value, maybe memoized
             view(draw(SHAPES), depth + 1)
 
@@ -341,6 +354,55 @@ def test_a_small_stream_cannot_make_many_objects():
         asm.op(b"]")
     with pytest.raises(PipelineError, match="more than 320,000 objects or stack entries"):
         cifar.unpickle(asm.op(b"e").stop(), "data_batch_1")
+
+
+DEEP = 100_000  # nesting levels, far past the recursion limit and within MAX_ITEMS
+
+
+def _deep_tuple(asm: pickles.Asm) -> pickles.Asm:
+    return asm.op(b")" + b"\x85" * DEEP)
+
+
+def _batch_with(key: bytes, emit) -> bytes:
+    """A one-image batch whose `key` entry is whatever `emit(asm)` writes."""
+    asm = pickles.Asm().op(b"}").mark()
+    for name in (b"data", b"labels", b"extra"):
+        asm.bytes(name)
+        if name == key:
+            emit(asm)
+        elif name == b"data":
+            pickles.array(asm, (1, 3072), bytes(3072))
+        elif name == b"labels":
+            asm.op(b"]").int(7).op(b"a")
+        else:
+            asm.op(b"N")
+    return asm.op(b"u").stop()
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (_deep_tuple(pickles.Asm().glob("_codecs", "encode")).tuple(1).reduce().stop(),
+         "_codecs.encode accepts only (str, 'latin1'), got ((a tuple of 1 item,),)"),
+        (_deep_tuple(pickles.Asm().glob(*pickles.RECONSTRUCT).glob("numpy", "ndarray").int(0).tuple(1).bytes(b"b")
+                     .tuple(3).reduce()).build().stop(), "array state must be (1, shape, dtype, False, bytes), got ("),
+        (_batch_with(b"data", _deep_tuple), "data must be a numpy array, got ((a tuple of 1 item,),)"),
+        (_batch_with(b"labels", _deep_tuple), "labels must be a flat list of integers or a 1-D integer array"),
+        (_batch_with(b"labels", lambda asm: asm.op(b"]" * DEEP + b"a" * (DEEP - 1))), "labels must be a flat list"),
+        (pickles.Asm().op(b"(" * (cifar.MAX_ITEMS + 1)).stop(), "more than 320,000 open marks"),
+    ],
+    ids=["call-args", "build-state", "data", "labels", "nested-lists", "marks"],
+)
+def test_deep_nesting_is_refused_in_one_line(payload, message):
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        cifar.parse_batch(cifar.unpickle(payload, "data_batch_1"), "data_batch_1")
+
+
+def test_deep_nesting_outside_the_batch_keys_is_harmless():
+    images, labels = _parse(_batch_with(b"extra", lambda asm: asm.op(b"]" * DEEP + b"a" * (DEEP - 1))))
+    assert labels.tolist() == [7] and images.shape == (1, 32, 32, 3)
+    images, labels = _parse(_batch_with(b"extra", _deep_tuple))
+    assert labels.tolist() == [7]
 
 
 @pytest.mark.parametrize("images, message", [(cifar.MAX_IMAGES + 1, "a batch holds 1 to 10,000 images, got 10,001"),
