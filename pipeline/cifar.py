@@ -4,8 +4,10 @@
 hostile file names. Here nothing is extracted and no pickle machinery builds an object:
 
 - **The tar** is decompressed against one budget (`MAX_ARCHIVE_BYTES`) that counts every decompressed
-  byte, tar headers and skipped members included. Each member's path, type and size are
-  checked before it is read; a duplicate or unexpected member is refused.
+  byte, tar headers and skipped members included. A tar extension header (a GNU long name, pax
+  records), which `tarfile` reads whole into memory, is refused over `MAX_HEADER_BYTES` before it is
+  read. Each member's path, type and size are checked before it is read; a duplicate, unexpected or
+  sparse member is refused.
 - **Each batch** is read by `SafeUnpickler`, a small interpreter for the part of pickle protocol 2 that
   the archive uses (the grammar below). Its `find_class` returns inert stand-ins: `numpy.ndarray`,
   numpy's `_reconstruct` and `numpy.dtype` only record what the stream asks for (a shape, a dtype
@@ -32,10 +34,12 @@ Grammar (protocol 2, as written by Python 2's cPickle for the official archive a
         array record: (1, shape of 1 or 2 ints, dtype record, False (C order), bytes of exactly
                        prod(shape) * itemsize)
 
-Everything the stream creates is counted (objects, stack depth, open marks, memo entries, encoded
-bytes) against limits that a batch of `MAX_IMAGES` images fits inside many times over, so a few hundred
-bytes cannot ask for gigabytes. Values may nest deeper than Python's recursion limit; nothing recurses
-into them. Every refusal is a `PipelineError` naming the archive member.
+What the stream does is counted against limits that a batch of `MAX_IMAGES` images fits inside many
+times over: objects made, items put into containers, memo writes and marks together, the stack depth,
+and the bytes `_codecs.encode` makes. Every opcode that leaves the stack no deeper is counted, so a
+stream runs at most a few times `MAX_ITEMS` opcodes and holds at most `MAX_ITEMS` small objects and
+memo entries beside its own strings (26 MiB at the most measured), whatever its length. Values may nest deeper than Python's recursion limit; nothing
+recurses into them. Every refusal is a `PipelineError` naming the archive member.
 """
 
 from __future__ import annotations
@@ -67,9 +71,13 @@ MAX_MEMBER_BYTES = 64 << 20
 # their largest plus 16 MiB. The full mirror decompresses to 268.7 MB; a batch in the official Python 2
 # layout is 30.9 MB, six of them about 186 MB.
 MAX_ARCHIVE_BYTES = 6 * MAX_MEMBER_BYTES + (16 << 20)
-# Objects created plus items put into containers, stack depth, and memo entries, each per pickle. A
-# 10,000-image batch of the mirror needs 70,079, one in the official Python 2 layout 30,050.
+# Per pickle: objects made plus items put into containers, memo writes and marks (one count), and the
+# stack depth (another). A 10,000-image batch of the mirror counts 100,141, one in the official Python 2
+# layout 40,069.
 MAX_ITEMS = 32 * MAX_IMAGES
+# A tar extension header's body (a GNU long name or link, pax records) is read whole into memory by
+# tarfile; the official archive has none, a long path needs a few hundred bytes.
+MAX_HEADER_BYTES = 64 << 10
 INTEGER_DTYPES = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"})
 
 
@@ -206,6 +214,13 @@ def _text(value) -> str | None:
     return value if type(value) is str else None
 
 
+def _shown(text: str, quote: bool = False, limit: int = 120) -> str:
+    """Text from the input as it may appear in an error line: quoted and escaped when asked or when it
+    holds anything unprintable (a line break would split the one error line), cut short when long."""
+    shown = repr(text) if quote or not text.isprintable() else text
+    return shown if len(shown) <= limit else shown[:limit - 30] + f"... ({len(text):,} characters)"
+
+
 def _flag(value, expected: int) -> bool:
     return type(value) in (bool, int) and value == expected
 
@@ -252,7 +267,7 @@ class SafeUnpickler:
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:
-            raise PipelineError(f"global {module}.{name} is not allowed") from None
+            raise PipelineError(f"global {_shown(f'{module}.{name}')} is not allowed") from None
 
     def count_encoded(self, size: int) -> None:
         # A well-formed pickle encodes each string once, so the encoded total stays below its length;
@@ -269,7 +284,7 @@ class SafeUnpickler:
         stack: list = []
         marks: list[int] = []
         memo: dict[int, object] = {}
-        created = 0  # objects made plus items put into containers
+        created = 0  # objects made, items put into containers, memo writes and marks
         pos = at = 2
         try:
             while True:
@@ -285,10 +300,9 @@ class SafeUnpickler:
                         pos += 4
                     if op == 0x71 or op == 0x72:
                         memo[key] = stack[-1]
-                        if len(memo) > MAX_ITEMS:
-                            raise PipelineError(f"more than {MAX_ITEMS:,} memo entries")
-                        continue
-                    stack.append(memo[key])
+                        created += 1
+                    else:
+                        stack.append(memo[key])
                 elif op == 0x4B:  # BININT1
                     stack.append(data[pos])
                     pos += 1
@@ -318,8 +332,7 @@ class SafeUnpickler:
                     created += 1
                 elif op == 0x28:  # MARK
                     marks.append(len(stack))
-                    if len(marks) > MAX_ITEMS:
-                        raise PipelineError(f"more than {MAX_ITEMS:,} open marks")
+                    created += 1
                 elif op == 0x65 or op == 0x61:  # APPENDS, APPEND
                     items = self._pop_mark(stack, marks) if op == 0x65 else [stack.pop()]
                     if type(stack[-1]) is not list:
@@ -396,8 +409,8 @@ class SafeUnpickler:
                 else:
                     raise PipelineError(f"opcode {_NAMES.get(op, hex(op))} at byte {at} is not in the accepted grammar")
                 if len(stack) > MAX_ITEMS or created > MAX_ITEMS:
-                    raise PipelineError(f"more than {MAX_ITEMS:,} objects or stack entries (at byte {at}); "
-                                        f"a batch of {MAX_IMAGES:,} images needs far fewer")
+                    raise PipelineError(f"more than {MAX_ITEMS:,} objects, memo writes and marks, or stack entries "
+                                        f"(at byte {at}); a batch of {MAX_IMAGES:,} images needs far fewer")
         except PipelineError:
             raise
         except KeyError as exc:
@@ -521,9 +534,28 @@ class _Budgeted:
         return self.raw.tell()
 
 
+class _HeaderTooLarge(Exception):
+    pass
+
+
+class _Header(tarfile.TarInfo):
+    """A member's header, as `tarfile` parses it, except that an extension header (GNU long name or
+    link, pax records), whose body `tarfile` reads whole into memory, is refused over `MAX_HEADER_BYTES`
+    before its body is read. `_proc_member` is where `tarfile` dispatches on the header type."""
+
+    EXTENSIONS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                  tarfile.SOLARIS_XHDTYPE)
+
+    def _proc_member(self, tar):
+        if self.type in self.EXTENSIONS and self.size > MAX_HEADER_BYTES:
+            raise _HeaderTooLarge(f"a tar extension header (type {self.type.decode('latin1')!r}) of {self.size:,} "
+                                  f"bytes; at most {MAX_HEADER_BYTES:,} are allowed")
+        return super()._proc_member(tar)
+
+
 def _checked_member(member: tarfile.TarInfo, archive: Path, wanted: tuple[str, ...], seen: set) -> str | None:
     """Return the member's file name inside FOLDER, None for entries to skip, or refuse it."""
-    where = f"{archive}: member {member.name!r}"
+    where = f"{archive}: member {_shown(member.name, quote=True)}"
     path = PurePosixPath(member.name)
     if path.is_absolute() or ".." in path.parts:
         raise PipelineError(f"{where} has an unsafe path (absolute or with '..')")
@@ -536,8 +568,8 @@ def _checked_member(member: tarfile.TarInfo, archive: Path, wanted: tuple[str, .
     seen.add(path.parts)
     if path.parts == (FOLDER,) and member.isdir():
         return None
-    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        raise PipelineError(f"{where} is not a regular file")
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.sparse is not None:
+        raise PipelineError(f"{where} is not a regular file" + (" (it is sparse)" if member.sparse is not None else ""))
     if len(path.parts) != 2 or path.name not in wanted + (README,):
         raise PipelineError(f"{where} is not part of the CIFAR-10 archive "
                             f"(expected {', '.join(wanted + (README,))} in {FOLDER}/)")
@@ -553,13 +585,18 @@ def read_members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     seen: set = set()
     try:
-        with gzip.open(archive, "rb") as raw, tarfile.open(fileobj=_Budgeted(raw, archive), mode="r:") as tar:
+        with (gzip.open(archive, "rb") as raw,
+              tarfile.open(fileobj=_Budgeted(raw, archive), mode="r:", tarinfo=_Header) as tar):
             for member in tar:
                 name = _checked_member(member, archive, wanted, seen)
                 if name is not None:
                     found[name] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise PipelineError(f"{archive}: not a readable .tar.gz archive (truncated or corrupt?): {exc}") from None
+    except _HeaderTooLarge as exc:
+        raise PipelineError(f"{archive}: {exc}") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
+        # ValueError: tarfile's own parsing of pax records (GNU sparse maps, numbers) raises it.
+        raise PipelineError(f"{archive}: not a readable .tar.gz archive (truncated or corrupt?): "
+                            f"{_shown(str(exc), limit=300)}") from None
     missing = [name for name in wanted if name not in found]
     if missing:
         raise PipelineError(f"{archive}: missing member {FOLDER}/{missing[0]}")

@@ -81,26 +81,39 @@ class Asm:
         return b"".join(self.parts) + b"."
 
 
-def dtype(asm: Asm, spec: str = "u1", order: str | None = None, py2: bool = True) -> Asm:
-    """numpy.dtype(spec, 0, 1) built with its version-3 state."""
+def dtype(asm: Asm, spec: str = "u1", order: str | None = None, py2: bool = True, memoize: bool = False) -> Asm:
+    """numpy.dtype(spec, 0, 1) built with its version-3 state; `memoize` as in `array`."""
     order = order or ("|" if spec[-1] == "1" else "<")
-    put = asm.bytes if py2 else asm.text
+    text = asm.bytes if py2 else asm.text
     asm.glob("numpy", "dtype")
-    put(spec.encode() if py2 else spec).int(0).int(1).tuple(3).reduce()
+    _put(asm, memoize)
+    text(spec.encode() if py2 else spec).int(0).int(1).tuple(3).reduce()
+    _put(asm, memoize)
     asm.mark().int(3)
-    put(order.encode() if py2 else order)
+    text(order.encode() if py2 else order)
     return asm.op(b"NNN").int(-1).int(-1).int(0).op(b"t").build()
 
 
 def array(asm: Asm, shape: tuple, raw: bytes, spec: str = "u1", order: str | None = None, fortran: bool = False,
-          module: str = RECONSTRUCT[0]) -> Asm:
-    """An ndarray as numpy pickles it: _reconstruct(ndarray, (0,), b'b'), then BUILD with its state."""
-    asm.glob(module, "_reconstruct").glob("numpy", "ndarray").int(0).tuple(1).bytes(b"b").tuple(3).reduce()
+          module: str = RECONSTRUCT[0], memoize: bool = False) -> Asm:
+    """An ndarray as numpy pickles it: _reconstruct(ndarray, (0,), b'b'), then BUILD with its state.
+    `memoize` puts each global and call result in the memo, as cPickle does."""
+    asm.glob(module, "_reconstruct")
+    _put(asm, memoize)
+    asm.glob("numpy", "ndarray")
+    _put(asm, memoize)
+    asm.int(0).tuple(1).bytes(b"b").tuple(3).reduce()
+    _put(asm, memoize)
     asm.mark().int(1)
     _shape(asm, shape)
-    dtype(asm, spec, order)
+    dtype(asm, spec, order, memoize=memoize)
     asm.op(b"\x88" if fortran else b"\x89").bytes(raw)
     return asm.op(b"t").build()
+
+
+def _put(asm: Asm, memoize: bool) -> None:
+    if memoize:
+        asm.put()
 
 
 def view(asm: Asm, shape: tuple, buffer, offset: int = 0, strides: tuple | None = None) -> Asm:
@@ -124,21 +137,35 @@ def _shape(asm: Asm, values: tuple) -> Asm:
 
 
 def official_batch(labels: list[int], data: np.ndarray, py2: bool = True) -> bytes:
-    """A batch in the official archive's layout: Python 2 strings (py2) or Python 3's protocol 2."""
+    """A batch in the official archive's layout: Python 2 strings (py2) or Python 3's protocol 2.
+
+    Assembled from how Python 2's cPickle writes protocol 2, not copied from the official file (which
+    this project does not have): every dict, list, string, global and call result is memoized (BINPUT),
+    as cPickle does for each object it still holds a reference to; ints and argument tuples are not."""
     asm = Asm()
-    key = (lambda k: asm.bytes(k)) if py2 else (lambda k: asm.latin1(k))
-    asm.op(b"}").mark()
+
+    def key(value: bytes) -> None:
+        asm.bytes(value) if py2 else asm.latin1(value)
+        asm.put()
+
+    asm.op(b"}")
+    asm.put()
+    asm.mark()
     key(b"batch_label")
     key(b"training batch 1 of 5")
     key(b"labels")
-    asm.op(b"]").mark()
+    asm.op(b"]")
+    asm.put()
+    asm.mark()
     for label in labels:
         asm.int(label)
     asm.op(b"e")
     key(b"data")
-    array(asm, data.shape, data.tobytes())
+    array(asm, data.shape, data.tobytes(), memoize=True)
     key(b"filenames")
-    asm.op(b"]").mark()
+    asm.op(b"]")
+    asm.put()
+    asm.mark()
     for i in range(len(labels)):
         key(f"img_{i}.png".encode())
     asm.op(b"e")

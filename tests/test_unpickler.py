@@ -3,6 +3,8 @@ generated streams from the allowed opcodes and globals, the official layouts, an
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import re
 import resource
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -284,10 +287,43 @@ def test_generated_streams_give_a_valid_batch_or_a_pipeline_error(payload):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    # Whatever the stream asks for, the reader allocates on the order of its own size.
+    # Streams of this size allocate within a small multiple of their length (the fixed worst case, at
+    # most MAX_ITEMS small objects, is test_a_stream_holds_at_most_max_items_small_objects).
     assert peak < 16 * len(payload) + (1 << 20), (peak, len(payload))
     if result is not None:
         assert_valid_batch(result)
+
+
+SATURATING = {  # streams that fill MAX_ITEMS with the costliest small objects
+    "empty-dicts": b"}" * cifar.MAX_ITEMS,
+    "one-item-dicts": b"}K\x00Ns" * (cifar.MAX_ITEMS // 3),
+    "empty-lists": b"]" * cifar.MAX_ITEMS,
+    "one-item-tuples": b")\x85" * (cifar.MAX_ITEMS // 2),
+    # LONG_BINPUT 0, 1, 2, ...: built in large arrays, which leave no freed small objects behind for the
+    # read to reuse unmeasured
+    "memo-entries": b"N" + (np.arange(cifar.MAX_ITEMS, dtype="<u8") * 256 + ord("r")).view("u1").reshape(-1, 8)[:, :5].tobytes(),
+    "marks": b"(" * cifar.MAX_ITEMS,
+}
+
+
+@pytest.mark.parametrize("stream", list(SATURATING))
+def test_a_stream_holds_at_most_max_items_small_objects(stream):
+    """What the reader holds beside the stream's own strings, at its worst: in a fresh process, the
+    growth of resident memory from just before the read to its peak (Linux's VmHWM, reset first;
+    tracemalloc would take minutes)."""
+    code = ("import gc, re; from pipeline import cifar; from tests.test_unpickler import SATURATING; gc.collect()\n"
+            "def kib(key): return int(re.search(key + r':\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+            f"payload = b'\\x80\\x02' + SATURATING[{stream!r}] + b'.'\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            "before = kib('VmRSS')\n"
+            "try: cifar.unpickle(payload, 'x')\n"
+            "except cifar.PipelineError: pass\n"
+            "print((kib('VmHWM') - before) // 1024)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # Measured 2-26 MiB (memo entries the most); the bound fails if MAX_ITEMS or the cost per item
+    # doubles.
+    assert int(proc.stdout) < 40, proc.stdout
 
 
 # ---------------------------------------------------------------- the official layouts
@@ -325,6 +361,7 @@ def _reencoded() -> bytes:
     "payload, message",
     [
         (pickles.Asm().op(b"}").glob("builtins", "getattr").op(b"0").stop(), "global builtins.getattr is not allowed"),
+        (pickles.Asm().glob("os\r", "system\x0b").stop(), r"global 'os\r.system\x0b' is not allowed"),  # one line
         (pickles.Asm().op(b"}").op(b"0").stop(), "opcode POP at byte 3 is not in the accepted grammar"),
         (pickles.Asm().op(b"]").int(0).int(1).op(b"s").stop(), "SETITEM on []: only dicts take items"),
         (pickles.Asm().op(b"}").int(1).op(b"a").stop(), "APPEND on {}: only lists take items"),
@@ -348,12 +385,33 @@ def test_streams_outside_the_grammar_are_refused_with_the_reason(payload, messag
         cifar.unpickle(payload, "data_batch_1")
 
 
-def test_a_small_stream_cannot_make_many_objects():
-    asm = pickles.Asm().op(b"]").mark()
+def _memo_flood() -> bytes:
+    asm = pickles.Asm().op(b"N")
     for _ in range(cifar.MAX_ITEMS + 1):
-        asm.op(b"]")
-    with pytest.raises(PipelineError, match="more than 320,000 objects or stack entries"):
-        cifar.unpickle(asm.op(b"e").stop(), "data_batch_1")
+        asm.put()
+    return asm.stop()
+
+
+LIMIT = "more than 320,000 objects, memo writes and marks, or stack entries"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pickles.Asm().op(b"]").mark().op(b"]" * (cifar.MAX_ITEMS + 1)).op(b"e").stop(),  # objects
+        pickles.Asm().op(b"N" * (cifar.MAX_ITEMS + 1)).op(b"t").stop(),  # stack depth alone (NONE counts nothing)
+        pickles.Asm().op(b"]" + b"Na" * (cifar.MAX_ITEMS + 1)).stop(),  # items, the stack never above 2
+        _memo_flood(),  # distinct memo keys: a dict entry each
+        pickles.Asm().op(b"(" * (cifar.MAX_ITEMS + 1)).stop(),  # open marks
+        pickles.Asm().op(b"]" + b"(e" * (cifar.MAX_ITEMS + 1)).stop(),  # opcodes that make nothing
+        pickles.Asm().op(b"N" + b"q\x00" * (cifar.MAX_ITEMS + 1)).stop(),  # ... or rewrite one memo entry
+    ],
+    ids=["objects", "stack", "items", "memo", "marks", "empty-appends", "memo-rewrites"],
+)
+def test_each_count_is_bounded_on_its_own(payload):
+    """Each stream stresses one count and keeps the others small, so removing any one limit fails a case."""
+    with pytest.raises(PipelineError, match=re.escape(LIMIT)):
+        cifar.unpickle(payload, "data_batch_1")
 
 
 DEEP = 100_000  # nesting levels, far past the recursion limit and within MAX_ITEMS
@@ -389,9 +447,8 @@ def _batch_with(key: bytes, emit) -> bytes:
         (_batch_with(b"data", _deep_tuple), "data must be a numpy array, got ((a tuple of 1 item,),)"),
         (_batch_with(b"labels", _deep_tuple), "labels must be a flat list of integers or a 1-D integer array"),
         (_batch_with(b"labels", lambda asm: asm.op(b"]" * DEEP + b"a" * (DEEP - 1))), "labels must be a flat list"),
-        (pickles.Asm().op(b"(" * (cifar.MAX_ITEMS + 1)).stop(), "more than 320,000 open marks"),
     ],
-    ids=["call-args", "build-state", "data", "labels", "nested-lists", "marks"],
+    ids=["call-args", "build-state", "data", "labels", "nested-lists"],
 )
 def test_deep_nesting_is_refused_in_one_line(payload, message):
     with pytest.raises(PipelineError, match=re.escape(message)):
@@ -452,21 +509,66 @@ def test_decompressed_bytes_are_budgeted_over_skipped_members_too(tmp_path, monk
         cifar.load_archive(path)
 
 
-def test_the_budget_also_bounds_tar_extension_headers(tmp_path, monkeypatch):
-    # A pax header is read into memory by tarfile itself, before any member is seen.
-    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 1 << 20)
-    path = tmp_path / "a.tar.gz"
-    import gzip
-    import io
+def _extension_header_archive(kind: bytes, size: int) -> bytes:
+    """A .tar.gz that opens with an extension header of `kind` whose body is `size` bytes of b'a',
+    compressed as it is made (64 MiB of it is 65 kB)."""
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = kind, size
+    gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [gz.compress(header.tobuf(format=tarfile.GNU_FORMAT))]
+    chunk = b"a" * (1 << 20)
+    for start in range(0, size, len(chunk)):
+        out.append(gz.compress(chunk[:size - start]))
+    out.append(gz.compress(b"\0" * ((-size) % 512 + 1024)))
+    return b"".join(out) + gz.flush()
 
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE], ids=["gnu-long-name", "pax"])
+def test_tar_extension_headers_are_refused_before_they_are_read(tmp_path, kind):
+    # tarfile reads such a body whole into memory (and a long name would go into the error line).
+    path = tmp_path / "a.tar.gz"
+    path.write_bytes(_extension_header_archive(kind, 64 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(PipelineError) as refused:
+            cifar.load_archive(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(refused.value)
+    assert message == (f"{path}: a tar extension header (type {kind.decode()!r}) of 67,108,864 bytes; "
+                       "at most 65,536 are allowed")
+    assert peak < 4 << 20, peak
+
+
+def test_a_long_name_up_to_the_header_limit_is_shown_short(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, archives.official_members(), archives.member("cifar-10-batches-py/" + "x" * 60_000))
+    with pytest.raises(PipelineError, match=r"member 'cifar-10-batches-py/x+\.\.\. \(60,020 characters\) is not part") as refused:
+        cifar.load_archive(path)
+    assert len(str(refused.value)) < 400
+
+
+@pytest.mark.parametrize(
+    "pax, message",
+    [
+        ({"GNU.sparse.map": "x"}, "not a readable .tar.gz archive"),  # tarfile's ValueError
+        ({"GNU.sparse.map": "0,0", "GNU.sparse.size": str(64 << 20)}, "is not a regular file (it is sparse)"),
+        ({"path": "cifar-10-batches-py/\r\x0btest_batch"}, r"member 'cifar-10-batches-py/\r\x0btest_batch' is not part"),
+    ],
+    ids=["bad-sparse-map", "sparse", "control-characters"],
+)
+def test_pax_records_are_refused_in_one_line(tmp_path, pax, message):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
-        info.pax_headers = {"comment": "x" * (2 << 20)}
+        info.pax_headers = pax
         tar.addfile(info, io.BytesIO(b""))
+    path = tmp_path / "a.tar.gz"
     path.write_bytes(gzip.compress(buffer.getvalue()))
-    with pytest.raises(PipelineError, match="decompresses to more than 1,048,576 bytes"):
+    with pytest.raises(PipelineError, match=re.escape(message)) as refused:
         cifar.load_archive(path)
+    assert len(str(refused.value).splitlines()) == 1
 
 
 def test_every_decompressed_byte_counts_against_the_budget(tmp_path):

@@ -4,8 +4,8 @@
 
 Loads `pipeline/cifar.py` as it was at `--before` (by `git show`) beside the current one and parses
 the same 10,000-image batch with each, alternating old and new every round after 3 warm-up rounds
-each, in both pickle layouts (Python 3 protocol 2 as the mirror writes it; Python 2 cPickle as the
-official archive is). Writes rounds.csv (every round) and summary.csv (median, IQR, and the new/old
+each, in both pickle layouts (Python 3 protocol 2 as the mirror writes it; the official archive's
+Python 2 cPickle layout as `tests/pickles.py` assembles it). Writes rounds.csv (every round) and summary.csv (median, IQR, and the new/old
 ratio of medians with a 95% bootstrap interval) beside this file, and prints the summary.
 """
 

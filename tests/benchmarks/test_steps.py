@@ -56,7 +56,7 @@ def test_model_inference_batch(benchmark, environment, name):
 LAYOUTS = {
     # What the mirror tool and the tests write: Python 3, protocol 2, bytes as _codecs.encode(latin-1 text).
     "python3-protocol2": lambda: archives.pickled(archives.batch(10_000, seed=0)),
-    # The official archive's layout: Python 2's cPickle, bytes as plain strings.
+    # The official archive's layout, Python 2's cPickle with bytes as plain strings, as tests/pickles.py assembles it.
     "python2-cpickle": lambda: pickles.official_batch(list(archives.batch(10_000, seed=0)[b"labels"]),
                                                       archives.batch(10_000, seed=0)[b"data"]),
 }
