@@ -73,8 +73,9 @@ def test_preprocess_one_batch(benchmark, environment, layout):
 
 
 def test_preprocess_one_batch_trusting_reference(benchmark, environment):
-    """What `keras.datasets.cifar10` does (pickle.loads with numpy's reconstruction) plus the same
-    channels-last copy: the safe reader's times read as a ratio to this one, on any machine."""
+    """What `keras.datasets.cifar10` does (pickle.loads with numpy's reconstruction) plus a copy of the
+    channels-last view, as numpy makes it: the safe reader's times read as a ratio to this one, on any
+    machine."""
     payload = LAYOUTS["python3-protocol2"]()
     benchmark.group = "preprocess"
     benchmark.extra_info.update(images=10_000, payload_bytes=len(payload), layout="python3-protocol2", reader="pickle.loads")
