@@ -4,10 +4,10 @@
 hostile file names. Here nothing is extracted and no pickle machinery builds an object:
 
 - **The tar** is decompressed against one budget (`MAX_ARCHIVE_BYTES`) that counts every decompressed
-  byte, tar headers and skipped members included. A tar extension header (a GNU long name, pax
-  records), which `tarfile` reads whole into memory, is refused over `MAX_HEADER_BYTES` before it is
-  read. Each member's path, type and size are checked before it is read; a duplicate, unexpected or
-  sparse member is refused.
+  byte, tar headers and skipped members included. Only plain ustar/GNU headers are accepted, as in
+  the official archive and the mirror: an extension header (GNU long name or link, pax records, GNU
+  sparse map) or a negative size is refused before `tarfile` parses anything after it. Each member's
+  path, type and size are checked before it is read; a duplicate or unexpected member is refused.
 - **Each batch** is read by `SafeUnpickler`, a small interpreter for the part of pickle protocol 2 that
   the archive uses (the grammar below). Its `find_class` returns inert stand-ins: `numpy.ndarray`,
   numpy's `_reconstruct` and `numpy.dtype` only record what the stream asks for (a shape, a dtype
@@ -36,9 +36,10 @@ Grammar (protocol 2, as written by Python 2's cPickle for the official archive a
 
 What the stream does is counted against limits that a batch of `MAX_IMAGES` images fits inside many
 times over: objects made, items put into containers, memo writes and marks together, the stack depth,
-and the bytes `_codecs.encode` makes. Every opcode that leaves the stack no deeper is counted, so a
-stream runs at most a few times `MAX_ITEMS` opcodes and holds at most `MAX_ITEMS` small objects and
-memo entries beside its own strings (26 MiB at the most measured), whatever its length. Values may nest deeper than Python's recursion limit; nothing
+and the bytes `_codecs.encode` makes. An opcode that does not deepen the stack is counted, or follows
+one that was (BUILD, once per record a REDUCE made; APPENDS or SETITEMS of nothing, after a MARK), so
+a stream runs at most a few times `MAX_ITEMS` opcodes and holds at most `MAX_ITEMS` small objects and
+memo entries beside its own strings, whatever its length. Values may nest deeper than Python's recursion limit; nothing
 recurses into them. Every refusal is a `PipelineError` naming the archive member.
 """
 
@@ -75,9 +76,6 @@ MAX_ARCHIVE_BYTES = 6 * MAX_MEMBER_BYTES + (16 << 20)
 # stack depth (another). A 10,000-image batch of the mirror counts 100,141, one in the official Python 2
 # layout 40,069.
 MAX_ITEMS = 32 * MAX_IMAGES
-# A tar extension header's body (a GNU long name or link, pax records) is read whole into memory by
-# tarfile; the official archive has none, a long path needs a few hundred bytes.
-MAX_HEADER_BYTES = 64 << 10
 INTEGER_DTYPES = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"})
 
 
@@ -539,22 +537,28 @@ class _Budgeted:
         return self.raw.tell()
 
 
-class _HeaderTooLarge(Exception):
+class _HeaderRefused(Exception):
     pass
 
 
 class _Header(tarfile.TarInfo):
-    """A member's header, as `tarfile` parses it, except that an extension header (GNU long name or
-    link, pax records), whose body `tarfile` reads whole into memory, is refused over `MAX_HEADER_BYTES`
-    before its body is read. `_proc_member` is where `tarfile` dispatches on the header type."""
+    """A member's header as `tarfile` parses it, but only a plain one. `tarfile` reads an extension
+    header's body whole into memory and parses it (pax records in quadratic time on Python < 3.11.10,
+    CVE-2024-6232; GNU sparse maps of any length), and handles a chain of them by recursion. The
+    official archive and the mirror have none, so each is refused here, at its first header, before
+    any of that; so is a negative size (base-256), which would read as "the rest of the file".
+    `_proc_member` is where `tarfile` dispatches on the header type."""
 
-    EXTENSIONS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
-                  tarfile.SOLARIS_XHDTYPE)
+    EXTENSIONS = {tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLINK: "GNU long link",
+                  tarfile.XHDTYPE: "pax", tarfile.XGLTYPE: "pax global", tarfile.SOLARIS_XHDTYPE: "Solaris pax",
+                  tarfile.GNUTYPE_SPARSE: "GNU sparse"}
 
     def _proc_member(self, tar):
-        if self.type in self.EXTENSIONS and self.size > MAX_HEADER_BYTES:
-            raise _HeaderTooLarge(f"a tar extension header (type {self.type.decode('latin1')!r}) of {self.size:,} "
-                                  f"bytes; at most {MAX_HEADER_BYTES:,} are allowed")
+        if self.size < 0:
+            raise _HeaderRefused(f"a tar header gives member {_shown(self.name, quote=True)} a negative size")
+        if self.type in self.EXTENSIONS:
+            raise _HeaderRefused(f"a {self.EXTENSIONS[self.type]} header (tar type {self.type.decode('latin1')!r}); "
+                                 "the CIFAR-10 archive is plain ustar/GNU tar and has none")
         return super()._proc_member(tar)
 
 
@@ -573,8 +577,8 @@ def _checked_member(member: tarfile.TarInfo, archive: Path, wanted: tuple[str, .
     seen.add(path.parts)
     if path.parts == (FOLDER,) and member.isdir():
         return None
-    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.sparse is not None:
-        raise PipelineError(f"{where} is not a regular file" + (" (it is sparse)" if member.sparse is not None else ""))
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        raise PipelineError(f"{where} is not a regular file")
     if len(path.parts) != 2 or path.name not in wanted + (README,):
         raise PipelineError(f"{where} is not part of the CIFAR-10 archive "
                             f"(expected {', '.join(wanted + (README,))} in {FOLDER}/)")
@@ -596,10 +600,10 @@ def read_members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
                 name = _checked_member(member, archive, wanted, seen)
                 if name is not None:
                     found[name] = tar.extractfile(member).read()
-    except _HeaderTooLarge as exc:
+    except _HeaderRefused as exc:
         raise PipelineError(f"{archive}: {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
-        # ValueError: tarfile's own parsing of pax records (GNU sparse maps, numbers) raises it.
+        # ValueError: raised by tarfile's own parsing (of numbers, for one).
         raise PipelineError(f"{archive}: not a readable .tar.gz archive (truncated or corrupt?): "
                             f"{_shown(str(exc), limit=300)}") from None
     missing = [name for name in wanted if name not in found]

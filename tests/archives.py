@@ -67,10 +67,10 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = 
 
 
 def tar_bytes(members: dict[str, bytes], *extra: tarfile.TarInfo, folder: str = FOLDER) -> bytes:
-    """A .tar.gz: the `extra` headers first (a file's payload is `size` bytes of b"x"), then `members`
-    under `folder`."""
+    """A .tar.gz in the ustar format, as the mirror tool and the official archive are: the `extra`
+    headers first (a file's payload is `size` bytes of b"x"), then `members` under `folder`."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.USTAR_FORMAT) as tar:
         for info in extra:
             tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
         for name, payload in members.items():
