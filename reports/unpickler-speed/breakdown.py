@@ -12,7 +12,6 @@ Writes breakdown.csv (median and IQR per layout and step) beside this file and p
 from __future__ import annotations
 
 import argparse
-import csv
 import pickle
 import sys
 import time
@@ -21,21 +20,18 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent))
+sys.path.insert(0, str(HERE))
 
+from compare import layouts, write_rows  # noqa: E402 (compare.py puts the repository on sys.path)
 from pipeline import cifar  # noqa: E402
-from tests import archives, pickles  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    batch = archives.batch(10_000, seed=0)
-    layouts = {"python3-protocol2": archives.pickled(batch),
-               "python2-cpickle": pickles.official_batch(list(batch[b"labels"]), batch[b"data"])}
     rows = []
-    for layout, payload in layouts.items():
+    for layout, payload in layouts().items():
         records = cifar.unpickle(payload, "b")
         trusted = pickle.loads(payload, encoding="bytes")[b"data"]
         steps = {
@@ -58,12 +54,7 @@ def main() -> None:
             q1, median, q3 = np.percentile(np.array(values) * 1e3, [25, 50, 75])
             rows.append({"layout": layout, "step": step, "rounds": args.rounds,
                          "median_ms": f"{median:.1f}", "iqr_ms": f"{q3 - q1:.1f}"})
-    with open(HERE / "breakdown.csv", "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    for row in rows:
-        print(", ".join(f"{k}={v}" for k, v in row.items()))
+    write_rows(HERE / "breakdown.csv", rows)
 
 
 if __name__ == "__main__":

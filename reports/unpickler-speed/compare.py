@@ -41,17 +41,32 @@ def load_revision(rev: str):
     return module
 
 
+def layouts() -> dict[str, bytes]:
+    """The same 10,000-image batch pickled in both layouts."""
+    batch = archives.batch(10_000, seed=0)
+    return {"python3-protocol2": archives.pickled(batch),
+            "python2-cpickle": pickles.official_batch(list(batch[b"labels"]), batch[b"data"])}
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write rows as CSV and print each as one line."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        print(", ".join(f"{k}={v}" for k, v in row.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="2cfdd19")
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     readers = {"before": load_revision(args.before), "now": cifar}
-    batch = archives.batch(10_000, seed=0)
-    layouts = {"python3-protocol2": archives.pickled(batch),
-               "python2-cpickle": pickles.official_batch(list(batch[b"labels"]), batch[b"data"])}
+    payloads = layouts()
     rows = []
-    for layout, payload in layouts.items():
+    for layout, payload in payloads.items():
         results = {}
         for name, reader in readers.items():  # both must read it, and read it the same
             results[name] = reader.parse_batch(reader.unpickle(payload, "b"), "b")
@@ -72,7 +87,7 @@ def main() -> None:
         writer.writerows({**r, "ms": f"{r['ms']:.3f}"} for r in rows)
     rng = np.random.default_rng(0)
     summary = []
-    for layout in layouts:
+    for layout in payloads:
         ms = {name: np.array([r["ms"] for r in rows if r["layout"] == layout and r["reader"] == name]) for name in readers}
         boot = [np.median(rng.choice(ms["now"], len(ms["now"]))) / np.median(rng.choice(ms["before"], len(ms["before"])))
                 for _ in range(2000)]
@@ -84,12 +99,7 @@ def main() -> None:
                         "now_iqr_ms": f"{np.subtract(*np.percentile(ms['now'], [75, 25])):.1f}",
                         "ratio": f"{np.median(ms['now']) / np.median(ms['before']):.3f}",
                         "ratio_ci95": f"{low:.3f}-{high:.3f}"})
-    with open(HERE / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
-        writer.writeheader()
-        writer.writerows(summary)
-    for s in summary:
-        print(", ".join(f"{k}={v}" for k, v in s.items()))
+    write_rows(HERE / "summary.csv", summary)
 
 
 if __name__ == "__main__":
