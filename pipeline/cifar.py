@@ -3,8 +3,9 @@
 `keras.datasets.cifar10` extracts the tar to disk and calls `pickle.load`, which runs whatever code a
 hostile file names. Here nothing is extracted and no pickle machinery builds an object:
 
-- **The tar** is decompressed against one budget (`MAX_ARCHIVE_BYTES`) that counts every decompressed
-  byte, tar headers and skipped members included. Only plain ustar/GNU headers are accepted, as in
+- **The tar** is one gzip member, inflated against one budget (`MAX_ARCHIVE_BYTES`) that counts every
+  decompressed byte, tar headers and skipped members included; its CRC is checked and nothing may
+  follow it. Only plain ustar/GNU headers are accepted, as in
   the official archive and the mirror: an extension header (GNU long name or link, pax records, GNU
   sparse map) or a negative size is refused before `tarfile` parses anything after it. Each member's
   path, type and size are checked before it is read; a duplicate or unexpected member is refused.
@@ -45,7 +46,6 @@ recurses into them. Every refusal is a `PipelineError` naming the archive member
 
 from __future__ import annotations
 
-import gzip
 import math
 import pickletools
 import struct
@@ -499,17 +499,37 @@ def parse_meta(obj, source: str) -> list[str]:
 # ---------------------------------------------------------------- the archive
 
 
-class _Budgeted:
-    """The decompressed archive as a seekable file that refuses to decompress more than
-    `MAX_ARCHIVE_BYTES` in all.
+class _Inflated:
+    """The archive's one gzip member, inflated forward only, as the file `tarfile` reads.
 
-    Every byte the gzip layer produces counts: bytes read, bytes skipped by a forward seek (tarfile
-    skipping a member), and after a backward seek, which tarfile does not make, the bytes before the
-    target, which gzip would decompress again from the start.
+    Every decompressed byte counts against `MAX_ARCHIVE_BYTES`, read or skipped (tarfile skips a member
+    with a forward seek), and zlib makes at most `CHUNK` bytes at a time, so no compressed block expands
+    unchecked. zlib checks the gzip header and, once `finish` has inflated to the end, the trailer's
+    CRC-32 and length. Anything after the member (a second member, padding) is refused: Python's gzip
+    module would walk through it a byte or a member at a time, a cost that no decompressed-byte budget
+    sees.
     """
 
-    def __init__(self, raw, archive: Path):
-        self.raw, self.archive, self.spent = raw, archive, 0
+    CHUNK = 1 << 20
+
+    def __init__(self, file, archive: Path):
+        self.file, self.archive = file, archive
+        self.inflate = zlib.decompressobj(wbits=31)  # 31: gzip framing
+        self.pending, self.at = b"", 0  # the last inflated chunk, and how far into it has been read
+        self.pos = 0  # bytes read or skipped
+        self.spent = 0  # bytes inflated
+
+    def _more(self) -> bytes:
+        """The next inflated bytes; b"" once the member has ended."""
+        while not self.inflate.eof:
+            data = self.inflate.unconsumed_tail or self.file.read(self.CHUNK)
+            if not data:
+                raise EOFError("the gzip stream ends before its trailer")
+            out = self.inflate.decompress(data, self.CHUNK)
+            if out:
+                self._spend(len(out))
+                return out
+        return b""
 
     def _spend(self, size: int) -> None:
         self.spent += size
@@ -517,24 +537,42 @@ class _Budgeted:
             raise PipelineError(f"{self.archive}: decompresses to more than {MAX_ARCHIVE_BYTES:,} bytes; "
                                 "the CIFAR-10 archive needs far less")
 
+    def _take(self, size: int) -> list[bytes]:
+        """Up to `size` bytes from the front, as parts; fewer only at the end of the member."""
+        if self.pos + size > MAX_ARCHIVE_BYTES:  # a header that asks for too much is refused unread
+            self._spend(MAX_ARCHIVE_BYTES + 1)
+        parts, need = [], size
+        while need:
+            if self.at == len(self.pending):
+                self.pending, self.at = self._more(), 0
+                if not self.pending:
+                    break
+            parts.append(self.pending[self.at:self.at + need])
+            self.at += len(parts[-1])
+            need -= len(parts[-1])
+        self.pos += size - need
+        return parts
+
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            chunk = self.raw.read(MAX_ARCHIVE_BYTES - self.spent + 1)
-            self._spend(len(chunk))
-            return chunk
-        self._spend(size)  # before reading: a header that asks for too much is refused unread
-        return self.raw.read(size)
+        return b"".join(self._take(MAX_ARCHIVE_BYTES - self.pos if size is None or size < 0 else size))
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        here = self.raw.tell()
-        target = offset if whence == 0 else here + offset if whence == 1 else None
-        if target is None or target < 0:
-            raise OSError("only seeks to a position from the start or the current one are supported")
-        self._spend(target - here if target >= here else target)
-        return self.raw.seek(target)
+        target = offset if whence == 0 else self.pos + offset if whence == 1 else -1
+        if target < self.pos:
+            raise OSError("the archive is read forward only")
+        self._take(target - self.pos)
+        return self.pos
 
     def tell(self) -> int:
-        return self.raw.tell()
+        return self.pos
+
+    def finish(self) -> None:
+        """Inflate what is left after the tar's end (counted) and check the trailer; refuse trailing data."""
+        while self._more():
+            pass
+        if self.inflate.unused_data or self.file.read(1):
+            raise PipelineError(f"{self.archive}: data after the gzip stream (a second member or padding); "
+                                "the archive is one gzip member")
 
 
 class _HeaderRefused(Exception):
@@ -594,12 +632,14 @@ def read_members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     seen: set = set()
     try:
-        with (gzip.open(archive, "rb") as raw,
-              tarfile.open(fileobj=_Budgeted(raw, archive), mode="r:", tarinfo=_Header) as tar):
-            for member in tar:
-                name = _checked_member(member, archive, wanted, seen)
-                if name is not None:
-                    found[name] = tar.extractfile(member).read()
+        with open(archive, "rb") as file:
+            stream = _Inflated(file, archive)
+            with tarfile.open(fileobj=stream, mode="r:", tarinfo=_Header) as tar:
+                for member in tar:
+                    name = _checked_member(member, archive, wanted, seen)
+                    if name is not None:
+                        found[name] = tar.extractfile(member).read()
+            stream.finish()
     except _HeaderRefused as exc:
         raise PipelineError(f"{archive}: {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:

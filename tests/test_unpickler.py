@@ -543,7 +543,8 @@ def _header(name: str, kind: bytes, size: int) -> bytes:
     info.type = kind
     info.size = max(size, 0)
     block = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
-    if size < 0:  # base-256, as GNU tar writes sizes too large for octal: 0x80 marks it, then big-endian
+    if size < 0:  # base-256, as GNU tar writes sizes octal cannot: a first byte of 0xff (0x80 for a
+        # positive number), then the two's complement, big-endian
         block[124:136] = b"\xff" + size.to_bytes(11, "big", signed=True)
         block[148:156] = b" " * 8
         block[148:155] = b"%06o\0" % sum(block)
@@ -552,7 +553,8 @@ def _header(name: str, kind: bytes, size: int) -> bytes:
 
 END = b"\0" * 1024  # two empty blocks: the end of a tar
 EXTENSIONS = {"gnu-long-name": tarfile.GNUTYPE_LONGNAME, "gnu-long-link": tarfile.GNUTYPE_LONGLINK,
-              "pax": tarfile.XHDTYPE, "pax-global": tarfile.XGLTYPE, "gnu-sparse": tarfile.GNUTYPE_SPARSE}
+              "pax": tarfile.XHDTYPE, "pax-global": tarfile.XGLTYPE, "solaris-pax": tarfile.SOLARIS_XHDTYPE,
+              "gnu-sparse": tarfile.GNUTYPE_SPARSE}
 
 
 @pytest.mark.parametrize("kind", list(EXTENSIONS))
@@ -622,19 +624,49 @@ def test_member_names_in_error_lines_are_escaped_and_short(tmp_path, name, shown
     assert len(str(refused.value).splitlines()) == 1
 
 
-def test_every_decompressed_byte_counts_against_the_budget(tmp_path):
-    # Reads, forward seeks (skipping) and, after a backward seek, the bytes gzip decompresses again
-    # from the start to get back there.
-    import gzip
-
+def test_every_inflated_byte_counts_and_the_stream_only_goes_forward(tmp_path):
     path = tmp_path / "blob.gz"
     path.write_bytes(gzip.compress(bytes(10_000)))
-    with gzip.open(path) as raw:
-        budget = cifar._Budgeted(raw, path)
-        assert len(budget.read(1_000)) == 1_000 and budget.spent == 1_000
-        budget.seek(4_000)
-        assert budget.spent == 4_000
-        budget.seek(3_000)
-        assert budget.spent == 7_000 and budget.tell() == 3_000
-        budget.seek(500, 1)
-        assert budget.spent == 7_500 and budget.tell() == 3_500
+    with open(path, "rb") as file:
+        stream = cifar._Inflated(file, path)
+        assert len(stream.read(1_000)) == 1_000 and stream.tell() == 1_000
+        assert stream.spent == 10_000  # inflated in one chunk, read or not
+        assert stream.seek(4_000) == 4_000 and stream.seek(500, 1) == 4_500
+        with pytest.raises(OSError, match="forward only"):
+            stream.seek(3_000)
+        assert len(stream.read()) == 5_500
+        stream.finish()
+
+
+def test_a_compression_bomb_is_inflated_a_chunk_at_a_time(tmp_path, monkeypatch):
+    # 64 MiB of zeros is 65 kB of gzip: refused at the (lowered) budget, holding one chunk at a time.
+    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 8 << 20)
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(_gzipped((b"\0", 64 << 20)))
+    tracemalloc.start()
+    try:
+        with open(path, "rb") as file, pytest.raises(PipelineError, match="decompresses to more than 8,388,608 bytes"):
+            cifar._Inflated(file, path).seek(32 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * cifar._Inflated.CHUNK, peak
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda good: gzip.compress(b"") * 1000 + good, "not a readable .tar.gz archive"),  # empty members first
+        (lambda good: good + gzip.compress(b""), "data after the gzip stream"),  # a second, empty member
+        (lambda good: good + b"\0" * 4096, "data after the gzip stream"),  # padding
+        (lambda good: good[:-8] + bytes(8), "not a readable .tar.gz archive"),  # CRC-32 and length zeroed
+    ],
+    ids=["members-first", "second-member", "padding", "bad-crc"],
+)
+def test_the_archive_is_exactly_one_checked_gzip_member(tmp_path, tamper, message):
+    # Python's gzip module walks padding and empty members a byte or a member at a time, with no
+    # decompressed byte to count (docs/safety.md).
+    path = tmp_path / "a.tar.gz"
+    path.write_bytes(tamper(archives.tar_bytes(archives.official_members())))
+    with pytest.raises(PipelineError, match=message):
+        cifar.load_archive(path)
