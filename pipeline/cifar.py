@@ -534,33 +534,39 @@ class _Inflated:
     def _spend(self, size: int) -> None:
         self.spent += size
         if self.spent > MAX_ARCHIVE_BYTES:
-            raise PipelineError(f"{self.archive}: decompresses to more than {MAX_ARCHIVE_BYTES:,} bytes; "
-                                "the CIFAR-10 archive needs far less")
+            self._over_budget()
 
-    def _take(self, size: int) -> list[bytes]:
-        """Up to `size` bytes from the front, as parts; fewer only at the end of the member."""
+    def _over_budget(self):
+        raise PipelineError(f"{self.archive}: decompresses to more than {MAX_ARCHIVE_BYTES:,} bytes; "
+                            "the CIFAR-10 archive needs far less")
+
+    def _advance(self, size: int, keep: bool) -> list[bytes]:
+        """Move up to `size` bytes forward (fewer only at the end of the member); return them as parts
+        when `keep`, else nothing: a skipped member is never held."""
         if self.pos + size > MAX_ARCHIVE_BYTES:  # a header that asks for too much is refused unread
-            self._spend(MAX_ARCHIVE_BYTES + 1)
+            self._over_budget()
         parts, need = [], size
         while need:
             if self.at == len(self.pending):
                 self.pending, self.at = self._more(), 0
                 if not self.pending:
                     break
-            parts.append(self.pending[self.at:self.at + need])
-            self.at += len(parts[-1])
-            need -= len(parts[-1])
+            step = min(need, len(self.pending) - self.at)
+            if keep:
+                parts.append(self.pending[self.at:self.at + step])
+            self.at += step
+            need -= step
         self.pos += size - need
         return parts
 
     def read(self, size: int = -1) -> bytes:
-        return b"".join(self._take(MAX_ARCHIVE_BYTES - self.pos if size is None or size < 0 else size))
+        return b"".join(self._advance(MAX_ARCHIVE_BYTES - self.pos if size is None or size < 0 else size, keep=True))
 
     def seek(self, offset: int, whence: int = 0) -> int:
         target = offset if whence == 0 else self.pos + offset if whence == 1 else -1
         if target < self.pos:
             raise OSError("the archive is read forward only")
-        self._take(target - self.pos)
+        self._advance(target - self.pos, keep=False)
         return self.pos
 
     def tell(self) -> int:

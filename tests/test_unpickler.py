@@ -639,18 +639,54 @@ def test_every_inflated_byte_counts_and_the_stream_only_goes_forward(tmp_path):
 
 
 def test_a_compression_bomb_is_inflated_a_chunk_at_a_time(tmp_path, monkeypatch):
-    # 64 MiB of zeros is 65 kB of gzip: refused at the (lowered) budget, holding one chunk at a time.
+    # 64 MiB of zeros is 65 kB of gzip: read a little at a time, it is refused at the (lowered) budget,
+    # having inflated at most one chunk past it and held one chunk at a time.
     monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 8 << 20)
     path = tmp_path / "bomb.gz"
     path.write_bytes(_gzipped((b"\0", 64 << 20)))
     tracemalloc.start()
     try:
-        with open(path, "rb") as file, pytest.raises(PipelineError, match="decompresses to more than 8,388,608 bytes"):
-            cifar._Inflated(file, path).seek(32 << 20)
+        with open(path, "rb") as file:
+            stream = cifar._Inflated(file, path)
+            with pytest.raises(PipelineError, match="decompresses to more than 8,388,608 bytes"):
+                while stream.read(1 << 16):
+                    pass
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 3 * cifar._Inflated.CHUNK, peak
+    assert stream.tell() > (8 << 20) - (1 << 16) and stream.spent <= (8 << 20) + cifar._Inflated.CHUNK
+    assert peak < 4 * cifar._Inflated.CHUNK, peak  # a few chunks, not the 64 MiB
+
+
+def test_a_skipped_member_is_never_held(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, archives.official_members(), archives.member("cifar-10-batches-py/readme.html", size=64 << 20))
+    tracemalloc.start()
+    try:
+        assert cifar.load_archive(path)["test"][0].shape == (100, 32, 32, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak  # the 64 MiB readme is skipped a chunk at a time
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 512, 4096])
+def test_reads_and_seeks_across_chunks_match_the_plain_bytes(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(cifar._Inflated, "CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    plain = rng.integers(0, 4, 20_000, dtype=np.uint8).tobytes()  # compressible, so chunks of input and output differ
+    path = tmp_path / "blob.gz"
+    path.write_bytes(gzip.compress(plain))
+    with open(path, "rb") as file:
+        stream, expected = cifar._Inflated(file, path), io.BytesIO(plain)
+        for _ in range(200):
+            size = int(rng.integers(0, 700))
+            if rng.random() < 0.3:
+                assert stream.seek(size, 1) == expected.seek(min(expected.tell() + size, len(plain)))
+            else:
+                assert stream.read(size) == expected.read(size)
+        assert stream.read() == expected.read()
+        stream.finish()
 
 
 @pytest.mark.parametrize(
