@@ -5,9 +5,9 @@ hostile file names. Here nothing is extracted and no pickle machinery builds an 
 
 - **The tar** is one gzip member, inflated against one budget (`MAX_ARCHIVE_BYTES`) that counts every
   decompressed byte, tar headers and skipped members included; its CRC is checked and nothing may
-  follow it. Only plain ustar/GNU headers are accepted, as in
-  the official archive and the mirror: an extension header (GNU long name or link, pax records, GNU
-  sparse map) or a negative size is refused before `tarfile` parses anything after it. Each member's
+  follow it. Only plain ustar/GNU headers are accepted, as in the official archive and the mirror: an
+  extension header (GNU long name or link, pax records, GNU sparse map) or a negative size is refused
+  before `tarfile` parses anything after it. Each member's
   path, type and size are checked before it is read; a duplicate or unexpected member is refused.
 - **Each batch** is read by `SafeUnpickler`, a small interpreter for the part of pickle protocol 2 that
   the archive uses (the grammar below). Its `find_class` returns inert stand-ins: `numpy.ndarray`,
@@ -40,8 +40,9 @@ times over: objects made, items put into containers, memo writes and marks toget
 and the bytes `_codecs.encode` makes. An opcode that does not deepen the stack is counted, or follows
 one that was (BUILD, once per record a REDUCE made; APPENDS or SETITEMS of nothing, after a MARK), so
 a stream runs at most a few times `MAX_ITEMS` opcodes and holds at most `MAX_ITEMS` small objects and
-memo entries beside its own strings, whatever its length. Values may nest deeper than Python's recursion limit; nothing
-recurses into them. Every refusal is a `PipelineError` naming the archive member.
+memo entries beside its own strings, whatever its length. Values may nest deeper than Python's
+recursion limit; nothing recurses into them. Every refusal is a `PipelineError` naming the archive
+member.
 """
 
 from __future__ import annotations
@@ -239,7 +240,6 @@ def _describe(value, depth: int = 0) -> str:
 
 # ---------------------------------------------------------------- the interpreter
 
-_U1 = struct.Struct("<B").unpack_from
 _U2 = struct.Struct("<H").unpack_from
 _U4 = struct.Struct("<I").unpack_from
 _I4 = struct.Struct("<i").unpack_from
@@ -476,17 +476,18 @@ def _labels(value, source: str) -> np.ndarray:
     if type(value) is list:
         if not all(type(v) is int for v in value):
             raise PipelineError(f"{source}: labels must be a flat list of integers")
-        if value and (min(value) < 0 or max(value) >= NUM_CLASSES):
-            raise PipelineError(f"{source}: labels must be in 0..{NUM_CLASSES - 1}, found {min(value)}..{max(value)}")
-        return np.array(value, dtype=np.uint8)
-    if type(value) is ArrayRecord and value.raw is not None and len(value.shape) == 1:
-        labels = value.numpy()
-        if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise PipelineError(f"{source}: labels must be in 0..{NUM_CLASSES - 1}, found {labels.min()}..{labels.max()}")
-        return labels.astype(np.uint8)  # a copy
-    shape = value.shape if type(value) is ArrayRecord else None
-    raise PipelineError(f"{source}: labels must be a flat list of integers or a 1-D integer array, "
-                        f"got {_describe(value) if shape is None else f'an array of shape {shape}'}")
+        values = value
+        low, high = (min(value), max(value)) if value else (0, 0)
+    elif type(value) is ArrayRecord and value.raw is not None and len(value.shape) == 1:
+        values = value.numpy()
+        low, high = (values.min(), values.max()) if len(values) else (0, 0)
+    else:
+        shape = value.shape if type(value) is ArrayRecord else None
+        raise PipelineError(f"{source}: labels must be a flat list of integers or a 1-D integer array, "
+                            f"got {_describe(value) if shape is None else f'an array of shape {shape}'}")
+    if low < 0 or high >= NUM_CLASSES:
+        raise PipelineError(f"{source}: labels must be in 0..{NUM_CLASSES - 1}, found {low}..{high}")
+    return np.array(values, dtype=np.uint8)  # a new array either way
 
 
 def parse_meta(obj, source: str) -> list[str]:
@@ -590,7 +591,8 @@ class _Header(tarfile.TarInfo):
     header's body whole into memory and parses it (pax records in quadratic time on Python < 3.11.10,
     CVE-2024-6232; GNU sparse maps of any length), and handles a chain of them by recursion. The
     official archive and the mirror have none, so each is refused here, at its first header, before
-    any of that; so is a negative size (base-256), which would read as "the rest of the file".
+    any of that; so is a negative size (base-256; for an extension header tarfile would read its body
+    as the rest of the file).
     `_proc_member` is where `tarfile` dispatches on the header type."""
 
     EXTENSIONS = {tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLINK: "GNU long link",

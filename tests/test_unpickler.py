@@ -3,6 +3,7 @@ generated streams from the allowed opcodes and globals, the official layouts, an
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -36,6 +37,18 @@ def _parse(payload: bytes):
         return cifar.parse_batch(cifar.unpickle(payload, "data_batch_1"), "data_batch_1")
     except PipelineError:
         return None
+
+
+@contextlib.contextmanager
+def _traced_peak():
+    """Trace allocations in the block; the yielded list holds the peak, in bytes, once it ends."""
+    peak: list[int] = []
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
 
 
 def assert_valid_batch(result) -> None:
@@ -281,12 +294,9 @@ def _canonical(images: int = 3) -> bytes:
 @given(streams())
 @example(_canonical())  # the accepting branch runs on every run, not only when a draw happens to be valid
 def test_generated_streams_give_a_valid_batch_or_a_pipeline_error(payload):
-    tracemalloc.start()
-    try:
+    with _traced_peak() as traced:
         result = _parse(payload)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = traced[0]
     # Streams of this size allocate within a small multiple of their length (the fixed worst case, at
     # most MAX_ITEMS small objects, is test_a_stream_holds_at_most_max_items_small_objects).
     assert peak < 16 * len(payload) + (1 << 20), (peak, len(payload))
@@ -565,13 +575,9 @@ def test_tar_extension_headers_are_refused_before_their_body_is_read(tmp_path, k
     path = tmp_path / "a.tar.gz"
     name = "cifar-10-batches-py/test_batch" if kind == "gnu-sparse" else "././@LongLink"
     path.write_bytes(_gzipped(_header(name, EXTENSIONS[kind], body), (b"2 ", body), (b"\0", 1024)))
-    tracemalloc.start()
-    try:
-        with pytest.raises(PipelineError) as refused:
-            cifar.load_archive(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    with _traced_peak() as traced, pytest.raises(PipelineError) as refused:
+        cifar.load_archive(path)
+    peak = traced[0]
     assert str(refused.value).startswith(f"{path}: a "), refused.value
     assert f"header (tar type {EXTENSIONS[kind].decode()!r}); the CIFAR-10 archive is plain ustar/GNU tar" in str(refused.value)
     assert peak < 4 << 20, peak
@@ -644,16 +650,12 @@ def test_a_compression_bomb_is_inflated_a_chunk_at_a_time(tmp_path, monkeypatch)
     monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 8 << 20)
     path = tmp_path / "bomb.gz"
     path.write_bytes(_gzipped((b"\0", 64 << 20)))
-    tracemalloc.start()
-    try:
-        with open(path, "rb") as file:
-            stream = cifar._Inflated(file, path)
-            with pytest.raises(PipelineError, match="decompresses to more than 8,388,608 bytes"):
-                while stream.read(1 << 16):
-                    pass
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    with _traced_peak() as traced, open(path, "rb") as file:
+        stream = cifar._Inflated(file, path)
+        with pytest.raises(PipelineError, match="decompresses to more than 8,388,608 bytes"):
+            while stream.read(1 << 16):
+                pass
+    peak = traced[0]
     assert stream.tell() > (8 << 20) - (1 << 16) and stream.spent <= (8 << 20) + cifar._Inflated.CHUNK
     assert peak < 4 * cifar._Inflated.CHUNK, peak  # a few chunks, not the 64 MiB
 
@@ -661,12 +663,9 @@ def test_a_compression_bomb_is_inflated_a_chunk_at_a_time(tmp_path, monkeypatch)
 def test_a_skipped_member_is_never_held(tmp_path):
     path = tmp_path / "a.tar.gz"
     archives.write_archive(path, archives.official_members(), archives.member("cifar-10-batches-py/readme.html", size=64 << 20))
-    tracemalloc.start()
-    try:
+    with _traced_peak() as traced:
         assert cifar.load_archive(path)["test"][0].shape == (100, 32, 32, 3)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = traced[0]
     assert peak < 16 << 20, peak  # the 64 MiB readme is skipped a chunk at a time
 
 
