@@ -18,7 +18,7 @@ import pytest
 from tests import archives
 from tests.project import run_stage, scratch_params, set_params, start_stage, wait_stage
 from tests.servers import serve
-from tests.splits import write_prepared
+from tests.splits import BAD_PREPARED, write_bad_prepared, write_prepared
 
 ARCHIVE = "data/cifar-10-python.tar.gz"
 GOOD = "good-archive-bytes"
@@ -162,6 +162,35 @@ def test_preprocess_refuses_hostile_archives(project, case):
     assert_refused(project, "pipeline.preprocess", message, untouched="data/prepared/train.npz")
     assert not marker.exists()  # the pickled code never ran
     assert (prepared / "train.npz").read_text() == "previous good arrays"
+
+
+# ---------------------------------------------------------------- prepared data that must never train
+
+# (bad split, the stage that reads it): each way the issue names, through the stage that would use it.
+BAD_DATA_STAGES = [("fewer-labels", "pipeline.train sequential"), ("label-10", "pipeline.train parallel"),
+                   ("float-labels", "pipeline.evaluate sequential"), ("float-images", "pipeline.train sequential"),
+                   ("gray-images", "pipeline.evaluate parallel"), ("0-bytes", "pipeline.train parallel"),
+                   ("truncated", "pipeline.evaluate sequential")]
+
+
+@pytest.mark.slow
+def test_bad_prepared_data_never_trains_nor_scores(tmp_path):
+    # One scratch project per case, all stage processes at once (each spends seconds importing TensorFlow).
+    started = {}
+    for case, command in BAD_DATA_STAGES:
+        project = scratch_params(tmp_path / case)
+        split = "train" if "train" in command else "test"
+        write_prepared(project, 100, seed=1, split="test" if split == "train" else "train")
+        write_bad_prepared(project, case, split)
+        before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+        started[case] = (project, split, before, start_stage(project, *command.split()))
+    for case, (project, split, before, proc) in started.items():
+        code, _, err = wait_stage(proc)
+        lines = error_lines(err)
+        assert code == 1 and len(lines) == 1 and "Traceback" not in err, (case, err)
+        assert lines[0].startswith(f"pipeline.{'train' if split == 'train' else 'evaluate'}: error: "
+                                   f"data/prepared/{split}.npz: ") and BAD_PREPARED[case][1] in lines[0], (case, lines)
+        assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before, case  # nothing written
 
 
 # ---------------------------------------------------------------- params: case 13

@@ -5,6 +5,7 @@ import pytest
 
 from pipeline import data
 from pipeline.params import PipelineError
+from tests import splits
 
 LABELS = np.repeat(np.arange(10), 50)  # 50 per class, as in a balanced split
 
@@ -66,3 +67,27 @@ def test_unloadable_arrays_name_the_file(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(PipelineError, match="train.npz: cannot load prepared arrays"):
         data.load_split(bad)
+
+
+@pytest.mark.parametrize("case", list(splits.BAD_PREPARED))
+def test_every_reader_refuses_a_bad_split_in_one_line_naming_the_file(tmp_path, case):
+    splits.write_bad_prepared(tmp_path, case)
+    path = tmp_path / "data" / "prepared" / "train.npz"
+    message = splits.BAD_PREPARED[case][1]
+    with pytest.raises(PipelineError) as info:
+        data.load_split(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value) and "\n" not in str(info.value)
+    reads_labels = case in {"label-10", "label-negative", "float-labels", "2d-labels", "missing-labels", "0-bytes",
+                            "truncated", "not-npz"}
+    if reads_labels:  # split_size reads the labels alone: what is wrong with them alone is refused there too
+        with pytest.raises(PipelineError, match=None) as info:
+            data.split_size(path)
+        assert message in str(info.value)
+    else:
+        with np.load(path) as npz:
+            assert data.split_size(path) == len(npz["labels"])
+
+
+def test_a_good_split_passes_every_check(tmp_path, images):
+    split = _round_trip(tmp_path, images, "raw")
+    assert len(split.labels) == len(split.images) == 64 and split.labels.dtype == np.int64
