@@ -6,11 +6,17 @@ for the exit status). `run` turns a `PipelineError` into one line on stderr
 (`pipeline.<module>: error: ...`) and exit 1, a usage error into one line and exit 2, and Ctrl-C or
 SIGTERM into one line and exit 130. Outputs are written through `pipeline.atomic`, so an error or an
 interrupt never leaves a half-written file where a good one was.
+
+Reports go to stdout through `emit`: when the reader has gone (`python -m pipeline.gate ... | head`),
+the rest of the output is dropped quietly and the command still ends with its own status (a gate's
+verdict). A BrokenPipeError from any other write ends the command quietly with 141, as a shell reports
+a process that SIGPIPE stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +33,23 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+BROKEN_PIPE_EXIT = 141
+
+
+def _stdout_to_devnull() -> None:
+    """The reader of stdout has gone: what is still to be written (and flushed at exit) goes nowhere."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def emit(text: str, end: str = "\n") -> None:
+    """Print `text` on stdout; if the reader has gone, drop it and carry on (see the module docstring)."""
+    try:
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
 
 
 def raise_interrupt(signum, frame):
@@ -52,6 +75,9 @@ def run(main, argv=None, *, prog: str, error_exit: int = 1) -> int:
     except KeyboardInterrupt:
         print(interrupted(prog), file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return BROKEN_PIPE_EXIT
 
 
 def main(main_function, *, error_exit: int = 1) -> None:

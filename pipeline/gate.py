@@ -6,7 +6,9 @@
 
 `compare` gates accuracy. It reads the metrics in the workspace (or --current-dir) and those committed
 at REV (default `main`, read with `git show`, so no checkout or DVC cache is needed) or kept in
---baseline-dir. A model fails when its test_accuracy drops by more than gate.max_accuracy_drop.<model>.
+--baseline-dir. A model fails when its test accuracy drops by more than gate.max_accuracy_drop.<model>,
+decided in correctly classified images (`accuracy_verdict`): on 2,000 test images a tolerance of 0.03
+allows a drop of exactly 60 images, and 61 fail, whatever the baseline.
 Runs of different settings (any of `SETTINGS`: image counts, epochs and limits, loss, learning rate, seed,
 normalization, distribution, backend, lstm-step settings) are refused, exit 2. Its timing rows are advisory (`timing_advisory`): times from
 two runs differ by more than their within-run noise, so they never fail the gate.
@@ -19,6 +21,7 @@ worker pairs with a hierarchical-bootstrap interval (`pooled_slowdown`), failing
 exceeds gate.max_slowdown and the interval lies above 0 (`regressed`). Sampling stops once every
 interval lies on one side of the allowance, or at gate.ab_max_pairs / gate.ab_budget_s. The command-line
 overrides go through the same checks as params.yaml. docs/gates.md has the measured error rates.
+`ab` imports and runs the code of both revisions: use it on revisions whose code you trust.
 
 Exit status: 0 pass, 1 a gate failed, 2 a usage error (no baseline, missing metric, unreadable file,
 different settings, an invalid override), the last ones with one clear line on stderr.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from fractions import Fraction
 import os
 import select
 import subprocess
@@ -38,10 +42,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pipeline import cli, params, profiles
 from pipeline.atomic import write_text
+from pipeline.gitcmd import git, revision
 
 # A median's standard error is about 1.2533 * sigma / sqrt(n) for normal noise, and sigma is about
 # IQR / 1.349: the conversion used for the spread that the metrics record.
@@ -77,11 +81,37 @@ class Row:
     advisory: bool = False  # reported, never fails: timing compared across runs (compare mode)
 
 
-def accuracy_verdict(metric: str, baseline: float, current: float, max_drop: float) -> Row:
-    """Fail when accuracy falls by more than `max_drop` (absolute); a rise always passes."""
-    change = current - baseline
-    return Row(metric, f"{baseline:.4f}", f"{current:.4f}", f"{change:+.4f}", f">= {-max_drop:+.4f}",
-               change >= -max_drop)
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """A test accuracy as the count behind it: `correct` of `images` test images."""
+
+    correct: int
+    images: int
+
+    @property
+    def accuracy(self) -> Fraction:
+        return Fraction(self.correct, self.images)
+
+
+def allowed_drop_images(max_drop: float, images: int) -> int:
+    """How many correct images a model may lose: max_drop x images, rounded down, with max_drop taken as
+    the decimal written in params.yaml (0.03 is 3/100, not the float nearest to it)."""
+    return math.floor(Fraction(str(max_drop)) * images)
+
+
+def accuracy_verdict(metric: str, baseline: Scored, current: Scored, max_drop: float) -> Row:
+    """Fail when accuracy falls by more than `max_drop` (absolute); a rise always passes. Decided exactly,
+    in counts: on the same test images, a drop of `allowed_drop_images` passes and one more image fails."""
+    change = current.accuracy - baseline.accuracy
+    if baseline.images == current.images:
+        allowed = allowed_drop_images(max_drop, baseline.images)
+        moved, limit = f" ({current.correct - baseline.correct:+d} images)", f" ({-allowed:+d} images)"
+    else:
+        moved = limit = ""
+    return Row(metric, f"{float(baseline.accuracy):.4f} ({baseline.correct} of {baseline.images})",
+               f"{float(current.accuracy):.4f} ({current.correct} of {current.images})",
+               f"{float(change):+.4f}{moved}", f">= {-max_drop:+.4f}{limit}",
+               change >= -Fraction(str(max_drop)))
 
 
 def timing_advisory(metric: str, baseline: Timing, current: Timing, z: float) -> Row:
@@ -206,9 +236,8 @@ def _read_metrics(source: str, names: list[str], read) -> dict:
     for name in names:
         try:
             metrics[name] = json.loads(read(name))
-        except (OSError, subprocess.CalledProcessError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            detail = getattr(exc, "stderr", "") or exc
-            raise GateUsageError(f"{source}: cannot read {name}: {str(detail).strip().splitlines()[0]}") from None
+        except (OSError, params.PipelineError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GateUsageError(f"{source}: cannot read {name}: {(str(exc).strip().splitlines() or ['?'])[0]}") from None
         if not isinstance(metrics[name], dict):
             raise GateUsageError(f"{source}: {name} is not a metrics object (a JSON {type(metrics[name]).__name__})")
     return metrics
@@ -216,8 +245,7 @@ def _read_metrics(source: str, names: list[str], read) -> dict:
 
 def metrics_at_rev(rev: str, metrics_dir: str, names: list[str]) -> dict:
     def read(name):
-        return subprocess.run(["git", "show", f"{rev}:{metrics_dir}/{name}"], capture_output=True,
-                              text=True, check=True).stdout
+        return git("show", "--end-of-options", f"{rev}:{metrics_dir}/{name}").decode()
     return _read_metrics(f"baseline {rev}", names, read)
 
 
@@ -235,6 +263,18 @@ def _get(metrics: dict, file: str, *keys) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise GateUsageError(f"{file}: metric {'.'.join(keys)} is {value!r}, not a number")
     return value
+
+
+def scored(metrics: dict, file: str) -> Scored:
+    """The correct-image count behind an evaluate file's test_accuracy (recorded to 5 decimals, so that
+    accuracy x test_images is within 0.05 of a whole count for up to 10,000 images)."""
+    images = _get(metrics, file, "test_images")
+    accuracy = _get(metrics, file, "test_accuracy")
+    if not isinstance(images, int) or images < 1:
+        raise GateUsageError(f"{file}: metric test_images is {images!r}, not a count of images >= 1")
+    if not 0 <= accuracy <= 1:
+        raise GateUsageError(f"{file}: metric test_accuracy is {accuracy!r}, not in 0 .. 1")
+    return Scored(round(accuracy * images), images)
 
 
 def metric_files(paths: params.Paths) -> dict[str, str]:
@@ -279,8 +319,8 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
         raise SettingsChanged(f"{next(iter(changed.values()))}; compare runs of the same profile")
     accuracy = []
     for m in params.MODEL_NAMES:
-        row = accuracy_verdict(f"{m} test_accuracy", _get(base, files[f"evaluate-{m}"], "test_accuracy"),
-                               _get(cur, files[f"evaluate-{m}"], "test_accuracy"), cfg.max_accuracy_drop.of(m))
+        file = files[f"evaluate-{m}"]
+        row = accuracy_verdict(f"{m} test_accuracy", scored(base, file), scored(cur, file), cfg.max_accuracy_drop.of(m))
         if f"train-{m}" in changed or f"evaluate-{m}" in changed:
             row = dataclasses.replace(row, allowed="not gated: new settings", passed=True, advisory=True)
         accuracy.append(row)
@@ -379,7 +419,7 @@ class Worker:
 
 
 def _worktree(rev: str, into: Path) -> Path:
-    result = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(into), rev],
+    result = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", "--end-of-options", str(into), rev],
                             capture_output=True, text=True)
     if result.returncode:
         raise GateUsageError(f"git rev {rev!r}: cannot check out: {result.stderr.strip().splitlines()[-1]}")
@@ -510,12 +550,7 @@ AB_OVERRIDES = (("--processes", "ab_processes", int), ("--min-pairs", "ab_min_pa
 
 def with_overrides(overrides: dict, path: Path = params.PARAMS_FILE) -> params.Params:
     """params.yaml with dotted-key `overrides`, read once and validated exactly as the file itself is."""
-    try:
-        mapping = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        params.load(path)  # the one-line error params.load gives for this file
-        raise params.PipelineError(f"{path}: {exc}") from None
-    return params.parse(profiles.apply(mapping, overrides), f"{path} with the command-line overrides")
+    return params.parse(profiles.apply(params.load_mapping(path), overrides), f"{path} with the command-line overrides")
 
 
 def _gate(argv) -> int:
@@ -528,7 +563,11 @@ def _gate(argv) -> int:
     cmp_.add_argument("--allow-new-settings", action="store_true",
                       help="a model whose settings changed gets an advisory accuracy row (a commit that changed "
                            "the profile); the other model is still gated")
-    ab_ = sub.add_parser("ab", help="interleaved same-machine timing of two revs")
+    ab_ = sub.add_parser("ab", help="interleaved same-machine timing of two revs (runs the code of both: "
+                                    "use it on revisions you trust)",
+                         description="Time the benchmarks of two revisions side by side on this machine. "
+                                     "It imports and runs the code of BOTH revisions (their pipeline/speed.py and "
+                                     "what it imports): use it only on revisions whose code you trust.")
     ab_.add_argument("--base", default="HEAD~1", help="baseline git rev (default HEAD~1)")
     ab_.add_argument("--head", help="head git rev (default: the working tree)")
     for flag, key, kind in AB_OVERRIDES:
@@ -539,6 +578,9 @@ def _gate(argv) -> int:
     for p in (cmp_, ab_):
         p.add_argument("--report", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
+    for option in ("baseline", "base", "head"):
+        if getattr(args, option, None) is not None:
+            revision(getattr(args, option), f"--{option}")
     overrides = {f"gate.{key}": getattr(args, key) for _, key, _ in AB_OVERRIDES
                  if getattr(args, key, None) is not None}
     p = with_overrides(overrides) if overrides else params.load()
@@ -562,12 +604,12 @@ def _gate(argv) -> int:
             notes = [f"{notes[0]}; speed not gated"]
     if sections is None:
         report = f"## {title}\n\n- {notes[0]}.\n"
-        print(report)
+        cli.emit(report)
         if args.report:
             write_text(args.report, report)
         return 0
     report = markdown(title, sections, notes)
-    print(report)
+    cli.emit(report)
     if args.report:
         write_text(args.report, report)
     failed = [r.metric for rows in sections.values() for r in rows if not r.passed]

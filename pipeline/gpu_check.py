@@ -171,7 +171,7 @@ def prepare(run: Run, cpu: bool) -> params.Params:
         raise PipelineError(f"the mirror tool failed (exit {code}); see {run.out_dir / 'gpu-check.log'}")
     archive = run.work / "mirror" / "cifar-10-python.tar.gz"
     md5 = Path(f"{archive}.md5").read_text().split()[0]
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = params.load_mapping(ROOT / "params.yaml")
     overrides = {**profiles.PROFILES["tutorial"], **(CPU_WORK if cpu else GPU_WORK),
                  "download.url": archive.as_uri(), "download.md5": md5}
     raw = profiles.apply(raw, overrides)

@@ -41,7 +41,7 @@ import yaml
 from pipeline import cli, params
 from pipeline.atomic import write_text
 from pipeline.gate import SETTINGS
-from pipeline.gitcmd import git
+from pipeline.gitcmd import git, revision
 from pipeline.params import PipelineError
 
 LOOKBACK = 8
@@ -107,7 +107,8 @@ class Point:
 
 def read_commits(rev: str, paths: list[str], repo: Path = Path(".")) -> list[Commit]:
     """`paths` at every commit on the first-parent line of `rev` in `repo`, oldest first, through one `git cat-file`."""
-    log = git("log", "--first-parent", "--reverse", "--format=%H%x1f%s%x1f%cI", rev, "--", repo=repo).decode()
+    log = git("log", "--first-parent", "--reverse", "--format=%H%x1f%s%x1f%cI", "--end-of-options", rev, "--",
+              repo=repo).decode()
     lines = [line.split("\x1f") for line in log.splitlines() if line]
     queries = "".join(f"{sha}:{path}\n" for sha, _, _ in lines for path in paths)
     out = git("cat-file", "--batch", stdin=queries.encode(), repo=repo)
@@ -315,6 +316,9 @@ def main(argv=None) -> None:
     parser.add_argument("--since", help="summarise only changes at commits after this one (e.g. the PR's base)")
     parser.add_argument("--summary", type=Path, help="also write the markdown summary here")
     args = parser.parse_args(argv)
+    revision(args.rev, "--rev")
+    if args.since is not None:
+        revision(args.since, "--since")
     p = params.load().paths
     files = sorted({str(p.train_metrics(m)) for m in params.MODEL_NAMES} | {str(p.evaluate_metrics(m)) for m in params.MODEL_NAMES}
                    | {str(p.lstm_step_metrics), "dvc.lock"})
@@ -323,7 +327,7 @@ def main(argv=None) -> None:
         raise PipelineError(f"{args.rev} has no commits")
     since_index = -1
     if args.since:
-        since = git("rev-parse", "--verify", f"{args.since}^{{commit}}").decode().strip()
+        since = git("rev-parse", "--verify", "--end-of-options", f"{args.since}^{{commit}}").decode().strip()
         matches = [i for i, c in enumerate(commits) if c.sha == since]
         if not matches:
             raise PipelineError(f"--since {args.since}: not on the first-parent line of {args.rev}")
@@ -333,9 +337,9 @@ def main(argv=None) -> None:
     text = summary(grouped, since_index)
     if args.summary:
         write_text(args.summary, text)
-    print(text, end="")
+    cli.emit(text, end="")
     runs = sum(len(s) for segments in grouped.values() for s in segments)
-    print(f"history: {len(commits)} commits, {runs} runs -> {args.out}")
+    cli.emit(f"history: {len(commits)} commits, {runs} runs -> {args.out}")
 
 
 if __name__ == "__main__":

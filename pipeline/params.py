@@ -259,14 +259,43 @@ def parse(mapping, source: str = str(PARAMS_FILE)) -> Params:
     return _build(Params, mapping, "", source)
 
 
-def load(path: Path | str = PARAMS_FILE) -> Params:
+def _duplicate_key(node, prefix: str = "") -> str | None:
+    """The first key given twice in one mapping of a composed YAML document, as `dotted.key (line N)`."""
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                return f"{prefix}{key} (line {key_node.start_mark.line + 1})"
+            seen.add(key)
+            found = _duplicate_key(value_node, f"{prefix}{key}.")
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{prefix}{index}.")
+            if found:
+                return found
+    return None
+
+
+def load_mapping(path: Path | str = PARAMS_FILE):
+    """The YAML of a params file, not yet validated; unreadable, not YAML or a key given twice (which
+    YAML would silently resolve to its last value) is one line naming the file."""
     path = Path(path)
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read params: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: cannot read params: {getattr(exc, 'strerror', None) or exc}") from None
     try:
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
         mapping = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse(mapping, str(path))
+    if duplicate:
+        raise PipelineError(f"{path}: duplicate key {duplicate}; each key may appear once")
+    return mapping
+
+
+def load(path: Path | str = PARAMS_FILE) -> Params:
+    return parse(load_mapping(path), str(Path(path)))

@@ -149,8 +149,8 @@ def main(argv=None) -> None:
     for suffix, content in ((".md", text), (".csv", summary.to_csv(index=False)),
                             ("-runs.csv", table.to_csv(index=False))):
         write_text(args.out.parent / (args.out.name + suffix), content)
-    print(text, end="")
-    print(f"report: {len(table)} runs in {len(summary)} settings -> {args.out}.md, .csv, -runs.csv")
+    cli.emit(text, end="")
+    cli.emit(f"report: {len(table)} runs in {len(summary)} settings -> {args.out}.md, .csv, -runs.csv")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import cli, params
-from pipeline.gitcmd import git
+from pipeline.gitcmd import git, revision
 from pipeline.params import PipelineError
 
 DEFAULT_OUT = Path("reports/runs")
@@ -44,7 +44,7 @@ def _git(*args: str) -> str:
 
 
 def first_parent(sha: str) -> str | None:
-    return (_git("rev-list", "--parents", "-n", "1", sha).split()[1:2] or [None])[0]
+    return (_git("rev-list", "--parents", "-n", "1", "--end-of-options", sha).split()[1:2] or [None])[0]
 
 
 def resolve(name_or_rev: str) -> tuple[str, str]:
@@ -54,7 +54,7 @@ def resolve(name_or_rev: str) -> tuple[str, str]:
         if refname.rsplit("/", 1)[-1] == name_or_rev or refname == name_or_rev:
             return sha, refname.rsplit("/", 1)[-1]
     try:
-        return _git("rev-parse", "--verify", "--quiet", f"{name_or_rev}^{{commit}}").strip(), ""
+        return _git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{name_or_rev}^{{commit}}").strip(), ""
     except PipelineError:
         raise PipelineError(f"{name_or_rev}: neither an experiment (git for-each-ref refs/exps) nor a commit") from None
 
@@ -63,9 +63,10 @@ def written_files(sha: str, parent: str | None, paths: params.Paths) -> list[str
     """The metrics and plots files that commit `sha` changed against its first parent (all, for a root commit)."""
     dirs = [str(paths.metrics_dir), str(paths.plots_dir)]
     if parent:
-        changed = _git("diff", "--name-only", "--no-renames", "--diff-filter=AM", parent, sha, "--", *dirs)
+        changed = _git("diff", "--name-only", "--no-renames", "--diff-filter=AM", "--end-of-options", parent, sha, "--",
+                       *dirs)
     else:
-        changed = _git("ls-tree", "-r", "--name-only", sha, "--", *dirs)
+        changed = _git("ls-tree", "-r", "--name-only", "--end-of-options", sha, "--", *dirs)
     return sorted(changed.split())
 
 
@@ -91,7 +92,7 @@ def export(name_or_rev: str, out_root: Path, name: str | None, files: list[str] 
     try:
         for path in [*LOCKS, *chosen]:
             try:
-                blob = git("show", f"{sha}:{path}")
+                blob = git("show", "--end-of-options", f"{sha}:{path}")
             except PipelineError:
                 if path in chosen:
                     raise PipelineError(f"{path} is not in {sha[:7]}") from None
@@ -99,7 +100,7 @@ def export(name_or_rev: str, out_root: Path, name: str | None, files: list[str] 
             (staging / path).parent.mkdir(parents=True, exist_ok=True)
             (staging / path).write_bytes(blob)
         record = {"name": name, "experiment": experiment or None, "rev": sha, "baseline": parent,
-                  "timestamp": _git("log", "-1", "--format=%cI", sha).strip(), "files": chosen,
+                  "timestamp": _git("log", "-1", "--format=%cI", "--end-of-options", sha).strip(), "files": chosen,
                   "exported_with": f"python -m pipeline.runs export {name_or_rev}" + (f" --name {name}" if name != (experiment or sha[:7]) else "")}
         (staging / "run.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
         os.replace(staging, dest)
@@ -139,12 +140,13 @@ def main(argv=None) -> None:
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where runs live (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     if args.command == "export":
+        revision(args.run, "run")
         dest = export(args.run, args.out, args.name, args.files, params.load().paths)
         files = yaml.safe_load((dest / "run.yaml").read_text())["files"]
-        print(f"runs: {args.run} -> {dest} ({len(files)} metrics/plots files, params.yaml, locks)")
+        cli.emit(f"runs: {args.run} -> {dest} ({len(files)} metrics/plots files, params.yaml, locks)")
     else:
         for run in load(args.out):
-            print(f"{run['name']}\t{run['rev'][:7]}\t{run['timestamp']}\t{len(run['metrics'])} metrics files")
+            cli.emit(f"{run['name']}\t{run['rev'][:7]}\t{run['timestamp']}\t{len(run['metrics'])} metrics files")
 
 
 if __name__ == "__main__":

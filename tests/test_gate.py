@@ -2,26 +2,67 @@
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from pipeline import gate, params
+from pipeline import cli, gate, params
 from tests import gate_sim
-from tests.project import ROOT
+from tests.project import ROOT, set_params
 
 TIGHT = dict(iqr_ms=1.0, n=50)
 
 
+def _scored(accuracy, images=2000):
+    return gate.Scored(round(accuracy * images), images)
+
+
 def test_accuracy_drop_beyond_tolerance_fails():
-    assert not gate.accuracy_verdict("acc", 0.50, 0.47, max_drop=0.02).passed
+    assert not gate.accuracy_verdict("acc", _scored(0.50), _scored(0.47), max_drop=0.02).passed
 
 
 def test_accuracy_change_within_tolerance_passes():
-    assert gate.accuracy_verdict("acc", 0.50, 0.485, max_drop=0.02).passed
-    assert gate.accuracy_verdict("acc", 0.50, 0.60, max_drop=0.02).passed
+    assert gate.accuracy_verdict("acc", _scored(0.50), _scored(0.485), max_drop=0.02).passed
+    assert gate.accuracy_verdict("acc", _scored(0.50), _scored(0.60), max_drop=0.02).passed
+
+
+@pytest.mark.parametrize("images, max_drop, allowed", [(2000, 0.03, 60), (10000, 0.03, 300), (2000, 0.0305, 61),
+                                                       (2000, 0.0304, 60), (1000, 0.001, 1), (2000, 0.0, 0)])
+def test_the_boundary_is_exact_in_images_for_every_baseline(images, max_drop, allowed):
+    # Every baseline count of the test set, as the evaluate stage records it (5 decimals) and the gate reads
+    # it back: a drop of exactly the tolerance passes, one image more fails (0.3115 -> 0.2815 used to fail).
+    assert gate.allowed_drop_images(max_drop, images) == allowed
+    for correct in range(allowed, images + 1):
+        base = {"e.json": {"test_accuracy": round(correct / images, 5), "test_images": images}}
+        at = {"e.json": {"test_accuracy": round((correct - allowed) / images, 5), "test_images": images}}
+        verdict = gate.accuracy_verdict("acc", gate.scored(base, "e.json"), gate.scored(at, "e.json"), max_drop)
+        assert verdict.passed, (correct, verdict)
+        if correct - allowed >= 1:
+            past = {"e.json": {"test_accuracy": round((correct - allowed - 1) / images, 5), "test_images": images}}
+            assert not gate.accuracy_verdict("acc", gate.scored(base, "e.json"), gate.scored(past, "e.json"),
+                                             max_drop).passed, correct
+
+
+def test_the_accuracy_row_shows_counts():
+    row = gate.accuracy_verdict("acc", _scored(0.3115), _scored(0.2815), 0.03)
+    assert (row.baseline, row.current, row.change, row.allowed, row.passed) == (
+        "0.3115 (623 of 2000)", "0.2815 (563 of 2000)", "-0.0300 (-60 images)", ">= -0.0300 (-60 images)", True)
+
+
+@pytest.mark.parametrize("evaluate, message", [
+    ({"test_accuracy": 0.5, "test_images": 0}, "metric test_images is 0, not a count of images >= 1"),
+    ({"test_accuracy": 0.5, "test_images": 2000.0}, "metric test_images is 2000.0, not a count"),
+    ({"test_accuracy": 1.5, "test_images": 2000}, "metric test_accuracy is 1.5, not in 0 .. 1"),
+    ({"test_accuracy": -0.1, "test_images": 2000}, "metric test_accuracy is -0.1, not in 0 .. 1"),
+    ({"test_accuracy": 0.5}, "missing metric test_images"),
+])
+def test_an_accuracy_that_is_no_count_is_refused(evaluate, message):
+    with pytest.raises(gate.GateUsageError, match=None) as info:
+        gate.scored({"e.json": evaluate}, "e.json")
+    assert str(info.value) == f"e.json: {message}" or message in str(info.value)
 
 
 def test_timing_across_runs_is_advisory_however_large_the_change():
@@ -31,7 +72,7 @@ def test_timing_across_runs_is_advisory_however_large_the_change():
 
 
 def test_report_is_a_markdown_table_with_separate_sections():
-    rows = {"Accuracy": [gate.accuracy_verdict("sequential test_accuracy", 0.5, 0.4, 0.02)],
+    rows = {"Accuracy": [gate.accuracy_verdict("sequential test_accuracy", _scored(0.5), _scored(0.4), 0.02)],
             "Timing": [gate.timing_advisory("t", gate.Timing(100, **TIGHT), gate.Timing(101, **TIGHT), 3)]}
     text = gate.markdown("Gate", rows, ["a note"])
     assert "| metric | baseline | current | change | allowed | verdict |" in text
@@ -48,14 +89,18 @@ LSTM_STEP = {"batch_size": 100, "units": 50, "warmup_steps": 3, "rounds": 20, "b
 
 
 def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, changes=None):
-    """A metrics folder as the pipeline writes it; `changes` = {file kind: {key: value}} on top."""
+    """A metrics folder as the pipeline writes it; `accuracy` is one for both models or {model: accuracy};
+    `changes` = {file kind: {key: value}} on top, or {model: {file kind: {key: value}}} for one model."""
     changes = changes or {}
     out = tmp_path / name
     out.mkdir()
     for model in ("sequential", "parallel"):
-        train = {**TRAIN, "model": model, "step_time_ms_median": step_ms, **changes.get("train", {})}
-        evaluate = {"model": model, "test_accuracy": accuracy, "test_images": 2000, "backend": "tensorflow",
-                    **changes.get("evaluate", {})}
+        own = changes.get(model, {})
+        acc = accuracy[model] if isinstance(accuracy, dict) else accuracy
+        train = {**TRAIN, "model": model, "step_time_ms_median": step_ms, **changes.get("train", {}),
+                 **own.get("train", {})}
+        evaluate = {"model": model, "test_accuracy": acc, "test_images": 2000, "backend": "tensorflow",
+                    **changes.get("evaluate", {}), **own.get("evaluate", {})}
         (out / f"train-{model}.json").write_text(json.dumps(train))
         (out / f"evaluate-{model}.json").write_text(json.dumps(evaluate))
     core = {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
@@ -108,8 +153,81 @@ def test_allow_new_settings_passes_a_profile_change_with_a_notice_but_still_gate
     (mixed / "train-parallel.json").write_text(json.dumps({**trained, "epochs": 10}))
     assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(mixed), "--allow-new-settings"]) == 1
     out = capsys.readouterr().out
-    assert "| sequential test_accuracy | 0.5000 | 0.1000 | -0.4000 | >= -0.0300 | **FAIL** |" in out
-    assert "| parallel test_accuracy | 0.5000 | 0.1000 | -0.4000 | not gated: new settings | advisory |" in out
+    assert ("| sequential test_accuracy | 0.5000 (1000 of 2000) | 0.1000 (200 of 2000) | -0.4000 (-800 images) | "
+            ">= -0.0300 (-60 images) | **FAIL** |") in out
+    assert ("| parallel test_accuracy | 0.5000 (1000 of 2000) | 0.1000 (200 of 2000) | -0.4000 (-800 images) | "
+            "not gated: new settings | advisory |") in out
+
+
+# ---------------------------------------------------------------- compare, one model at a time
+
+PER_MODEL = {"sequential": 0.31, "parallel": 0.36}
+
+
+def _compare(tmp_path, base, current, *extra):
+    return gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current), *extra])
+
+
+def _row(out, model):
+    return next(line for line in out.splitlines() if line.startswith(f"| {model} test_accuracy |"))
+
+
+def test_each_model_is_compared_with_its_own_baseline(tmp_path, in_root, capsys):
+    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
+    assert _compare(tmp_path, base, _metrics(tmp_path, "same", accuracy=PER_MODEL)) == 0
+    out = capsys.readouterr().out
+    assert "| 0.3100 (620 of 2000) | 0.3100 (620 of 2000) | +0.0000 (+0 images) |" in _row(out, "sequential")
+    assert "| 0.3600 (720 of 2000) | 0.3600 (720 of 2000) | +0.0000 (+0 images) |" in _row(out, "parallel")
+    # the models swapped: each has moved by 0.05 against its own baseline, one down (fails), one up
+    assert _compare(tmp_path, base, _metrics(tmp_path, "swapped", accuracy={"sequential": 0.36, "parallel": 0.31})) == 1
+    out = capsys.readouterr().out
+    assert _row(out, "sequential").endswith("| +0.0500 (+100 images) | >= -0.0300 (-60 images) | pass |")
+    assert _row(out, "parallel").endswith("| -0.0500 (-100 images) | >= -0.0300 (-60 images) | **FAIL** |")
+
+
+@pytest.mark.parametrize("dropped", ["sequential", "parallel"])
+def test_a_drop_of_one_model_alone_fails_the_gate(tmp_path, in_root, capsys, dropped):
+    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
+    worse = {**PER_MODEL, dropped: PER_MODEL[dropped] - 0.0305}  # 61 images
+    assert _compare(tmp_path, base, _metrics(tmp_path, "worse", accuracy=worse)) == 1
+    captured = capsys.readouterr()
+    assert _row(captured.out, dropped).endswith("| **FAIL** |")
+    other = next(m for m in PER_MODEL if m != dropped)
+    assert _row(captured.out, other).endswith("| pass |")
+    assert captured.err.strip() == f"pipeline.gate: FAIL: {dropped} test_accuracy"
+    at_tolerance = {**PER_MODEL, dropped: PER_MODEL[dropped] - 0.03}  # 60 images: allowed
+    assert _compare(tmp_path, base, _metrics(tmp_path, "at", accuracy=at_tolerance)) == 0
+
+
+@pytest.mark.parametrize("changed", ["sequential", "parallel"])
+def test_one_models_new_settings_leave_the_other_model_gated(tmp_path, in_root, capsys, changed):
+    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
+    other = next(m for m in PER_MODEL if m != changed)
+    both_dropped = {m: a - 0.1 for m, a in PER_MODEL.items()}
+    current = _metrics(tmp_path, "cur", accuracy=both_dropped, changes={changed: {"train": {"epochs": 10}}})
+    assert _compare(tmp_path, base, current) == 2
+    assert f"train-{changed}.json: baseline and current come from different settings (epochs 2 vs 10)" in capsys.readouterr().err
+    assert _compare(tmp_path, base, current, "--allow-new-settings") == 1
+    captured = capsys.readouterr()
+    assert _row(captured.out, changed).endswith("| not gated: new settings | advisory |")
+    assert _row(captured.out, other).endswith("| **FAIL** |")
+    assert captured.err.strip() == f"pipeline.gate: FAIL: {other} test_accuracy"
+    # its evaluate settings alone (the test images) count as new settings too
+    scored_again = _metrics(tmp_path, "images", accuracy=PER_MODEL, changes={changed: {"evaluate": {"test_images": 1000}}})
+    assert _compare(tmp_path, base, scored_again, "--allow-new-settings") == 0
+    assert _row(capsys.readouterr().out, changed).endswith("| not gated: new settings | advisory |")
+
+
+@pytest.mark.parametrize("missing", ["train-sequential.json", "evaluate-sequential.json", "train-parallel.json",
+                                     "evaluate-parallel.json", "lstm-step.json"])
+@pytest.mark.parametrize("side", ["base", "cur"])
+def test_one_missing_metrics_file_is_one_line_naming_it(tmp_path, in_root, capsys, missing, side):
+    dirs = {name: _metrics(tmp_path, name, accuracy=PER_MODEL) for name in ("base", "cur")}
+    (dirs[side] / missing).unlink()
+    assert _compare(tmp_path, dirs["base"], dirs["cur"]) == 2
+    err = capsys.readouterr().err
+    label = "baseline" if side == "base" else "current"
+    assert err.count("\n") == 1 and f"{label} {dirs[side]}: cannot read {missing}" in err
 
 
 def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, capsys):
@@ -443,3 +561,129 @@ def test_a_worker_that_misbehaves_is_one_line_and_exit_2(tmp_path, in_root, monk
     assert gate.main(["ab", "--base", "HEAD", "--head", "HEAD", "--processes", "2", "--min-pairs", "6"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("gate ab: ")]
     assert len(err) == 1 and message in err[0], err
+
+
+# ---------------------------------------------------------------- A/B mode end to end, with stand-in workers
+# tests/ab_standin.py answers scripted step times through the gate's real protocol, worktrees and report; the
+# verdict comes from params.yaml's gate section of a scratch repository.
+
+STANDIN = ROOT / "tests" / "ab_standin.py"
+
+
+@pytest.fixture
+def scratch_repo(tmp_path, monkeypatch):
+    """A git repository holding this checkout's params.yaml, as the current directory; `gate.WORKER` is
+    the stand-in. Returns a function that sets gate keys in params.yaml and commits them."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for cmd in (["init", "-q"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(gate, "WORKER", STANDIN)
+
+    def commit(**gate_keys):
+        set_params(repo, **{f"gate.{key}": value for key, value in gate_keys.items()})
+        subprocess.run(["git", "add", "params.yaml"], cwd=repo, check=True)
+        subprocess.run(["git", "commit", "-qm", "params", "--allow-empty"], cwd=repo, check=True)
+
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    commit()
+    return commit
+
+
+def _standin_ab(tmp_path, monkeypatch, capsys, base_ms, head_ms, names=("t1", "t2"), processes=2):
+    """`gate ab --base HEAD --head HEAD` with stand-in workers: worker i of a side answers
+    `ms[i]` (a list cycled over its steps), the same for every benchmark. Returns (exit, stdout, stderr)."""
+    claims = tmp_path / f"claims-{len(list(tmp_path.glob('claims-*')))}"
+    claims.mkdir()
+    monkeypatch.setenv("AB_STANDIN", json.dumps({
+        "benchmarks": list(names), "claims": str(claims),
+        "ms": {"base": {n: base_ms for n in names}, "head": {n: head_ms for n in names}}}))
+    code = gate.main(["ab", "--base", "HEAD", "--head", "HEAD", "--processes", str(processes)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _verdicts(out):
+    return [line.rsplit("|", 2)[1].strip() for line in out.splitlines() if line.startswith("| t")]
+
+
+def test_ab_fails_a_head_13x_slower_and_passes_identical_timings(tmp_path, scratch_repo, monkeypatch, capsys):
+    scratch_repo(ab_min_pairs=6, ab_max_pairs=6)
+    base = [[100.0, 101.0, 99.0]] * 2
+    code, out, err = _standin_ab(tmp_path, monkeypatch, capsys, base, [[130.0, 131.3, 128.7]] * 2)
+    assert code == 1 and _verdicts(out) == ["**FAIL**", "**FAIL**"]
+    assert "**FAIL**: 2 of 2 checks failed" in out and "| +30.0% [+30.0% .. +30.0%] (6 pairs;" in out
+    assert err.splitlines()[-1] == "pipeline.gate: FAIL: t1, t2"
+    code, out, _ = _standin_ab(tmp_path, monkeypatch, capsys, base, base)
+    assert code == 0 and _verdicts(out) == ["pass", "pass"] and "**PASS**: 0 of 2 checks failed" in out
+
+
+@pytest.mark.parametrize("max_slowdown, code", [(0.19, 1), (0.21, 0)])
+def test_ab_takes_its_allowance_from_params_yaml(tmp_path, scratch_repo, monkeypatch, capsys, max_slowdown, code):
+    scratch_repo(max_slowdown=max_slowdown, ab_min_pairs=6, ab_max_pairs=6)
+    result, out, _ = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[120.0]] * 2)
+    assert result == code and f"| <= {max_slowdown:+.1%} |" in out
+
+
+@pytest.mark.parametrize("confidence, code", [(0.95, 0), (0.90, 1)])
+def test_ab_takes_its_confidence_from_params_yaml(tmp_path, scratch_repo, monkeypatch, capsys, confidence, code):
+    # worker pairs at +40%, +40% and -5%: pooled +23%, beyond the 10% allowance. One bootstrap draw in 27
+    # takes the -5% pair three times, so the 95% interval reaches -5% (no evidence: pass) while the 90%
+    # one starts at +8% (fail).
+    scratch_repo(ab_confidence=confidence, ab_min_pairs=9, ab_max_pairs=9)
+    result, out, _ = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 3, [[140.0], [140.0], [95.0]],
+                                 processes=3)
+    assert result == code, out
+    assert "+23.0% [" in out and f"change: pooled slowdown [{confidence:.0%} hierarchical-bootstrap interval]" in out
+
+
+def test_ab_that_measures_no_benchmark_is_an_error(tmp_path, scratch_repo, monkeypatch, capsys):
+    code, out, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, names=())
+    assert code == 2 and "checks failed" not in out
+    lines = [line for line in err.splitlines() if not line.startswith("gate ab: ")]
+    assert len(lines) == 1 and "have no benchmark in common" in lines[0]
+
+
+# ---------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize("args", [["compare", "--baseline=--output=written"], ["ab", "--base=-q"],
+                                  ["ab", "--head=--output=written"], ["compare", "--baseline="]])
+def test_a_revision_that_git_would_read_as_an_option_is_refused(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    assert gate.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a revision (a revision never starts with '-'" in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]  # git wrote nothing
+
+
+def test_the_ab_help_says_both_revisions_code_is_run(in_root, capsys):
+    with pytest.raises(SystemExit):
+        gate.main(["ab", "--help"])
+    assert "runs the code of BOTH revisions" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("accuracy, code", [(0.5, 0), (0.4, 1)])
+def test_a_closed_stdout_ends_quietly_with_the_verdict(tmp_path, accuracy, code):
+    # `python -m pipeline.gate compare ... | head -0`: the reader is gone before the report is written
+    base, current = _metrics(tmp_path, "base"), _metrics(tmp_path, "cur", accuracy=accuracy)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.gate", "compare", "--baseline-dir", str(base),
+                             "--current-dir", str(current)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == code
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+    assert err == ("" if code == 0 else "pipeline.gate: FAIL: sequential test_accuracy, parallel test_accuracy\n")
+
+
+def test_any_command_whose_reader_has_gone_ends_quietly_with_141():
+    # a write outside cli.emit (a stage's print) that meets a closed pipe: no traceback, the shell's SIGPIPE status
+    script = "import sys; from pipeline import cli; sys.exit(cli.run(lambda argv: print('x' * 100_000), prog='p'))"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == cli.BROKEN_PIPE_EXIT == 141 and err == ""

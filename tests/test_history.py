@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline import history, params
@@ -127,11 +128,66 @@ def test_the_accuracy_floor_is_the_binomial_standard_error():
     assert not series[-1].changed and 0 < series[-1].z < history.Z_THRESHOLD
 
 
+MEASURE = {m.key: m for m in history.MEASURES}
+
+
+def _judged(values, measure="train_images_per_s", noise_n=None):
+    """The last point of a line of `values`, after the detector has judged the line."""
+    series = [history.Point(measure, "m", i, "", "", "", v, None, (), noise_n) for i, v in enumerate(values)]
+    history.detect(series, MEASURE[measure])
+    return series[-1]
+
+
+# A flat window of 100: its sample std is 0, so sigma is the 7% floor (7.0) and z = (value - 100) / 7.
+@pytest.mark.parametrize("value, changed", [(100 + 0.99 * 21, False), (100 + 1.01 * 21, True),
+                                            (100 - 0.99 * 21, False), (100 - 1.01 * 21, True)])
+def test_the_z_threshold_and_the_noise_floor_are_where_the_docs_say(value, changed):
+    point = _judged([100.0] * 8 + [value])
+    assert point.baseline == 100.0 and point.z == pytest.approx((value - 100) / 7.0)
+    assert point.changed is changed
+    # within 1% of the line on either side: a threshold of 2.97 or 3.03, or a floor of 6.93% or 7.07%, flips one
+    assert abs(abs(point.z) - history.Z_THRESHOLD) < 0.04
+
+
+@pytest.mark.parametrize("value, changed", [(100 + 0.99 * 30, False), (100 + 1.01 * 30, True)])
+def test_a_window_noisier_than_the_floor_is_judged_by_its_own_spread(value, changed):
+    window = [90.0, 110.0] * 4  # sample std 10.69 > the 7.0 floor
+    sigma = float(np.std(window, ddof=1))
+    point = _judged(window + [100 + (value - 100) * sigma / 10])
+    assert point.z == pytest.approx((value - 100) / 10) and point.changed is changed
+
+
+@pytest.mark.parametrize("delta, changed", [(0.99, False), (1.01, True)])
+def test_the_accuracy_floor_is_the_line_for_test_accuracy(delta, changed):
+    se = (0.3 * 0.7 / 2000) ** 0.5  # 0.01025: a flat window of 0.30 on 2,000 images
+    point = _judged([0.30] * 4 + [0.30 - delta * 3 * se], "test_accuracy", noise_n=2000)
+    assert point.z == pytest.approx(-3 * delta) and point.changed is changed
+
+
+def test_the_window_is_the_last_lookback_runs_and_needs_min_lookback():
+    assert _judged([100.0]).z is None
+    assert _judged([100.0] * history.MIN_LOOKBACK + [200.0]).changed
+    one_short = [100.0] * (history.MIN_LOOKBACK - 1)
+    assert _judged(one_short + [200.0]).z is None
+    # a run older than LOOKBACK runs back no longer counts: 1000 then LOOKBACK runs of 100
+    point = _judged([1000.0] + [100.0] * history.LOOKBACK + [100.0])
+    assert point.baseline == 100.0 and point.z == 0.0
+    point = _judged([1000.0] + [100.0] * (history.LOOKBACK - 1) + [100.0])
+    assert point.baseline == pytest.approx((1000 + 100 * (history.LOOKBACK - 1)) / history.LOOKBACK)
+
+
 def test_summary_lists_the_change_and_since_limits_it(analysed):
     _, grouped = analysed
     text = history.summary(grouped, -1)
     assert "-40.3%" in text and "worse" in text and text.count("slower code") == 2
     assert history.summary(grouped, len(SCRIPT) - 1) == "No change detected in the benchmark history.\n"
+
+
+@pytest.mark.parametrize("args", [["--since=--output=written"], ["--rev=--output=written"], ["--since", "-1"]])
+def test_a_revision_that_git_would_read_as_an_option_is_refused(repo, args):
+    code, _, err = run_stage(repo, "pipeline.history", "--out", "page.html", *args)
+    assert code == 2 and err.count("\n") == 1 and "not a revision (a revision never starts with '-'" in err
+    assert not (repo / "written").exists() and not (repo / "page.html").exists()
 
 
 def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo):
