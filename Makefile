@@ -20,8 +20,9 @@ SET ?=
 # dvc exp run with them. The defaults in params.yaml are the per-commit benchmark profile (docs/benchmarks.md).
 # tutorial: the Keras tutorial's protocol, all 50k/10k images, 100 and 10 epochs (hours on 2 cores).
 PROFILE ?=
-# The profile's `-S key=value` arguments, computed when the recipe runs (an unknown name fails in one line).
-PROFILE_ARGS = profile="$$($(BIN)/python -m pipeline.profiles $(PROFILE))"
+# dvc exp run through pipeline/experiment.py: the overrides are validated before DVC starts, and a failed
+# experiment leaves params.yaml, the locks, the refs and the data as they were.
+EXPERIMENT = $(BIN)/python -m pipeline.experiment $(if $(PROFILE),--profile $(PROFILE))
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -76,7 +77,7 @@ repro: setup
 ifeq ($(strip $(PROFILE) $(SET)),)
 	$(BIN)/dvc repro
 else
-	$(PROFILE_ARGS) && $(BIN)/dvc exp run $$profile $(addprefix -S ,$(SET))
+	$(EXPERIMENT) $(SET)
 endif
 
 # The official URL is unreachable on machines without internet: build the same archive from the real
@@ -95,8 +96,7 @@ study: setup
 	$(BIN)/dvc repro studies/dvc.yaml
 
 repro-mirror: setup $(FULL_MIRROR)
-	$(PROFILE_ARGS) && $(BIN)/dvc exp run -S download.url=file:$(FULL_MIRROR) \
-	  -S download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $$profile $(addprefix -S ,$(SET))
+	$(EXPERIMENT) download.url=file:$(FULL_MIRROR) download.md5=$$(cut -d' ' -f1 $(FULL_MIRROR).md5) $(SET)
 
 # The small real-image mirror is built when ../shared is there; the tests that need it skip otherwise.
 test: setup notf

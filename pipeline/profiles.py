@@ -1,9 +1,7 @@
 """Named sets of param overrides on top of params.yaml, whose defaults are the per-commit benchmark profile.
 
-    python -m pipeline.profiles [NAME]   prints NAME's overrides as `-S key=value ...` for `dvc exp run`
-
-`make repro PROFILE=tutorial` runs `dvc exp run` with them; scripts/gpu-check (pipeline/gpu_check.py)
-writes them into its scratch params.yaml with `apply`. No name prints nothing.
+`make repro PROFILE=tutorial` runs `dvc exp run` with them (pipeline/experiment.py checks them first);
+scripts/gpu-check (pipeline/gpu_check.py) writes them into its scratch params.yaml with `apply`.
 
 - tutorial: the Keras tutorial's protocol: all 50,000 / 10,000 images, 100 and 10 epochs, and 20
   timed rounds of the LSTM cores (hours on 2 CPU cores; minutes on a GPU).
@@ -13,7 +11,6 @@ from __future__ import annotations
 
 import copy
 
-from pipeline import cli
 from pipeline.params import PipelineError
 
 PROFILES = {
@@ -35,15 +32,3 @@ def apply(mapping: dict, overrides: dict, allow_new: bool = False) -> dict:
             raise PipelineError(f"params.yaml has no key {dotted} to override")
         node[key] = value
     return result
-
-
-def main(argv=None) -> None:
-    parser = cli.ArgumentParser(prog="python -m pipeline.profiles", description=__doc__.splitlines()[0])
-    parser.add_argument("name", nargs="?", choices=sorted(PROFILES), help="a profile (none: print nothing)")
-    name = parser.parse_args(argv).name
-    if name:
-        print(" ".join(f"-S {key}={value}" for key, value in PROFILES[name].items()))
-
-
-if __name__ == "__main__":
-    cli.main(main)

@@ -5,7 +5,6 @@ import yaml
 
 from pipeline import params, profiles
 from pipeline.params import PipelineError
-from tests.project import run_stage
 
 
 @pytest.fixture
@@ -20,20 +19,6 @@ def test_committed_params_are_the_official_source_and_the_benchmark_profile(root
     assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 10_000, 2_000)
     assert (p.train.batch_size, p.train.learning_rate) == (100, 0.001)
     assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (10, 3)
-
-
-def test_the_tutorial_profile_is_the_tutorials_protocol(root, raw):
-    # `make repro PROFILE=tutorial` passes these overrides to dvc exp run -S (as `python -m pipeline.profiles`
-    # prints them), and scripts/gpu-check applies them to its params.yaml.
-    code, out, err = run_stage(root, "pipeline.profiles", "tutorial")
-    assert code == 0, err
-    printed = dict(arg.split("=", 1) for arg in out.split() if arg != "-S")
-    assert printed == {k: str(v) for k, v in profiles.PROFILES["tutorial"].items()}
-    raw = profiles.apply(raw, profiles.PROFILES["tutorial"])
-    p = params.parse(raw)
-    assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 0, 0)
-    assert (p.train.batch_size, p.train.learning_rate, p.train.loss) == (100, 0.001, "crossentropy")
-    assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (100, 10)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +54,21 @@ def test_unreadable_and_malformed_files(tmp_path):
     broken.write_text("train: [unclosed\n")
     with pytest.raises(PipelineError, match="not valid YAML"):
         params.load(broken)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda text: text.replace("  seed: 0\n  batch_size", "  seed: 0\n  seed: 1\n  batch_size"), "train.seed"),
+    (lambda text: text + "gate:\n  max_slowdown: 0.5\n", "gate"),
+    (lambda text: text.replace("    sequential: 0.03\n", "    sequential: 0.03\n    sequential: 0.5\n"),
+     "gate.max_accuracy_drop.sequential"),
+])
+def test_a_key_given_twice_is_refused_naming_it(root, tmp_path, edit, key):
+    # YAML itself would keep the last value silently
+    path = tmp_path / "params.yaml"
+    path.write_text(edit((root / "params.yaml").read_text()))
+    with pytest.raises(PipelineError) as info:
+        params.load(path)
+    assert str(info.value).startswith(f"{path}: duplicate key {key} (line ") and "\n" not in str(info.value)
 
 
 def test_a_profile_overrides_only_keys_that_exist(raw):
