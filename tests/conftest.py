@@ -17,6 +17,15 @@ SHARED = ROOT.parent / "shared"
 MIRROR_TOOL = SHARED / "tools" / "make-cifar10-mirror"
 
 
+@pytest.fixture(autouse=True)
+def _mutation_stats_stay_in_this_process(monkeypatch):
+    """Under `make mutate`, mutmut first counts which tests call which function (MUTANT_UNDER_TEST=stats).
+    It counts in this process only: a stage process a test starts would inherit the mode and look for
+    mutmut's configuration in its own scratch directory. The process keeps the mode without the variable."""
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        monkeypatch.delenv("MUTANT_UNDER_TEST")
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
