@@ -8,7 +8,11 @@ For each model (`models.BUILDERS`):
 - `<model> inference batch`: one batch through the tutorial's classifier (`models.classifier`), the
   compiled predict function that the evaluate stage's `model.predict` runs per batch;
 - `<model> LSTM core step`: the model's LSTM(50) core alone (`steps.make_train_step`, the lstm-step
-  stage's CPU path).
+  stage's CPU path);
+- `<model> fit loop`: one epoch of the train stage's own loop (`training.EpochLoop`: the seeded
+  permutation and indexing, `model.fit` with the stage's callbacks) over FIT_LOOP_BATCHES batches held
+  in memory, on the model of its train step. What the train stage adds around the compiled step (a
+  callback, per-batch bookkeeping) is timed here.
 
 The gate's worker (pipeline/ab_worker.py) imports each rev's copy of this module, so a change to the
 models, the loss, the optimizer or the LSTM code shows in that rev's times. Inputs are seeded random
@@ -22,7 +26,11 @@ from typing import Callable
 import keras
 import numpy as np
 
-from pipeline import models, steps
+from pipeline import distribute, models, steps, training
+
+# Batches per `fit loop` step: a few, so that the per-epoch work (the permutation, fit's set-up) weighs
+# about as much as in a short epoch, while one step still takes well under a second on the CPU.
+FIT_LOOP_BATCHES = 3
 
 
 def model_inputs(batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,4 +54,8 @@ def benchmarks(batch_size: int, inference_batch_size: int, learning_rate: float,
         found[f"{name} train step"] = lambda m=model, x=x, y=y: m.train_on_batch(x, y)
         found[f"{name} inference batch"] = lambda m=scorer, x=x_infer: m.predict_on_batch(x)
         found[f"{name} LSTM core step"] = steps.make_train_step(name, batch_size, seed=seed)
+        images, targets = model_inputs(batch_size * FIT_LOOP_BATCHES, seed + 2)
+        loop = training.EpochLoop(model, images, targets, seed=seed, batch_size=batch_size, epochs=1,
+                                  replicas=distribute.SINGLE)
+        found[f"{name} fit loop"] = lambda loop=loop: loop.run(0)
     return found

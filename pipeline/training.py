@@ -126,6 +126,40 @@ class Checkpoint:
             path.unlink()
 
 
+class EpochLoop:
+    """The train stage's epochs of one built model over one split, as `fit` runs them.
+
+    Each `run(epoch)` trains one epoch: a permutation of the images seeded by (seed, epoch), this
+    process's share of it (`replicas.local_batches`), and one `model.fit` with the stage's callbacks
+    (StepTimer, OneEpoch, StopOnSignal, then `callbacks`). The speed gate's `<model> fit loop`
+    benchmark (pipeline/speed.py) runs this same loop, so work added to it is timed by `gate ab`.
+    """
+
+    def __init__(self, model: keras.Model, images: np.ndarray, targets: np.ndarray, *, seed: int, batch_size: int,
+                 epochs: int, replicas: distribute.Replicas, callbacks=(), verbose=None):
+        self.model, self.images, self.targets = model, images, targets
+        self.seed, self.batch_size, self.epochs, self.replicas = seed, batch_size, epochs, replicas
+        self.callbacks = list(callbacks)
+        self.verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+        self.timer, self.stop = StepTimer(), StopOnSignal()
+
+    def run(self, epoch: int) -> dict[str, float]:
+        """Train epoch `epoch` (0-based); its last logged value of each metric."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.targets))
+        rows_fed, batch_fed = self.replicas.local_batches(order, self.batch_size)  # this process's share
+        history = self.model.fit(
+            self.images[rows_fed],
+            self.targets[rows_fed],
+            batch_size=batch_fed,
+            initial_epoch=epoch,
+            epochs=self.epochs,
+            shuffle=False,
+            verbose=self.verbose,
+            callbacks=[self.timer, OneEpoch(), self.stop, *self.callbacks],
+        )
+        return {k: float(v[-1]) for k, v in history.history.items()}
+
+
 def data_digest(split: data.Split) -> str:
     digest = hashlib.md5(np.ascontiguousarray(split.images).data)
     digest.update(np.ascontiguousarray(split.labels).data)
@@ -164,7 +198,9 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
             if resumed:
                 model, done, rows, timing = resumed
                 print(f"train-{name}: resuming after epoch {done} from {checkpoint_dir}", flush=True)
-        timer, stop = StepTimer(), StopOnSignal()
+        loop = EpochLoop(model, split.images, targets, seed=seed, batch_size=batch_size, epochs=epochs,
+                         replicas=replicas, callbacks=callbacks, verbose=verbose)
+        timer, stop = loop.timer, loop.stop
         previous = {sig: signal.signal(sig, stop.note) for sig in (signal.SIGINT, signal.SIGTERM)}
         stopped = False
         try:
@@ -174,21 +210,9 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
                     if timer.epoch_ends[-1] - timer.start + last_epoch > time_limit_s:
                         stopped = True
                         break
-                order = np.random.default_rng([seed, epoch]).permutation(len(targets))
-                rows_fed, batch_fed = replicas.local_batches(order, batch_size)  # this process's share
-                history = model.fit(
-                    split.images[rows_fed],
-                    targets[rows_fed],
-                    batch_size=batch_fed,
-                    initial_epoch=epoch,
-                    epochs=epochs,
-                    shuffle=False,
-                    verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-                    callbacks=[timer, OneEpoch(), stop, *callbacks],
-                )
+                logs = loop.run(epoch)
                 previous_end = timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
-                rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in history.history.items()},
-                             "epoch_seconds": round(timer.epoch_ends[-1] - previous_end, 3)})
+                rows.append({"epoch": epoch + 1, **logs, "epoch_seconds": round(timer.epoch_ends[-1] - previous_end, 3)})
                 timing = {**timing_summary(timer, len(targets), batch_size, epoch + 1 - done),
                           "resumed_after_epoch": done}
                 if checkpoint:

@@ -52,3 +52,26 @@ def test_a_time_limit_stops_before_the_next_epoch_and_the_checkpoint_continues(s
     for a, b in zip(model.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert model.layers[-1].name == "softmax"  # the tutorial's model comes back, whatever was trained
+
+
+def test_the_speed_gates_fit_loop_is_the_stages_epoch_loop(split):
+    # pipeline/speed.py's `<model> fit loop` calls EpochLoop.run: the stage's callbacks and its seeded order
+    import keras
+
+    from pipeline import distribute, models
+
+    class Batches(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.sizes.append(batch)
+
+    counter = Batches()
+    targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
+    loop = training.EpochLoop(models.build("sequential", 0.001, "crossentropy"), split.images, targets, seed=0,
+                              batch_size=50, epochs=1, replicas=distribute.SINGLE, callbacks=[counter], verbose=0)
+    logs = loop.run(0)
+    assert counter.sizes == [0, 1, 2, 3] and len(loop.timer.step_ends) == 4 and len(loop.timer.epoch_ends) == 1
+    assert set(logs) >= {"loss", "accuracy"} and np.isfinite(logs["loss"])

@@ -1,13 +1,13 @@
 """Measure the A/B speed gate's error rates with real gate runs on this machine.
 
-    .venv/bin/python reports/gate-power/run.py KIND RUNS [--base REV]     (from the repository root)
+    .venv/bin/python reports/gate-power/run.py KIND RUNS [--base REV] [--out DIR]     (from the repository root)
 
 KIND is one of INJECTIONS: `aa` runs `python -m pipeline.gate ab --base REV --head REV` (identical code);
 the others first make a throwaway commit on top of REV (in a temporary worktree, never on a branch)
 that changes the code as described below, then run `--base REV --head <that commit>`. Each run writes
-its record (every step time, the verdicts) to reports/gate-power/runs/KIND-NN.json and appends one line
-to reports/gate-power/runs.csv; reports/gate-power/summary.py turns those into the rates and their
-intervals. Run it on an otherwise idle machine: the gate runs are what is measured.
+its record (every step time, the verdicts) to DIR/runs/KIND-NN.json and appends one line to
+DIR/runs.csv (DIR: reports/gate-power, or --out); reports/gate-power/summary.py turns those into the
+rates and their intervals. Run it on an otherwise idle machine: the gate runs are what is measured.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-RUNS = HERE / "runs"
-CSV = HERE / "runs.csv"
 FIELDS = ("kind", "run", "base", "head", "exit", "failed", "rows_failed", "wall_s", "warmup_s", "measured_s",
           "pairs", "stopped", "record")
 
@@ -69,8 +67,40 @@ def lstm_implementation_1(root: Path) -> None:
     path.write_text(edited)
 
 
+# A slowdown inside the train stage's own loop, which the train-step rows do not run: a callback added to
+# training.EpochLoop that spins, after every batch, for FRACTION of that batch's own time.
+LOOP_SPIN = '''
+
+class _SpinAfterEachBatch(keras.callbacks.Callback):
+    """Injected slowdown (reports/gate-power): after each batch, spin for `fraction` of its time."""
+
+    def __init__(self, fraction):
+        super().__init__()
+        self.fraction = fraction
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.begin = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.perf_counter() - self.begin
+        while time.perf_counter() - self.begin < elapsed * (1 + self.fraction):
+            pass
+'''
+LOOP_CALLBACKS = "callbacks=[self.timer, OneEpoch(), self.stop, *self.callbacks],"
+
+
+def loop_spin(fraction: float):
+    def edit(root: Path) -> None:
+        path = root / "pipeline/training.py"
+        text = path.read_text()
+        assert LOOP_CALLBACKS in text, "pipeline/training.py no longer has EpochLoop's callback list"
+        slowed = LOOP_CALLBACKS.replace("*self.callbacks]", f"*self.callbacks, _SpinAfterEachBatch({fraction})]")
+        path.write_text(text.replace(LOOP_CALLBACKS, slowed) + LOOP_SPIN)
+    return edit
+
+
 INJECTIONS = {"aa": None, "slow10": spin(0.10), "slow15": spin(0.15), "slow25": spin(0.25),
-              "lstm-impl1": lstm_implementation_1}
+              "lstm-impl1": lstm_implementation_1, "loop15": loop_spin(0.15)}
 
 
 def git(*args, cwd=None) -> str:
@@ -95,10 +125,12 @@ def main() -> None:
     parser.add_argument("kind", choices=sorted(INJECTIONS))
     parser.add_argument("runs", type=int)
     parser.add_argument("--base", default="HEAD", help="the commit measured (default HEAD)")
+    parser.add_argument("--out", type=Path, default=HERE, help="where runs/ and runs.csv go (default: this folder)")
     args = parser.parse_args()
+    RUNS, CSV = args.out / "runs", args.out / "runs.csv"
     base = git("rev-parse", "--short", args.base)
     head = base if args.kind == "aa" else throwaway_commit(base, args.kind)[:7]
-    RUNS.mkdir(exist_ok=True)
+    RUNS.mkdir(parents=True, exist_ok=True)
     done = [p for p in RUNS.glob(f"{args.kind}-*.json")]
     new_file = not CSV.exists()
     for i in range(len(done) + 1, len(done) + args.runs + 1):
@@ -115,7 +147,7 @@ def main() -> None:
         row = dict(kind=args.kind, run=i, base=base, head=head, exit=gate.returncode, failed=int(bool(failed)),
                    rows_failed=";".join(failed), wall_s=round(wall, 1), warmup_s=round(rec["warmup_s"], 1),
                    measured_s=round(rec["measured_s"], 1), pairs=pairs, stopped=rec["stopped"],
-                   record=str(record.relative_to(HERE)))
+                   record=str(record.relative_to(args.out)))
         with CSV.open("a", newline="") as f:
             writer = csv.DictWriter(f, FIELDS)
             if new_file:

@@ -1,0 +1,88 @@
+"""The mutation score of each module under `make mutate`, and every surviving mutant with its diff and verdict.
+
+    .venv/bin/python reports/mutation/score.py LABEL     (from the repository root, after `mutmut run`)
+
+Reads mutmut's results (`mutants/pipeline/*.py.meta`) and writes, in reports/mutation/:
+
+- `scores-LABEL.csv`: per module, how many mutants, and how many were killed (a test failed), timed out
+  (counted as killed: a mutant that hangs the code is caught), survived (every test passed), had no
+  test calling the mutated function, or were not checked; the score is (killed + timeout) / mutants;
+- `survivors-LABEL.md`: every mutant that survived or had no test, with its diff and, where
+  `equivalent.yaml` holds one for exactly that diff, the one line of reasoning why it cannot change a
+  verdict, an exit code, a written number or a refusal.
+
+Exits 1 when a survivor has no reasoning in equivalent.yaml: a mutant that survives and can change a
+verdict is a missing test. `equivalent.yaml` maps a mutant's name to {line: the mutated line as the
+diff shows it, why: the reasoning}; a reason whose line no longer matches the mutant is not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+KILLED = ("killed", "timeout")
+UNCAUGHT = ("survived", "no tests")
+COLUMNS = ("module", "mutants", "killed", "timeout", "survived", "no tests", "not checked", "other", "score")
+
+
+def mutated_line(diff: str) -> str:
+    """The line the mutant wrote (the diff's first `+` line), stripped."""
+    return next((line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("label", help="names the output files (e.g. before, after)")
+    args = parser.parse_args()
+    reasons = yaml.safe_load((HERE / "equivalent.yaml").read_text()) or {}
+    rows, survivors, unexplained = [], [], 0
+    for meta in sorted((ROOT / "mutants" / "pipeline").glob("*.py.meta")):
+        module = f"pipeline/{meta.name[:-len('.meta')]}"
+        results = json.loads(meta.read_text())["exit_code_by_key"]
+        counts = Counter(status_by_exit_code[code] for code in results.values())
+        known = sum(counts[s] for s in (*KILLED, *UNCAUGHT, "not checked"))
+        rows.append({"module": module, "mutants": len(results), **{s: counts[s] for s in (*KILLED, *UNCAUGHT, "not checked")},
+                     "other": len(results) - known,
+                     "score": f"{sum(counts[s] for s in KILLED) / len(results):.3f}" if results else ""})
+        for name, code in sorted(results.items()):
+            status = status_by_exit_code[code]
+            if status not in UNCAUGHT:
+                continue
+            diff = get_diff_for_mutant(name, path=ROOT / "mutants" / module)
+            reason = reasons.get(name) or {}
+            why = reason.get("why") if reason.get("line") == mutated_line(diff) else None
+            unexplained += why is None
+            survivors.append(f"### {name} ({status})\n\n```diff\n{diff.strip()}\n```\n\n"
+                             f"{'Equivalent: ' + why if why else '**No test kills it and no reasoning says why it cannot matter.**'}\n")
+    total = {"module": "all", **{c: sum(r[c] for r in rows) for c in COLUMNS[1:-1]}}
+    total["score"] = f"{(total['killed'] + total['timeout']) / total['mutants']:.3f}" if total["mutants"] else ""
+    with (HERE / f"scores-{args.label}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows([*rows, total])
+    (HERE / f"survivors-{args.label}.md").write_text(
+        f"# Surviving mutants ({args.label})\n\n{len(survivors)} survived or had no test; {unexplained} without "
+        f"reasoning in equivalent.yaml.\n\n" + "\n".join(survivors))
+    for row in [*rows, total]:
+        print(f"{row['module']:<22} {row['killed'] + row['timeout']:>5} of {row['mutants']:>5} killed "
+              f"(score {row['score']}), {row['survived']} survived, {row['no tests']} without a test")
+    if unexplained:
+        print(f"score: {unexplained} surviving mutants without reasoning: reports/mutation/survivors-{args.label}.md",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
