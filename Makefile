@@ -26,7 +26,7 @@ EXPERIMENT = $(BIN)/python -m pipeline.experiment $(if $(PROFILE),--profile $(PR
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab gate-accuracy report history lockcheck
+.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab gate-accuracy report history lockcheck mutate
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -110,6 +110,16 @@ test: setup notf
 # The unit tier: no real dvc repro, no training on real data, no stage processes that train (marker `slow`).
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not benchmark and not notf"
+
+# Mutation testing ([tool.mutmut] in pyproject.toml) of the gate, lockcheck, the history detector, runs
+# export, the report and the archive reader; not part of `make test` (hours on 2 cores). mutmut keeps its
+# results in mutants/ and reruns only what changed; `rm -rf mutants` starts over. MUTATION_LABEL names the
+# report: reports/mutation/scores-<label>.csv and survivors-<label>.md; it fails on a survivor that
+# reports/mutation/equivalent.yaml does not argue away.
+MUTATION_LABEL ?= latest
+mutate: setup
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python reports/mutation/score.py $(MUTATION_LABEL)
 
 bench: setup
 	$(BIN)/python -m pytest -m benchmark tests/benchmarks --benchmark-json=benchmarks.json
