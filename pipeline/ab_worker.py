@@ -6,7 +6,8 @@
 It builds the rev's benchmarks (`pipeline.speed.benchmarks`: each model's training step, inference
 batch and LSTM core step; revs that predate that module offer only the LSTM cores, through
 `make_train_step`), warms each up, prints {"benchmarks", "backend", "warmup_s"}, then for each
-benchmark name read on stdin runs one step and prints {"ms": ...}. The gate drives several of these in
+benchmark name read on stdin runs one step and prints {"ms": ...}: its wall time, or what a benchmark that
+`reports_own_time` measured itself (pipeline/speed.py's fit loops), sent when that measurement ends. The gate drives several of these in
 interleaved order. Run as a script, not a stage: it may import an older rev's package, so it uses
 nothing of this one but argparse.
 
@@ -68,11 +69,17 @@ def main() -> None:
             step()
     print(json.dumps({"benchmarks": list(benchmarks), "backend": keras.config.backend(),
                       "warmup_s": time.perf_counter() - start}), file=protocol, flush=True)
+    def reply(ms: float) -> None:
+        print(json.dumps({"ms": ms}), file=protocol, flush=True)
+
     for line in sys.stdin:
-        name = line.strip()
+        step = benchmarks[line.strip()]
+        if getattr(step, "reports_own_time", False):
+            step(reply)  # answers as soon as its timed part ends; the next request waits until it returns
+            continue
         begin = time.perf_counter()
-        benchmarks[name]()
-        print(json.dumps({"ms": (time.perf_counter() - begin) * 1000}), file=protocol, flush=True)
+        step()
+        reply((time.perf_counter() - begin) * 1000)
 
 
 if __name__ == "__main__":

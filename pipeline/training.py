@@ -144,7 +144,9 @@ class EpochLoop:
         self.timer, self.stop = StepTimer(), StopOnSignal()
 
     def run(self, epoch: int) -> dict[str, float]:
-        """Train epoch `epoch` (0-based); its last logged value of each metric."""
+        """Train epoch `epoch` (0-based); its last logged value of each metric. `began` is the clock
+        (perf_counter) when the epoch's work started, before its permutation."""
+        self.began = time.perf_counter()
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.targets))
         rows_fed, batch_fed = self.replicas.local_batches(order, self.batch_size)  # this process's share
         history = self.model.fit(
