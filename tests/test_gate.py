@@ -462,6 +462,57 @@ def test_a_rev_that_does_not_exist_is_one_line_and_leaves_no_worktree(in_root, c
     assert worktrees() == before  # the base worktree made first is removed again
 
 
+# A rev whose pipeline/speed.py has one benchmark that times itself and one that does not; the first
+# answers, then waits for the file `go` before it returns (as a fit loop winds down after its epoch).
+SELF_TIMED_SPEED = """
+import pathlib, time
+
+class Own:
+    reports_own_time = True
+
+    def __call__(self, report=None):
+        if report:
+            report(7.25)
+        while not pathlib.Path("go").exists():
+            time.sleep(0.01)
+        return 7.25
+
+def benchmarks(*args):
+    return {"own": Own(), "wall": lambda: time.sleep(0.05)}
+"""
+
+
+def test_the_worker_answers_a_self_timed_benchmark_with_its_own_time_before_it_returns(tmp_path):
+    import select
+
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "__init__.py").write_text("")
+    (tmp_path / "pipeline" / "speed.py").write_text(SELF_TIMED_SPEED)
+    (tmp_path / "go").write_text("")  # the warm-up calls return at once
+    worker = subprocess.Popen(
+        [sys.executable, str(gate.WORKER), "--batch", "1", "--inference-batch", "1", "--learning-rate", "0.1",
+         "--loss", "crossentropy", "--warmup", "1"], cwd=tmp_path, text=True, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**gate.os.environ, "PYTHONPATH": str(tmp_path), "KERAS_BACKEND": "numpy"})
+
+    def ask(name: str) -> dict:
+        worker.stdin.write(name + "\n")
+        worker.stdin.flush()
+        assert select.select([worker.stdout], [], [], 60)[0], f"no answer to {name}"
+        return json.loads(worker.stdout.readline())
+
+    try:
+        assert select.select([worker.stdout], [], [], 120)[0]
+        assert json.loads(worker.stdout.readline())["benchmarks"] == ["own", "wall"]
+        (tmp_path / "go").unlink()
+        assert ask("own") == {"ms": 7.25}  # answered while the benchmark still waits for `go`
+        (tmp_path / "go").write_text("")
+        assert ask("wall")["ms"] >= 50  # timed by the worker, after `own` returned
+    finally:
+        worker.kill()
+        worker.wait()
+
+
 # ---------------------------------------------------------------- the sampling loop, with scripted workers
 
 

@@ -75,3 +75,23 @@ def test_the_speed_gates_fit_loop_is_the_stages_epoch_loop(split):
     logs = loop.run(0)
     assert counter.sizes == [0, 1, 2, 3] and len(loop.timer.step_ends) == 4 and len(loop.timer.epoch_ends) == 1
     assert set(logs) >= {"loss", "accuracy"} and np.isfinite(logs["loss"])
+
+
+def test_the_fit_loop_benchmark_times_the_epoch_and_reports_it_before_fit_returns(split):
+    # pipeline/speed.py's FitLoop: from the epoch's start (before its permutation) to its end, after
+    # every callback's last batch; report(ms) is called inside fit, the same ms is returned
+    import keras
+
+    from pipeline import models, speed
+
+    targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
+    bench = speed.FitLoop(models.build("sequential", 0.001, "crossentropy"), split.images, targets,
+                          batch_size=50, seed=0)
+    bench.loop.verbose = 0
+    reported = []
+    ms = bench(lambda value: reported.append((value, bench.loop.model.stop_training)))
+    timer = bench.loop.timer
+    assert reported == [(ms, True)]  # once, with OneEpoch's stop already set: inside fit, at the epoch's end
+    assert bench.loop.began < timer.step_ends[0] and timer.epoch_ends[-1] <= bench.ended
+    assert ms == (bench.ended - bench.loop.began) * 1000 and len(timer.step_ends) == 4
+    assert bench() == (bench.ended - bench.loop.began) * 1000 and len(reported) == 1  # no report: returns it alone
