@@ -72,11 +72,13 @@ class FitLoop:
                                        replicas=distribute.SINGLE, callbacks=[_EpochEnd(self)])
 
     def __call__(self, report: Callable[[float], object] | None = None) -> float:
-        self.report = report
+        self.report, self.ended = report, None
         try:
             self.loop.run(0)
         finally:
             self.report = None
+        if self.ended is None:
+            raise RuntimeError("the fit loop's epoch never ended: nothing was timed")
         return (self.ended - self.loop.began) * 1000
 
 
