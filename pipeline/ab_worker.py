@@ -75,7 +75,17 @@ def main() -> None:
     for line in sys.stdin:
         step = benchmarks[line.strip()]
         if getattr(step, "reports_own_time", False):
-            step(reply)  # answers as soon as its timed part ends; the next request waits until it returns
+            sent = []  # answers as soon as its timed part ends; the next request waits until it returns
+
+            def report(ms: float) -> None:
+                if sent:
+                    sys.exit(f"{line.strip()}: the benchmark reported its time twice")
+                sent.append(ms)
+                reply(ms)
+
+            ms = step(report)
+            if not sent:  # it never reported early: its return value is the answer
+                reply(ms)
             continue
         begin = time.perf_counter()
         step()

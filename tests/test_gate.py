@@ -477,8 +477,19 @@ class Own:
             time.sleep(0.01)
         return 7.25
 
+class Quiet(Own):
+    def __call__(self, report=None):
+        return 3.5  # never reports early: the worker answers with what it returns
+
+class Twice(Own):
+    def __call__(self, report=None):
+        if report:  # the warm-up calls have none
+            report(1.0)
+            report(2.0)
+        return 1.0
+
 def benchmarks(*args):
-    return {"own": Own(), "wall": lambda: time.sleep(0.05)}
+    return {"own": Own(), "wall": lambda: time.sleep(0.05), "quiet": Quiet(), "twice": Twice()}
 """
 
 
@@ -492,7 +503,7 @@ def test_the_worker_answers_a_self_timed_benchmark_with_its_own_time_before_it_r
     worker = subprocess.Popen(
         [sys.executable, str(gate.WORKER), "--batch", "1", "--inference-batch", "1", "--learning-rate", "0.1",
          "--loss", "crossentropy", "--warmup", "1"], cwd=tmp_path, text=True, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**gate.os.environ, "PYTHONPATH": str(tmp_path), "KERAS_BACKEND": "numpy"})
 
     def ask(name: str) -> dict:
@@ -503,11 +514,15 @@ def test_the_worker_answers_a_self_timed_benchmark_with_its_own_time_before_it_r
 
     try:
         assert select.select([worker.stdout], [], [], 120)[0]
-        assert json.loads(worker.stdout.readline())["benchmarks"] == ["own", "wall"]
+        assert json.loads(worker.stdout.readline())["benchmarks"] == ["own", "wall", "quiet", "twice"]
         (tmp_path / "go").unlink()
         assert ask("own") == {"ms": 7.25}  # answered while the benchmark still waits for `go`
         (tmp_path / "go").write_text("")
         assert ask("wall")["ms"] >= 50  # timed by the worker, after `own` returned
+        assert ask("quiet") == {"ms": 3.5}
+        assert ask("twice") == {"ms": 1.0}  # the first report is the answer; the second ends the worker
+        assert worker.wait(timeout=60) == 1
+        assert worker.stderr.read().strip().splitlines()[-1] == "twice: the benchmark reported its time twice"
     finally:
         worker.kill()
         worker.wait()

@@ -84,14 +84,24 @@ def test_the_fit_loop_benchmark_times_the_epoch_and_reports_it_before_fit_return
 
     from pipeline import models, speed
 
+    class TrainEnd(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            events.append("train end")
+
+    events = []
     targets = keras.utils.to_categorical(split.labels, models.NUM_CLASSES)
     bench = speed.FitLoop(models.build("sequential", 0.001, "crossentropy"), split.images, targets,
                           batch_size=50, seed=0)
     bench.loop.verbose = 0
+    bench.loop.callbacks.append(TrainEnd())
     reported = []
-    ms = bench(lambda value: reported.append((value, bench.loop.model.stop_training)))
+    ms = bench(lambda value: (reported.append(value), events.append("report")))
     timer = bench.loop.timer
-    assert reported == [(ms, True)]  # once, with OneEpoch's stop already set: inside fit, at the epoch's end
+    assert reported == [ms] and events == ["report", "train end"]  # once, inside fit, before it ends
     assert bench.loop.began < timer.step_ends[0] and timer.epoch_ends[-1] <= bench.ended
     assert ms == (bench.ended - bench.loop.began) * 1000 and len(timer.step_ends) == 4
     assert bench() == (bench.ended - bench.loop.began) * 1000 and len(reported) == 1  # no report: returns it alone
+
+    bench.loop.model.fit = lambda *args, **kwargs: keras.callbacks.History()  # an epoch that never runs
+    with pytest.raises(RuntimeError, match="the fit loop's epoch never ended"):
+        bench()
