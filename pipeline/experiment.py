@@ -13,8 +13,9 @@ its output (the downloaded archive) removed. This command:
 2. runs `dvc exp run` with the same overrides;
 3. if the experiment fails or is interrupted, puts params.yaml, dvc.lock and studies/dvc.lock back byte
    for byte, deletes the refs under refs/exps/exec/ that the run left, and checks the outputs of the
-   restored locks out of the DVC cache (`dvc checkout --force`), so the workspace's data is as it was.
-   It exits with the experiment's status after one line saying so.
+   restored locks out of the DVC cache (`dvc checkout --force`), so the workspace's data is as it was,
+   and puts the metrics and plots folders (`cache: false` outputs, which DVC cannot check out) back file
+   for file. It exits with the experiment's status after one line saying so.
 """
 
 from __future__ import annotations
@@ -80,6 +81,27 @@ def outputs(saved: dict[str, bytes | None]) -> list[str]:
     return found
 
 
+def snapshot(folders: list[str]) -> dict[str, dict[str, bytes] | None]:
+    """Every file under each folder, by path (None: the folder does not exist)."""
+    return {folder: {str(f): f.read_bytes() for f in sorted(Path(folder).rglob("*")) if f.is_file()}
+            if Path(folder).is_dir() else None for folder in folders}
+
+
+def put_back(folders: dict[str, dict[str, bytes] | None]) -> None:
+    """Make each folder hold exactly its `snapshot` again: new files removed, changed ones rewritten."""
+    for folder, files in folders.items():
+        if files is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for f in Path(folder).rglob("*"):
+            if f.is_file() and str(f) not in files:
+                f.unlink()
+        for name, content in files.items():
+            if not Path(name).is_file() or Path(name).read_bytes() != content:
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+                Path(name).write_bytes(content)
+
+
 def restore(saved: dict[str, bytes | None], refs_before: set[str], present: list[str]) -> str:
     """Put the saved files and the refs back, and the data of the restored locks; what could not be, or ''."""
     for name, content in saved.items():
@@ -101,7 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="params.yaml overrides, as dvc exp run -S")
     args = parser.parse_args(argv)
     given = overrides(args.profile, args.overrides)
-    check(params.PARAMS_FILE, given)
+    before, after = params.load(), check(params.PARAMS_FILE, given)
+    results = snapshot(sorted({folder for p in (before, after) for folder in (p.paths.metrics_dir, p.paths.plots_dir)}))
     saved = {name: Path(name).read_bytes() if Path(name).is_file() else None for name in KEPT}
     refs_before = _exec_refs()
     present = [path for path in outputs(saved) if Path(path).exists()]
@@ -116,8 +139,9 @@ def main(argv=None) -> int:
     if code == 0:
         return 0
     left = restore(saved, refs_before, present)
-    print(f"pipeline.experiment: error: dvc exp run failed (exit {code}); params.yaml, the locks, the refs and "
-          f"the workspace's data are as they were before it{left}", file=sys.stderr)
+    put_back(results)
+    print(f"pipeline.experiment: error: dvc exp run failed (exit {code}); params.yaml, the locks, the refs, "
+          f"the metrics, the plots and the workspace's data are as they were before it{left}", file=sys.stderr)
     return code
 
 

@@ -83,3 +83,20 @@ def test_a_failed_experiment_leaves_params_locks_refs_and_data_as_they_were(proj
     assert code != 0 and "Running stage 'download'" in out + err
     assert err.strip().splitlines()[-1].startswith("pipeline.experiment: error: dvc exp run failed")
     assert _state(project) == before
+
+
+def test_the_metrics_and_plots_folders_are_put_back_file_for_file(tmp_path, monkeypatch):
+    # cache: false outputs: `dvc checkout` cannot restore them, so a failed experiment puts them back itself
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics" / "sub").mkdir(parents=True)
+    (tmp_path / "metrics" / "train.json").write_text('{"a": 1}')
+    (tmp_path / "metrics" / "sub" / "kept.csv").write_text("x\n")
+    saved = experiment.snapshot(["metrics", "plots"])  # plots/ does not exist yet
+    (tmp_path / "metrics" / "train.json").write_text('{"a": 2}')  # rewritten by a stage
+    (tmp_path / "metrics" / "sub" / "kept.csv").unlink()  # removed
+    (tmp_path / "metrics" / "new.json").write_text("{}")  # written by a stage that ran
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "p.csv").write_text("y\n")
+    experiment.put_back(saved)
+    assert experiment.snapshot(["metrics", "plots"]) == saved
+    assert (tmp_path / "metrics" / "train.json").read_text() == '{"a": 1}' and not (tmp_path / "plots").exists()
