@@ -346,8 +346,9 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
 # ---------------------------------------------------------------- A/B mode
 
 
-# How long a worker may take: to start (import, build, warm up six benchmarks; about 10 s each when 6
-# share 2 cores) and for one step (a few hundred ms). Past these the gate stops with one line, no hang.
+# How long a worker may take: to start (import, build, warm up eight benchmarks; 111 s for 6 workers
+# sharing 2 cores, docs/gates.md) and for one step (up to about 2 s). Past these the gate stops with one
+# line, no hang.
 START_TIMEOUT_S = 600
 STEP_TIMEOUT_S = 120
 NOTHING_TO_BENCHMARK = 3  # pipeline/ab_worker.py's exit status for a rev without benchmarks

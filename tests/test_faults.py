@@ -182,7 +182,7 @@ def test_bad_prepared_data_never_trains_nor_scores(tmp_path):
         split = "train" if "train" in command else "test"
         write_prepared(project, 100, seed=1, split="test" if split == "train" else "train")
         write_bad_prepared(project, case, split)
-        before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+        before = {p: p.read_bytes() if p.is_file() else None for p in project.rglob("*")}  # folders too
         started[case] = (project, split, before, start_stage(project, *command.split()))
     for case, (project, split, before, proc) in started.items():
         code, _, err = wait_stage(proc)
@@ -190,7 +190,7 @@ def test_bad_prepared_data_never_trains_nor_scores(tmp_path):
         assert code == 1 and len(lines) == 1 and "Traceback" not in err, (case, err)
         assert lines[0].startswith(f"pipeline.{'train' if split == 'train' else 'evaluate'}: error: "
                                    f"data/prepared/{split}.npz: ") and BAD_PREPARED[case][1] in lines[0], (case, lines)
-        assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before, case  # nothing written
+        assert {p: p.read_bytes() if p.is_file() else None for p in project.rglob("*")} == before, case  # nothing written
 
 
 # ---------------------------------------------------------------- params: case 13

@@ -111,7 +111,7 @@ def throwaway_commit(base: str, kind: str) -> str:
     """A commit on top of `base` with KIND's change, reachable by its hash only."""
     with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
         tree = Path(tmp) / "tree"
-        git("worktree", "add", "--detach", "--quiet", str(tree), base)
+        git("worktree", "add", "--detach", "--quiet", "--end-of-options", str(tree), base)
         try:
             INJECTIONS[kind](tree)
             git("commit", "--quiet", "-am", f"throwaway: {kind} (reports/gate-power/run.py)", cwd=tree)
@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE, help="where runs/ and runs.csv go (default: this folder)")
     args = parser.parse_args()
     RUNS, CSV = args.out / "runs", args.out / "runs.csv"
-    base = git("rev-parse", "--short", args.base)
+    if args.base.startswith("-"):
+        sys.exit(f"--base {args.base!r}: a revision cannot start with '-'")
+    base = git("rev-parse", "--short", "--verify", "--end-of-options", args.base)
     head = base if args.kind == "aa" else throwaway_commit(base, args.kind)[:7]
     RUNS.mkdir(parents=True, exist_ok=True)
     done = [p for p in RUNS.glob(f"{args.kind}-*.json")]

@@ -1,8 +1,8 @@
 """The A/B gate's measured error rates, from the real gate runs in reports/gate-power/runs.csv.
 
-    .venv/bin/python reports/gate-power/summary.py      (from the repository root)
+    .venv/bin/python reports/gate-power/summary.py [--dir DIR]     (from the repository root)
 
-Writes reports/gate-power/summary.csv and prints the same as a markdown table: per kind of run, how
+Reads DIR/runs.csv (DIR: reports/gate-power, or the --out of run.py), writes DIR/summary.csv and prints the same as a markdown table: per kind of run, how
 many runs failed the gate, the rate with its exact (Clopper-Pearson) binomial 95% interval, and the
 wall time per run. For A/A runs a failure is a false alarm; for the others it is a detection.
 
@@ -11,6 +11,7 @@ Column `earlier rule`: the same recorded samples judged by the rule this gate ha
 allowance with its bootstrap interval above 0), for comparison.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ from pipeline import gate  # noqa: E402
 
 HERE = Path(__file__).parent
 ORDER = {"aa": "A/A (identical code)", "slow10": "+10% on the train steps", "slow15": "+15% on the train steps",
-         "slow25": "+25% on the train steps", "lstm-impl1": "LSTM implementation=1 (realistic)"}
+         "slow25": "+25% on the train steps", "lstm-impl1": "LSTM implementation=1 (realistic)",
+         "loop15": "+15% per batch inside the train stage's loop"}
 
 
 def earlier_rule_failed(record: dict) -> bool:
@@ -42,15 +44,16 @@ def earlier_rule_failed(record: dict) -> bool:
 
 
 TRAIN_STEPS = ("sequential train step", "parallel train step")
+FIT_LOOPS = ("sequential fit loop", "parallel fit loop")  # in runs of gates that have them
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    records = [json.loads((HERE / r).read_text()) for r in runs["record"]]
+def summarize(runs: pd.DataFrame, folder: Path = HERE) -> pd.DataFrame:
+    records = [json.loads((folder / r).read_text()) for r in runs["record"]]
     configs = {json.dumps(r["gate"], sort_keys=True) for r in records}
     assert len(configs) == 1, f"the runs were made with {len(configs)} different gate settings"
     measured = {name: [gate.pooled_slowdown(list(zip(r["times"][name]["base"], r["times"][name]["head"])),
                                             r["gate"]["ab_confidence"]).slowdown for r in records]
-                for name in TRAIN_STEPS}
+                for name in (*TRAIN_STEPS, *FIT_LOOPS) if all(name in r["times"] for r in records)}
     runs = runs.assign(earlier=[earlier_rule_failed(r) for r in records], **measured)
     rows = []
     for kind, group in runs.groupby("kind", sort=False):
@@ -61,15 +64,20 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
                      "wall_s_median": round(group["wall_s"].median(), 1), "wall_s_max": round(group["wall_s"].max(), 1),
                      "pairs_median": int(group["pairs"].median()),
                      "earlier_rule_failed": int(group["earlier"].sum()),
-                     **{f"{name.split()[0]}_train_change_median": round(group[name].median(), 3) for name in TRAIN_STEPS},
+                     **{f"{name.split()[0]}_{name.split()[1]}_change_median": round(group[name].median(), 3)
+                        for name in measured},
                      "decided_early": int(group["stopped"].str.startswith("decided").sum())})
     table = pd.DataFrame(rows)
     return table.set_index("kind").loc[[k for k in ORDER if k in set(table["kind"])]].reset_index()
 
 
 def main() -> None:
-    table = summarize(pd.read_csv(HERE / "runs.csv"))
-    table.to_csv(HERE / "summary.csv", index=False)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=HERE, help="where runs.csv and runs/ are (default: this folder)")
+    folder = parser.parse_args().dir
+    table = summarize(pd.read_csv(folder / "runs.csv"), folder)
+    table.to_csv(folder / "summary.csv", index=False)
+    loops = "sequential_fit_change_median" in table
     shown = table.assign(**{"gate failed": [f"{f} / {n}" for f, n in zip(table.gate_failed, table.n)],
                             "rate [95% CI]": [f"{r:.0%} [{lo:.0%} .. {hi:.0%}]" for r, lo, hi in
                                               zip(table.rate, table.ci95_low, table.ci95_high)],
@@ -78,8 +86,11 @@ def main() -> None:
                             "earlier rule": [f"{e} / {n}" for e, n in zip(table.earlier_rule_failed, table.n)],
                             "train steps measured (median)": [f"{a:+.1%}, {b:+.1%}" for a, b in zip(
                                 table.sequential_train_change_median, table.parallel_train_change_median)]})
+    if loops:
+        shown["fit loops measured (median)"] = [f"{a:+.1%}, {b:+.1%}" for a, b in zip(
+            table.sequential_fit_change_median, table.parallel_fit_change_median)]
     print(shown[["runs", "gate failed", "rate [95% CI]", "wall s (median, max)", "pairs_median", "decided early",
-                 "earlier rule", "train steps measured (median)"]]
+                 "earlier rule", "train steps measured (median)", *(["fit loops measured (median)"] if loops else [])]]
           .rename(columns={"pairs_median": "pairs per benchmark (median)"}).to_markdown(index=False))
 
 

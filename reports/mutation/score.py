@@ -11,8 +11,8 @@ Reads mutmut's results (`mutants/pipeline/*.py.meta`) and writes, in reports/mut
   `equivalent.yaml` holds one for exactly that diff, the one line of reasoning why it cannot change a
   verdict, an exit code, a written number or a refusal.
 
-Exits 1 when a survivor has no reasoning in equivalent.yaml: a mutant that survives and can change a
-verdict is a missing test. `equivalent.yaml` maps a mutant's name to {line: the mutated line as the
+Exits 1 when a survivor has no reasoning in equivalent.yaml (a mutant that survives and can change a
+verdict is a missing test), when there are no results, or when some mutants were not checked. `equivalent.yaml` maps a mutant's name to {line: the mutated line as the
 diff shows it, why: the reasoning}; a reason whose line no longer matches the mutant is not used.
 """
 
@@ -77,9 +77,16 @@ def main() -> int:
     for row in [*rows, total]:
         print(f"{row['module']:<22} {row['killed'] + row['timeout']:>5} of {row['mutants']:>5} killed "
               f"(score {row['score']}), {row['survived']} survived, {row['no tests']} without a test")
+    if not rows:
+        print("score: no mutmut results under mutants/pipeline: run `mutmut run` first", file=sys.stderr)
+        return 1
     if unexplained:
         print(f"score: {unexplained} surviving mutants without reasoning: reports/mutation/survivors-{args.label}.md",
               file=sys.stderr)
+        return 1
+    if total["not checked"] or total["other"]:
+        print(f"score: the run is incomplete: {total['not checked']} mutants not checked, {total['other']} with "
+              f"another status", file=sys.stderr)
         return 1
     return 0
 

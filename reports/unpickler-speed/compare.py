@@ -31,7 +31,9 @@ from tests import archives, pickles  # noqa: E402
 
 
 def load_revision(rev: str):
-    source = subprocess.run(["git", "show", f"{rev}:pipeline/cifar.py"], cwd=ROOT, check=True,
+    if rev.startswith("-"):
+        sys.exit(f"{rev!r}: a revision cannot start with '-'")
+    source = subprocess.run(["git", "show", "--end-of-options", f"{rev}:pipeline/cifar.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "cifar_before.py"
     path.write_text(source)
