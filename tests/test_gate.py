@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -716,13 +717,14 @@ def test_ab_that_measures_no_benchmark_is_an_error(tmp_path, scratch_repo, monke
 
 @pytest.mark.parametrize("args", [["compare", "--baseline=--output=written"], ["ab", "--base=-q"],
                                   ["ab", "--head=--output=written"], ["compare", "--baseline="]])
-def test_a_revision_that_git_would_read_as_an_option_is_refused(tmp_path, monkeypatch, capsys, args):
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+def test_a_revision_that_git_would_read_as_an_option_is_refused(scratch_repo, capsys, args):
+    # in a git repository (scratch_repo), where git could have written the file
+    repo = Path.cwd()
+    before = sorted(p.name for p in repo.iterdir())
     assert gate.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a revision (a revision never starts with '-'" in err
-    assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]  # git wrote nothing
+    assert sorted(p.name for p in repo.iterdir()) == before  # git wrote nothing
 
 
 def test_the_ab_help_says_both_revisions_code_is_run(in_root, capsys):
