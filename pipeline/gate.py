@@ -274,6 +274,9 @@ def scored(metrics: dict, file: str) -> Scored:
         raise GateUsageError(f"{file}: metric test_images is {images!r}, not a count of images >= 1")
     if not 0 <= accuracy <= 1:
         raise GateUsageError(f"{file}: metric test_accuracy is {accuracy!r}, not in 0 .. 1")
+    if abs(accuracy * images - round(accuracy * images)) > 0.05:
+        raise GateUsageError(f"{file}: metric test_accuracy is {accuracy!r}, not a whole number of the "
+                             f"{images} test images")
     return Scored(round(accuracy * images), images)
 
 

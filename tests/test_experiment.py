@@ -3,6 +3,7 @@ failed experiment leaves params.yaml, the locks, the refs and the data as they w
 real `dvc exp run`s in a scratch copy of the project."""
 
 import hashlib
+import subprocess
 
 import pytest
 
@@ -100,3 +101,14 @@ def test_the_metrics_and_plots_folders_are_put_back_file_for_file(tmp_path, monk
     experiment.put_back(saved)
     assert experiment.snapshot(["metrics", "plots"]) == saved
     assert (tmp_path / "metrics" / "train.json").read_text() == '{"a": 1}' and not (tmp_path / "plots").exists()
+
+
+@pytest.mark.parametrize("args, command", [
+    (["SET=train.seed=1 train.parallel.epochs=2"], "-m pipeline.experiment train.seed=1 train.parallel.epochs=2"),
+    (["PROFILE=tutorial", "SET=train.seed=1"], "-m pipeline.experiment --profile tutorial train.seed=1"),
+    ([], "dvc repro"),
+])
+def test_make_repro_runs_overrides_through_the_checked_experiment(args, command):
+    # the Makefile's wiring: with PROFILE or SET, never a bare `dvc exp run`
+    shown = subprocess.run(["make", "-n", "repro", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert " ".join(shown.strip().splitlines()[-1].split()).endswith(command) and "exp run" not in shown

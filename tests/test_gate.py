@@ -59,11 +59,23 @@ def test_the_accuracy_row_shows_counts():
     ({"test_accuracy": 1.5, "test_images": 2000}, "metric test_accuracy is 1.5, not in 0 .. 1"),
     ({"test_accuracy": -0.1, "test_images": 2000}, "metric test_accuracy is -0.1, not in 0 .. 1"),
     ({"test_accuracy": 0.5}, "missing metric test_images"),
+    ({"test_accuracy": 0.31234, "test_images": 2000},
+     "metric test_accuracy is 0.31234, not a whole number of the 2000 test images"),  # 624.68 images
+    ({"test_accuracy": 0.3106, "test_images": 2000},
+     "metric test_accuracy is 0.3106, not a whole number of the 2000 test images"),  # 621.2
 ])
 def test_an_accuracy_that_is_no_count_is_refused(evaluate, message):
-    with pytest.raises(gate.GateUsageError, match=None) as info:
+    with pytest.raises(gate.GateUsageError) as info:
         gate.scored({"e.json": evaluate}, "e.json")
-    assert str(info.value) == f"e.json: {message}" or message in str(info.value)
+    assert str(info.value).startswith(f"e.json: {message}")
+
+
+@pytest.mark.parametrize("accuracy, images, count", [(0.3105, 2000, 621), (0.1234, 10000, 1234), (0.0001, 10000, 1),
+                                                      (1.0, 2000, 2000), (0.0, 2000, 0), (0.33333, 3, 1), (0.66667, 3, 2)])
+def test_an_accuracy_is_the_count_behind_it(accuracy, images, count):
+    # recorded to 5 decimals, an accuracy is within 0.05 of its whole count (1/3 -> 0.33333 -> 0.99999 images)
+    assert gate.scored({"e.json": {"test_accuracy": accuracy, "test_images": images}}, "e.json") == \
+        gate.Scored(count, images)
 
 
 def test_timing_across_runs_is_advisory_however_large_the_change():
