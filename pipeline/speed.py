@@ -14,7 +14,7 @@ For each model (`models.BUILDERS`):
   in memory, on the model of its train step. What the train stage adds around the compiled step (a
   callback, per-batch bookkeeping) is timed here. It times itself (`FitLoop`): from the start of the
   epoch to its end as the stage's StepTimer sees it (after every callback's last batch), leaving out
-  what `model.fit` does after the epoch, mostly waiting for its tf.data threads to stop (2 ms to 1.3 s,
+  what `model.fit` does after the epoch, mostly waiting for its tf.data threads to stop (2 ms to 1.23 s,
   idle, at random), which is not the stage's per-step work and would drown a per-batch slowdown.
 
 The gate's worker (pipeline/ab_worker.py) imports each rev's copy of this module, so a change to the
