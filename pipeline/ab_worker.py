@@ -6,10 +6,10 @@
 It builds the rev's benchmarks (`pipeline.speed.benchmarks`: each model's training step, inference
 batch and LSTM core step; revs that predate that module offer only the LSTM cores, through
 `make_train_step`), warms each up, prints {"benchmarks", "backend", "warmup_s"}, then for each
-benchmark name read on stdin runs one step and prints {"ms": ...}: its wall time, or what a benchmark that
-`reports_own_time` measured itself (pipeline/speed.py's fit loops), sent when that measurement ends. The gate drives several of these in
-interleaved order. Run as a script, not a stage: it may import an older rev's package, so it uses
-nothing of this one but argparse.
+benchmark name read on stdin runs one step and prints {"ms": ...}: its wall time, or what a benchmark
+that `reports_own_time` measured itself (pipeline/speed.py's fit loops), sent when that measurement
+ends. The gate drives several of these in interleaved order. Run as a script, not a stage: it may
+import an older rev's package, so it uses nothing of this one but argparse.
 
 The replies go to the process's original stdout; anything the rev's code prints goes to stderr, so it
 cannot corrupt them. A rev with nothing to benchmark exits with NOTHING_TO_BENCHMARK (3), the one
@@ -69,6 +69,7 @@ def main() -> None:
             step()
     print(json.dumps({"benchmarks": list(benchmarks), "backend": keras.config.backend(),
                       "warmup_s": time.perf_counter() - start}), file=protocol, flush=True)
+
     def reply(ms: float) -> None:
         print(json.dumps({"ms": ms}), file=protocol, flush=True)
 
