@@ -96,19 +96,22 @@ def put_back(folders: dict[str, dict[str, bytes] | None]) -> None:
         for f in Path(folder).rglob("*"):
             if f.is_file() and str(f) not in files:
                 f.unlink()
-        for name, content in files.items():
-            if not Path(name).is_file() or Path(name).read_bytes() != content:
-                Path(name).parent.mkdir(parents=True, exist_ok=True)
-                Path(name).write_bytes(content)
+        write_back(files)
+
+
+def write_back(saved: dict[str, bytes | None]) -> None:
+    """Each file back to its saved bytes; a file saved as None (absent) is removed."""
+    for name, content in saved.items():
+        if content is None:
+            Path(name).unlink(missing_ok=True)
+        elif not Path(name).is_file() or Path(name).read_bytes() != content:
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+            Path(name).write_bytes(content)
 
 
 def restore(saved: dict[str, bytes | None], refs_before: set[str], present: list[str]) -> str:
     """Put the saved files and the refs back, and the data of the restored locks; what could not be, or ''."""
-    for name, content in saved.items():
-        if content is None:
-            Path(name).unlink(missing_ok=True)
-        else:
-            Path(name).write_bytes(content)
+    write_back(saved)
     for ref in sorted(_exec_refs() - refs_before):
         subprocess.run(["git", "update-ref", "-d", ref], capture_output=True)
     # Outputs that were never cached (a stage that never ran here) cannot come back, and were not there.
