@@ -3,6 +3,7 @@ failed experiment leaves params.yaml, the locks, the refs and the data as they w
 real `dvc exp run`s in a scratch copy of the project."""
 
 import hashlib
+import os
 import subprocess
 
 import pytest
@@ -110,5 +111,8 @@ def test_the_metrics_and_plots_folders_are_put_back_file_for_file(tmp_path, monk
 ])
 def test_make_repro_runs_overrides_through_the_checked_experiment(args, command):
     # the Makefile's wiring: with PROFILE or SET, never a bare `dvc exp run`
-    shown = subprocess.run(["make", "-n", "repro", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # run from `make test`, make's own variables would make the inner make print its directory: drop them
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    shown = subprocess.run(["make", "--no-print-directory", "-n", "repro", *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, check=True).stdout
     assert " ".join(shown.strip().splitlines()[-1].split()).endswith(command) and "exp run" not in shown
