@@ -306,6 +306,7 @@ def _real_ab(tmp_path, base: str) -> tuple[subprocess.CompletedProcess, dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("worktrees of the repository")  # one at a time under make test
 def test_a_real_ab_run_times_every_benchmark_side_by_side(tmp_path):
     result, record = _real_ab(tmp_path, "HEAD")
     assert sorted(record["times"]) == sorted(BENCHMARKS)
@@ -320,6 +321,7 @@ def test_a_real_ab_run_times_every_benchmark_side_by_side(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("worktrees of the repository")  # one at a time under make test
 def test_a_base_that_predates_the_benchmarks_is_gated_on_what_it_has(tmp_path):
     result, record = _real_ab(tmp_path, BEFORE_SPEED_MODULE)
     assert sorted(record["times"]) == ["parallel LSTM core step", "sequential LSTM core step"]
