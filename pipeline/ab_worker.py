@@ -48,14 +48,19 @@ def _benchmarks(args) -> dict:
     sys.exit(NOTHING_TO_BENCHMARK)
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line `gate.Worker` gives a worker (tests/ab_standin.py parses it with this too)."""
     parser = argparse.ArgumentParser(prog="ab_worker.py", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, required=True, help="images (sequences) per training step")
     parser.add_argument("--inference-batch", type=int, required=True, help="images per inference batch")
     parser.add_argument("--learning-rate", type=float, required=True, help="Adam's learning rate")
     parser.add_argument("--loss", required=True, help="train.loss")
     parser.add_argument("--warmup", type=int, required=True, help="untimed steps per benchmark first")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     # The protocol keeps the original stdout; fd 1 (print, native logs) goes to stderr from here on.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

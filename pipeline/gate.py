@@ -337,12 +337,13 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
         pick = lambda d: Timing(*(_get(d, files["lstm-step"], core, "cpu_generic", k)  # noqa: E731
                                   for k in ("step_time_ms_median", "step_time_ms_iqr", "rounds")))
         timing.append(timing_advisory(f"lstm-step {core} core, CPU step", pick(base), pick(cur), cfg.noise_z))
-    devices = {d[files[f"train-{params.MODEL_NAMES[0]}"]].get("device_name") for d in (base, cur)}
+    devices = [", ".join(sorted({str(d[files[f"train-{m}"]].get("device_name")) for m in params.MODEL_NAMES}))
+               for d in (base, cur)]
     notes = ["timing rows are advisory: times from two different runs differ by more than their within-run "
              "noise on identical code; `python -m pipeline.gate ab` gates speed side by side"]
     notes += [f"{why}: its accuracy is not gated at this commit" for why in changed.values()]
-    if len(devices) > 1:
-        notes.append(f"timings come from different devices ({' vs '.join(sorted(map(str, devices)))})")
+    if devices[0] != devices[1]:
+        notes.append(f"timings come from different devices ({devices[0]} vs {devices[1]})")
     return {"Accuracy": accuracy, "Timing (advisory, across runs)": timing}, notes
 
 

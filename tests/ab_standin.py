@@ -1,25 +1,40 @@
 """A stand-in for pipeline/ab_worker.py that answers scripted step times: `gate ab` end to end in seconds.
 
 Run by the gate in place of the real worker (tests monkeypatch `gate.WORKER`), in the worktree of its side
-(`base` or `head`). $AB_STANDIN is JSON: {"benchmarks": [names], "ms": {side: {name: [[ms, ...] per
-worker]}}, "claims": dir}. Each worker claims the first free index of its side in `claims`, then its k-th
-step of a benchmark answers ms[side][name][index][k % len], without timing anything.
+(`base` or `head`), with the command line the real worker takes (parsed by its own `arguments()`). $AB_STANDIN
+is JSON: {"benchmarks": [names], "ms": {side: {name: [[ms, ...] per worker]}}, "claims": dir, and optionally
+"fail": {side: [exit status, stderr text]}}. Each worker claims the first free index of its side in
+`claims` and writes there what it was given (its arguments, PYTHONPATH, PYTHONUNBUFFERED, its folder); a
+side in "fail" then writes the text to stderr and exits with the status. Otherwise its k-th step of a
+benchmark answers ms[side][name][index][k % len], without timing anything.
 """
 
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
+spec = importlib.util.spec_from_file_location("ab_worker", Path(__file__).resolve().parent.parent / "pipeline" / "ab_worker.py")
+worker = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(worker)
+given = {"args": vars(worker.arguments().parse_args()), "cwd": os.getcwd(),
+         **{key: os.environ.get(key) for key in ("PYTHONPATH", "PYTHONUNBUFFERED")}}
 script = json.loads(os.environ["AB_STANDIN"])
 side = Path.cwd().name
 index = 0
 while True:
     try:
-        os.close(os.open(Path(script["claims"]) / f"{side}-{index}", os.O_CREAT | os.O_EXCL))
+        claim = os.open(Path(script["claims"]) / f"{side}-{index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         break
     except FileExistsError:
         index += 1
+os.write(claim, json.dumps(given).encode())
+os.close(claim)
+if side in script.get("fail", {}):
+    status, text = script["fail"][side]
+    sys.stderr.write(text)
+    sys.exit(status)
 print(json.dumps({"benchmarks": script["benchmarks"], "backend": "stand-in", "warmup_s": 0}), flush=True)
 steps = {name: 0 for name in script["benchmarks"]}
 for line in sys.stdin:

@@ -198,6 +198,59 @@ def test_each_model_is_compared_with_its_own_baseline(tmp_path, in_root, capsys)
     assert _row(out, "parallel").endswith("| -0.0500 (-100 images) | >= -0.0300 (-60 images) | **FAIL** |")
 
 
+# The whole compare report for one case that uses every part of it: one model 61 images down (fails), the
+# other with new settings (advisory), every timing 10% slower, and the timings from another device.
+COMPARE_REPORT = (
+    '\n'
+    '**FAIL**: 1 of 1 checks failed.\n'
+    '\n'
+    '### Accuracy\n'
+    '\n'
+    '| metric | baseline | current | change | allowed | verdict |\n'
+    '|---|---|---|---|---|---|\n'
+    '| sequential test_accuracy | 0.3100 (620 of 2000) | 0.2795 (559 of 2000) | -0.0305 (-61 images) | >= -0.0300 (-60 images) | **FAIL** |\n'
+    '| parallel test_accuracy | 0.3600 (720 of 2000) | 0.3000 (600 of 2000) | -0.0600 (-120 images) | not gated: new settings | advisory |\n'
+    '\n'
+    '### Timing (advisory, across runs)\n'
+    '\n'
+    '| metric | baseline | current | change | allowed | verdict |\n'
+    '|---|---|---|---|---|---|\n'
+    '| train-sequential step time | 80.00 ms (IQR 1.00, n=99) | 88.00 ms (IQR 1.00, n=99) | +10.0% | within-run noise 0.5%; run-to-run not known | advisory |\n'
+    '| train-parallel step time | 80.00 ms (IQR 1.00, n=99) | 88.00 ms (IQR 1.00, n=99) | +10.0% | within-run noise 0.5%; run-to-run not known | advisory |\n'
+    '| lstm-step sequential core, CPU step | 80.00 ms (IQR 1.00, n=20) | 88.00 ms (IQR 1.00, n=20) | +10.0% | within-run noise 1.1%; run-to-run not known | advisory |\n'
+    '| lstm-step parallel core, CPU step | 80.00 ms (IQR 1.00, n=20) | 88.00 ms (IQR 1.00, n=20) | +10.0% | within-run noise 1.1%; run-to-run not known | advisory |\n'
+    '\n'
+    '- timing rows are advisory: times from two different runs differ by more than their within-run noise on identical code; `python -m pipeline.gate ab` gates speed side by side\n'
+    '- train-parallel.json: baseline and current come from different settings (epochs 2 vs 3): its accuracy is not gated at this commit\n'
+    '- timings come from different devices (cpu vs other cpu)\n'
+)
+
+
+def test_the_compare_report_word_for_word(tmp_path, in_root, capsys):
+    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
+    cur = _metrics(tmp_path, "cur", accuracy={"sequential": 0.2795, "parallel": 0.30}, step_ms=88.0,
+                   changes={"train": {"device_name": "other cpu"}, "parallel": {"train": {"epochs": 3}}})
+    assert _compare(tmp_path, base, cur, "--allow-new-settings") == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"## Gate: {cur} against {base}\n" + COMPARE_REPORT + "\n"
+    assert captured.err == "pipeline.gate: FAIL: sequential test_accuracy\n"
+
+
+def test_compare_refuses_new_settings_unless_allowed_and_names_a_device_change_of_either_model(tmp_path):
+    files = gate.metric_files(params.load(ROOT / "params.yaml").paths)
+    read = lambda d: gate.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
+    base = read(_metrics(tmp_path, "base"))
+    newer = read(_metrics(tmp_path, "newer", changes={"parallel": {"train": {"epochs": 3}}}))
+    with pytest.raises(gate.SettingsChanged, match="train-parallel.json: .*epochs 2 vs 3"):
+        gate.compare(base, newer, params.load(ROOT / "params.yaml").gate, files)
+    for model, devices in (("sequential", "cpu vs cpu, other cpu"), ("parallel", "cpu vs cpu, other cpu")):
+        moved = read(_metrics(tmp_path, f"moved-{model}", changes={model: {"train": {"device_name": "other cpu"}}}))
+        _, notes = gate.compare(base, moved, params.load(ROOT / "params.yaml").gate, files)
+        assert notes[-1] == f"timings come from different devices ({devices})"
+    _, notes = gate.compare(base, base, params.load(ROOT / "params.yaml").gate, files)
+    assert not any("devices" in note for note in notes)
+
+
 @pytest.mark.parametrize("dropped", ["sequential", "parallel"])
 def test_a_drop_of_one_model_alone_fails_the_gate(tmp_path, in_root, capsys, dropped):
     base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
@@ -252,6 +305,52 @@ def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, caps
         (base / f"train-{model}.json").write_text(json.dumps(train))
     assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(newer)]) == 2
     assert "loss (not recorded) vs crossentropy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recorded", [{"time_limit_s": None}, {}])
+def test_a_setting_recorded_as_null_is_not_a_setting_left_unrecorded(tmp_path, recorded):
+    # null (no limit) in one run and no key in the other differ; two differing settings are listed in order
+    files = gate.metric_files(params.load(ROOT / "params.yaml").paths)
+    read = lambda d: gate.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
+    base, cur = read(_metrics(tmp_path, "base")), read(_metrics(tmp_path, "cur"))
+    for model in ("sequential", "parallel"):
+        del cur[f"train-{model}.json"]["time_limit_s"]
+        cur[f"train-{model}.json"].update(recorded, seed=5)
+    changed = gate.changed_settings(base, cur, files)
+    what = "seed 0 vs 5" if recorded else "seed 0 vs 5; time_limit_s None vs (not recorded)"
+    assert changed == {f"train-{m}": f"train-{m}.json: baseline and current come from different settings ({what})"
+                       for m in ("sequential", "parallel")}
+    # and the other way round: absent in the baseline, null in the current run
+    assert gate.changed_settings(cur, base, files)["train-sequential"].endswith(
+        "(seed 5 vs 0)" if recorded else "(seed 5 vs 0; time_limit_s (not recorded) vs None)")
+
+
+def test_the_error_lines_name_the_source_the_file_and_the_nested_key(tmp_path, root):
+    with pytest.raises(gate.GateUsageError) as exc:
+        gate.metrics_at_rev("HEAD", "no-such-dir", ["train-sequential.json"])
+    assert str(exc.value).startswith("baseline HEAD: cannot read train-sequential.json: ")
+    assert str(exc.value).count("\n") == 0 and not str(exc.value).endswith(": ?")
+    with pytest.raises(gate.GateUsageError, match=r"^label: cannot read x.json: Expecting value: line 1 column 1 \(char 0\)$"):
+        (tmp_path / "x.json").write_text("not json")
+        gate.metrics_in_dir(tmp_path, ["x.json"], "label")
+    metrics = {"lstm-step.json": {"sequential": {"cpu_generic": {"rounds": "20"}}}}
+    with pytest.raises(gate.GateUsageError, match=r"^lstm-step.json: missing metric sequential.cpu_generic.median$"):
+        gate._get(metrics, "lstm-step.json", "sequential", "cpu_generic", "median")
+    with pytest.raises(gate.GateUsageError, match=r"^lstm-step.json: metric sequential.cpu_generic.rounds is '20', not a number$"):
+        gate._get(metrics, "lstm-step.json", "sequential", "cpu_generic", "rounds")
+
+
+def test_a_test_set_of_one_image_counts_and_the_count_tolerance_is_inclusive():
+    assert gate.scored({"e": {"test_images": 1, "test_accuracy": 1.0}}, "e") == gate.Scored(1, 1)
+    # 0.05 of an image away from a whole count is the most the recorded decimals may be off
+    assert gate.scored({"e": {"test_images": 1, "test_accuracy": 0.05}}, "e") == gate.Scored(0, 1)
+    with pytest.raises(gate.GateUsageError, match="not a whole number of the 1 test images"):
+        gate.scored({"e": {"test_images": 1, "test_accuracy": 0.0500001}}, "e")
+
+
+def test_an_accuracy_row_on_different_test_sets_shows_no_image_counts():
+    row = gate.accuracy_verdict("m", gate.Scored(600, 2000), gate.Scored(2900, 10000), 0.03)
+    assert (row.change, row.allowed, row.passed) == ("-0.0100", ">= -0.0300", True)
 
 
 def test_missing_baseline_exits_2(tmp_path, in_root, capsys):
@@ -672,15 +771,16 @@ def scratch_repo(tmp_path, monkeypatch):
     return commit
 
 
-def _standin_ab(tmp_path, monkeypatch, capsys, base_ms, head_ms, names=("t1", "t2"), processes=2):
+def _standin_ab(tmp_path, monkeypatch, capsys, base_ms, head_ms, names=("t1", "t2"), processes=2, fail=None, extra=()):
     """`gate ab --base HEAD --head HEAD` with stand-in workers: worker i of a side answers
-    `ms[i]` (a list cycled over its steps), the same for every benchmark. Returns (exit, stdout, stderr)."""
+    `ms[i]` (a list cycled over its steps), the same for every benchmark; `fail`: {side: [exit status,
+    stderr]}. Returns (exit, stdout, stderr); what each worker was given is in tmp_path's last claims-N."""
     claims = tmp_path / f"claims-{len(list(tmp_path.glob('claims-*')))}"
     claims.mkdir()
     monkeypatch.setenv("AB_STANDIN", json.dumps({
-        "benchmarks": list(names), "claims": str(claims),
+        "benchmarks": list(names), "claims": str(claims), "fail": fail or {},
         "ms": {"base": {n: base_ms for n in names}, "head": {n: head_ms for n in names}}}))
-    code = gate.main(["ab", "--base", "HEAD", "--head", "HEAD", "--processes", str(processes)])
+    code = gate.main(["ab", "--base", "HEAD", "--head", "HEAD", "--processes", str(processes), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -724,6 +824,44 @@ def test_ab_that_measures_no_benchmark_is_an_error(tmp_path, scratch_repo, monke
     assert code == 2 and "checks failed" not in out
     lines = [line for line in err.splitlines() if not line.startswith("gate ab: ")]
     assert len(lines) == 1 and "have no benchmark in common" in lines[0]
+
+
+def test_every_worker_gets_params_yaml_settings_and_runs_its_own_revision(tmp_path, scratch_repo, monkeypatch, capsys):
+    scratch_repo(ab_min_pairs=9, ab_max_pairs=9, ab_warmup=4)
+    code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 3, [[100.0]] * 3, processes=3)
+    assert code == 0, err
+    p = params.load(Path("params.yaml"))
+    given = {f.name: json.loads(f.read_text()) for f in sorted(tmp_path.glob("claims-*/*"))}
+    assert sorted(given) == ["base-0", "base-1", "base-2", "head-0", "head-1", "head-2"]
+    for name, worker in given.items():
+        assert worker["args"] == {"batch": p.train.batch_size, "inference_batch": p.evaluate.batch_size,
+                                  "learning_rate": p.train.learning_rate, "loss": p.train.loss, "warmup": 4}
+        # its own side's worktree, first on the import path, replies unbuffered
+        assert Path(worker["cwd"]).name == name.split("-")[0] and worker["PYTHONPATH"] == worker["cwd"]
+        assert worker["PYTHONUNBUFFERED"] == "1"
+
+
+NOTHING = [3, "a warning\nanother warning\nthis rev has nothing to benchmark\n"]
+
+
+def test_a_base_with_nothing_to_benchmark_is_one_line_or_with_the_flag_a_notice(tmp_path, scratch_repo, monkeypatch, capsys):
+    for fail, flag, code in (({"base": NOTHING}, (), 2), ({"base": NOTHING}, ("--allow-missing-baseline",), 0),
+                             ({"base": [1, NOTHING[1]]}, ("--allow-missing-baseline",), 2),
+                             ({"head": NOTHING}, ("--allow-missing-baseline",), 2)):
+        result, out, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, fail=fail, extra=flag)
+        side = next(iter(fail))
+        message = f"{side} (HEAD): benchmark worker exited: this rev has nothing to benchmark"
+        lines = [line for line in err.splitlines() if not line.startswith("gate ab: ")]
+        assert result == code, (fail, flag, out, err)
+        if code == 2:
+            assert lines == [f"pipeline.gate: error: {message}"]
+        else:
+            assert lines == [] and f"- no A/B baseline: {message}" in out
+
+
+def test_a_worker_that_exits_without_a_word_says_so(tmp_path, scratch_repo, monkeypatch, capsys):
+    code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, fail={"head": [1, ""]})
+    assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: head (HEAD): benchmark worker exited: no output"
 
 
 # ---------------------------------------------------------------- hardening

@@ -164,6 +164,31 @@ def test_the_accuracy_floor_is_the_line_for_test_accuracy(delta, changed):
     assert point.z == pytest.approx(-3 * delta) and point.changed is changed
 
 
+def test_a_point_exactly_on_the_threshold_is_not_a_change():
+    # a window of mean 100 and sample std 20 (above the 7.0 floor), exact in floats: z = (value - 100) / 20
+    for value in (160.0, 40.0):
+        point = _judged([80.0, 120.0, 80.0, 120.0, 100.0] + [value])
+        assert abs(point.z) == history.Z_THRESHOLD and not point.changed
+
+
+def test_a_flat_line_of_zeros_has_no_spread_and_no_change():
+    # the time floor is 7% of 0: sigma 0, so z is 0 rather than a division by zero
+    point = _judged([0.0] * 4 + [0.0])
+    assert point.z == 0.0 and point.changed is False
+
+
+def test_the_accuracy_floor_at_the_ends_and_without_a_test_set_size():
+    measure = MEASURE["test_accuracy"]
+    # an accuracy of 1 (or 0) is clamped to 0.999 (0.001): the floor never collapses to 0
+    assert history.noise_floor(measure, 1.0, 2000) == pytest.approx((0.999 * 0.001 / 2000) ** 0.5)
+    assert history.noise_floor(measure, 0.0, 2000) == pytest.approx((0.999 * 0.001 / 2000) ** 0.5)
+    # no test-set size recorded (or 0, or 1): the standard error of one image
+    for n in (None, 0, 1):
+        assert history.noise_floor(measure, 0.5, n) == pytest.approx(0.5)
+    # a line of perfect accuracies still sees a drop of 1 point on 2,000 images (z = -0.01 / 0.000707)
+    assert _judged([1.0] * 4 + [0.99], "test_accuracy", noise_n=2000).changed
+
+
 def test_the_window_is_the_last_lookback_runs_and_needs_min_lookback():
     assert _judged([100.0]).z is None
     assert _judged([100.0] * history.MIN_LOOKBACK + [200.0]).changed
