@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from pipeline import history, params
 from tests.project import ROOT, run, run_stage
@@ -76,6 +77,36 @@ def repo(tmp_path_factory) -> Path:
     return where
 
 
+def test_read_commits_gives_each_first_parent_commits_files_exactly(tmp_path):
+    git = lambda *args: run(["git", *args], tmp_path)  # noqa: E731
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+
+    def commit(subject, **files):
+        for name, text in files.items():
+            if text is None:
+                (tmp_path / name).unlink()
+            else:
+                (tmp_path / name).write_text(text)
+        git("add", "-A")
+        git("commit", "-qm", subject)
+
+    commit("one", **{"a.json": '{"x": 1}', "b.json": "two\nlines\n"})
+    git("checkout", "-q", "-b", "side")
+    commit("on the side", **{"c.json": "side"})
+    git("checkout", "-q", "main")
+    commit("two", **{"a.json": "", "b.json": None})
+    git("merge", "-q", "--no-ff", "-m", "merge", "side")
+    commits = history.read_commits("HEAD", ["a.json", "b.json", "never.json"], tmp_path)
+    assert [c.subject for c in commits] == ["one", "two", "merge"]  # the side branch's commit is not on the line
+    assert [c.files for c in commits] == [
+        {"a.json": '{"x": 1}', "b.json": "two\nlines\n", "never.json": None},
+        {"a.json": "", "b.json": None, "never.json": None},
+        {"a.json": "", "b.json": None, "never.json": None}]
+    assert all(len(c.sha) == 40 and c.date.startswith("20") and "T" in c.date for c in commits)
+
+
 @pytest.fixture(scope="module")
 def analysed(repo):
     files = [str(PATHS.train_metrics("sequential")), str(PATHS.evaluate_metrics("sequential")),
@@ -117,6 +148,115 @@ def test_a_new_data_source_in_dvc_lock_starts_a_new_line_and_a_broken_lock_does_
     segments = history.analyse(commits, PATHS)[("train_images_per_s", "sequential")]
     assert [[p.subject for p in s] for s in segments] == [["c0", "c1"], ["c2"], ["c3", "c4"], ["c5"]]
     assert "download.md5" in history.settings_change(segments[0][-1].settings, segments[1][0].settings)
+
+
+def test_the_data_settings_are_the_archive_and_the_preprocess_params_and_nothing_of_the_mirror():
+    lock = yaml.safe_dump({"stages": {
+        "download": {"params": {"params.yaml": {"download.md5": "a" * 32, "download.url": "file:///x",
+                                                "download.retries": 3, "download.timeout_s": 60}}},
+        "preprocess": {"params": {"params.yaml": {"preprocess.train_images": 10000,
+                                                  "preprocess.split": {"b": 2, "a": 1}},
+                                  "other.yaml": ["not", "a", "mapping"]}},
+        "train@sequential": {"params": {"params.yaml": {"train.seed": 0}}}}})
+    assert history._data_settings(lock) == (("download.md5", json.dumps("a" * 32)), ("preprocess.split", '{"a": 1, "b": 2}'),
+                                            ("preprocess.train_images", "10000"))
+    assert history._data_settings(": not yaml :\n  - [") == (("dvc.lock", "unreadable"),)
+    assert history._data_settings(None) == history._data_settings("") == ()
+
+
+def test_a_settings_change_names_each_changed_key_once_in_order():
+    before, after = (("a", "1"), ("b", "2"), ("d", "5")), (("b", "3"), ("c", "4"), ("d", "5"))
+    assert history.settings_change(before, after) == "a 1 -> -, b 2 -> 3, c - -> 4"
+
+
+@pytest.mark.parametrize("data, value", [({"m": {"x": 1.5}}, 1.5), ({"m": 5}, None), ({"m": {"x": "1.5"}}, None),
+                                         ({"m": {"x": float("nan")}}, None), ({"m": {"x": True}}, None),
+                                         ({"m": {"x": 7}}, 7)])
+def test_a_measure_is_a_finite_number_under_the_models_key_or_nothing(data, value):
+    assert history._dig(data, ("{model}", "x"), "m") == value
+
+
+def _changed(measure, index, value, baseline, z, subject="s", changed=True):
+    point = history.Point(measure, "sequential", index, f"{index:x}" * 40, subject, "", value, None, (), 2000)
+    point.baseline, point.z, point.changed = baseline, z, changed
+    return point
+
+
+def test_the_summary_word_for_word():
+    grouped = {("train_images_per_s", "sequential"): [[_changed("train_images_per_s", 3, 10.0, 100.0, -9.0),
+                                                       _changed("train_images_per_s", 4, 50.0, 100.0, -7.1, "a | b" + "x" * 70)]],
+               ("test_accuracy", "sequential"): [[_changed("test_accuracy", 5, 0.5, 0.0, 22.4, "up"),
+                                                  _changed("test_accuracy", 6, 0.2, 0.5, 1.0, "unmarked", changed=False)],
+                                                 [_changed("test_accuracy", 7, 0.2, 0.5, -9.0, "down")]]}
+    # changes after commit 3 only (the --since commit's own change is not listed); a zero baseline shows
+    # the change as a difference, not a ratio
+    assert history.summary(grouped, 3) == (
+        "Detected changes (lookback z-score, |z| > 3):\n\n"
+        "| commit | subject | model | measure | before (mean) | after | change | z | direction |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+        "| 4444444 | a / b" + "x" * 55 + " | sequential | Training throughput | 100 | 50 | -50.0% | -7.1 | worse |\n"
+        "| 5555555 | up | sequential | Test accuracy | 0 | 0.5 | +0.5 | +22.4 | better |\n"
+        "| 7777777 | down | sequential | Test accuracy | 0.5 | 0.2 | -60.0% | -9.0 | worse |\n")
+    assert history.summary(grouped, 7) == "No change detected in the benchmark history.\n"
+
+
+def test_a_metrics_file_that_is_no_object_counts_as_empty():
+    assert history._load(None) == history._load("") == history._load("[1, 2]") == history._load("not json") == {}
+    assert history._load('{"epochs": 3}') == {"epochs": 3}
+
+
+def test_points_read_every_measure_with_its_spread_settings_and_machine():
+    t, e, lstm_file = str(PATHS.train_metrics("sequential")), str(PATHS.evaluate_metrics("sequential")), str(PATHS.lstm_step_metrics)
+
+    def lock(md5):
+        return f"stages:\n  download:\n    params:\n      params.yaml:\n        download.md5: {md5}\n"
+
+    def without(data, *keys):
+        return json.dumps({k: v for k, v in data.items() if k not in keys})
+
+    bare = without(evaluate("sequential", 0.32, 900.0), "device_name", "threads", "backend", "backend_version")
+    no_rate = without(train("sequential", 1000.0, epochs=5), "train_images_per_s")
+    no_accuracy = without(evaluate("sequential", 0.3, 950.0), "test_accuracy")
+    files = [  # commit by commit: a point only where a file changed and holds the measure
+        {t: json.dumps(train("sequential", 1000.0)), e: json.dumps(evaluate("sequential", 0.31, 1000.0)),
+         lstm_file: json.dumps(lstm(60.0)), "dvc.lock": lock("a" * 32)},
+        {t: json.dumps(train("sequential", 1000.0)), e: bare, lstm_file: "{not json", "dvc.lock": lock("a" * 32)},
+        {t: no_rate, e: no_accuracy, lstm_file: json.dumps(lstm(61.0)), "dvc.lock": lock("a" * 32)},
+        {t: no_rate, e: "[1, 2]", lstm_file: json.dumps(lstm(61.0)), "dvc.lock": lock("b" * 32)},
+        {t: no_rate, e: "[1, 2]", lstm_file: None, "dvc.lock": lock("b" * 32)},
+    ]
+    found = history.points([history.Commit(f"{i:040d}", f"c{i}", "", f) for i, f in enumerate(files)], PATHS)
+    amd, unknown = "AMD EPYC, 2 threads, tensorflow 2.21.0", "?, ? threads, ? "
+    assert [(p.measure, p.model, p.index, p.value, p.spread, p.machine, p.noise_n) for p in found] == [
+        ("test_accuracy", "sequential", 0, 0.31, None, amd, 2000),
+        ("test_accuracy", "sequential", 1, 0.32, None, unknown, 2000),
+        ("train_images_per_s", "sequential", 0, 1000.0, None, amd, None),
+        ("step_time_ms", "sequential", 0, 100.0, 3.0, amd, None),
+        ("step_time_ms", "sequential", 2, 100.0, 3.0, amd, None),
+        ("lstm_core_ms", "sequential", 0, 60.0, 1.0, amd, None),
+        ("lstm_core_ms", "sequential", 2, 61.0, 1.0, amd, None),
+        ("lstm_core_ms", "parallel", 0, 60.0, 1.0, amd, None),
+        ("lstm_core_ms", "parallel", 2, 61.0, 1.0, amd, None),
+        ("inference_images_per_s", "sequential", 0, 1000.0, None, amd, 2000),
+        ("inference_images_per_s", "sequential", 1, 900.0, None, unknown, 2000),
+        ("inference_images_per_s", "sequential", 2, 950.0, None, amd, 2000)]
+    settings = {(p.measure, p.index): dict(p.settings) for p in found}
+    environment = {"device_name": '"AMD EPYC"', "cpu_device_name": "null", "threads": "2", "backend_version": '"2.21.0"',
+                   "keras_version": '"3.15.1"'}
+    trained = {"model": '"sequential"', "epochs": "3", "epochs_completed": "3", "train_images": "10000", "batch_size": "100",
+               "learning_rate": "0.001", "loss": '"crossentropy"', "seed": "0", "normalize": '"raw"', "distribution": '"none"',
+               "replicas": "1", "processes": "1", "time_limit_s": "null", "backend": '"tensorflow"'}
+    data = {"download.md5": json.dumps("a" * 32)}
+    assert settings[("train_images_per_s", 0)] == {**trained, **environment, **data}
+    # accuracy is judged with how its model was trained: the train file of the same commit
+    assert settings[("test_accuracy", 0)] == {"model": '"sequential"', "test_images": "2000", "backend": '"tensorflow"',
+                                              **environment, **{f"train.{k}": v for k, v in trained.items()}, **data}
+    assert settings[("inference_images_per_s", 2)]["train.epochs"] == "5"
+    # the LSTM core's step does not depend on the data
+    assert settings[("lstm_core_ms", 0)] == {"batch_size": "100", "units": "50", "warmup_steps": "3", "rounds": "10",
+                                             "backend": '"tensorflow"', "float32": "true", "cpu_sgemm_n": "1024",
+                                             "gpu_sgemm_n": "8192", **environment, "device_name": "null",
+                                             "cpu_device_name": '"AMD EPYC"'}
 
 
 def test_the_accuracy_floor_is_the_binomial_standard_error():

@@ -21,6 +21,8 @@ STATUS = {
     "evaluate@parallel": [{"changed deps": {"data/prepared/test.npz": "deleted", "models/parallel.keras": "deleted"}}],
     "evaluate@sequential": [{"changed deps": {"data/prepared/test.npz": "deleted", "pipeline/evaluate.py": "deleted"}}],
     "studies/dvc.yaml:collapse": [{"changed command": True}],
+    # a plain string, then a changed command beside changed deps in one entry: every reason is kept
+    "preprocess": ["always changed", {"changed command": True, "changed deps": {"pipeline/preprocess.py": "modified"}}],
 }
 
 
@@ -33,6 +35,7 @@ def test_stale_reasons_ignore_what_only_the_missing_data_and_the_mirror_cause():
         "train@sequential": ["param train.seed modified", "metrics/train-sequential.json modified"],
         "evaluate@sequential": ["pipeline/evaluate.py deleted"],
         "collapse": ["command changed"],
+        "preprocess": ["always changed", "command changed", "pipeline/preprocess.py modified"],
     }
 
 
