@@ -243,6 +243,9 @@ def settings_change(before: tuple, after: tuple) -> str:
                      if old.get(k) != new.get(k))
 
 
+# Drawing, left out of mutation testing (reports/mutation): the page gives no verdict (the detector and the
+# summary above and below do), and tests/test_history.py checks it in headless Chromium.
+# pragma: no mutate start
 def figure(measure: Measure, grouped: dict, commits: list[Commit]) -> go.Figure:
     fig = go.Figure()
     colours = {"sequential": "#1f77b4", "parallel": "#d62728"}
@@ -291,6 +294,7 @@ def page(grouped: dict, commits: list[Commit], rev: str) -> str:
             f"<h2>Where settings changed</h2><ul>{''.join(notes) or '<li>nowhere</li>'}</ul></body></html>\n")
 
 
+# pragma: no mutate end
 def summary(grouped: dict, since_index: int) -> str:
     by_key = {m.key: m for m in MEASURES}
     rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 import pipeline  # noqa: F401  (sets the backend environment before anything imports keras)
 from tests import archives
+from tests.project import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -29,6 +31,13 @@ def _mutation_stats_stay_in_this_process(monkeypatch):
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def in_process(monkeypatch, capsys):
+    """`in_process(project, module, *args)`: a module's command line run in this process, in `project`
+    (tests.project.run_main): (exit code, stdout, stderr)."""
+    return functools.partial(run_main, monkeypatch=monkeypatch, capsys=capsys)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 Scratch projects: `copy_project` (a git copy of the pipeline for `dvc repro`), `scratch_params` (just a
 params.yaml, for running stages directly) and `set_params` (change one). Processes: `start_stage`,
-`wait_stage` and `run_stage` for `python -m <module>` with this checkout's package; `run` for dvc and
-git, and `stages_ran` to read what a `dvc repro` ran.
+`wait_stage` and `run_stage` for `python -m <module>` with this checkout's package, `run_main` for a
+module's command line in this process; `run` for dvc and git, and `stages_ran` to read what a `dvc repro` ran.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import profiles
+from pipeline import cli, profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", "studies/dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
@@ -63,6 +63,16 @@ def wait_stage(proc: subprocess.Popen, timeout: float | None = 300) -> tuple[int
         proc.communicate()
         raise
     return proc.returncode, out, err
+
+
+def run_main(project: Path, module, *args: str, monkeypatch, capsys) -> tuple[int, str, str]:
+    """`python -m <module> ARGS` in `project`, run in this process (`cli.run`, as `cli.main` runs it):
+    (exit code, stdout, stderr). What it calls is seen by coverage and by the mutation tester, which a
+    stage process hides from them."""
+    monkeypatch.chdir(project)
+    code = cli.run(module.main, list(args), prog=module.__name__)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def run_stage(project: Path, *args: str, timeout: float | None = 300, **env: str) -> tuple[int, str, str]:

@@ -349,23 +349,36 @@ def test_summary_lists_the_change_and_since_limits_it(analysed):
 
 
 @pytest.mark.parametrize("args", [["--since=--output=written"], ["--rev=--output=written"], ["--since", "-1"]])
-def test_a_revision_that_git_would_read_as_an_option_is_refused(repo, args):
-    code, _, err = run_stage(repo, "pipeline.history", "--out", "page.html", *args)
+def test_a_revision_that_git_would_read_as_an_option_is_refused(repo, in_process, args):
+    code, _, err = in_process(repo, history, "--out", "page.html", *args)
     assert code == 2 and err.count("\n") == 1 and "not a revision (a revision never starts with '-'" in err
     assert not (repo / "written").exists() and not (repo / "page.html").exists()
 
 
-def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo):
-    code, out, err = run_stage(repo, "pipeline.history", "--out", "history.html", "--summary", "summary.md")
+def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo, in_process):
+    code, out, err = in_process(repo, history, "--out", "history.html", "--summary", "summary.md")
     assert code == 0, err
     assert "history: 8 commits" in out and (repo / "summary.md").read_text() in out
     assert (repo / "history.html").stat().st_size > 1_000_000  # plotly.js inlined: the page works offline
     # A commit of this repository that is not on the drawn line: a sibling of HEAD.
     side = run(["git", "commit-tree", "HEAD^{tree}", "-p", "HEAD~1", "-m", "side"], repo).strip()
-    code, _, err = run_stage(repo, "pipeline.history", "--out", "h.html", "--since", side)
-    assert code == 1 and err.count("\n") == 1 and f"--since {side}: not on the first-parent line of HEAD" in err
-    code, _, err = run_stage(repo, "pipeline.history", "--out", "h.html", "--since", "no-such-rev")
+    code, _, err = in_process(repo, history, "--out", "h.html", "--since", side)
+    assert code == 1 and err == f"pipeline.history: error: --since {side}: not on the first-parent line of HEAD\n"
+    code, _, err = in_process(repo, history, "--out", "h.html", "--since", "no-such-rev")
     assert code == 1 and err.count("\n") == 1 and "git rev-parse" in err
+    assert not (repo / "h.html").exists()
+
+
+def test_since_lists_only_the_changes_after_it_and_the_summary_file_holds_what_is_printed(repo, analysed, in_process):
+    commits, _ = analysed
+    changed = [c.sha for c in commits if c.subject == "slower code"]
+    code, out, _ = in_process(repo, history, "--out", "a.html", "--summary", "a.md", "--since", commits[0].sha)
+    assert code == 0 and out.startswith("Detected changes") and changed[0][:7] in out
+    assert out == (repo / "a.md").read_text() + f"history: 8 commits, {out.split(' runs -> ')[0].split()[-1]} runs -> a.html\n"
+    code, out, _ = in_process(repo, history, "--out", "b.html", "--since", "HEAD")
+    assert code == 0 and out.startswith("No change detected in the benchmark history.\n") and not (repo / "b.md").exists()
+    code, out, _ = in_process(repo, history, "--out", "c.html", "--rev", "HEAD~1")
+    assert code == 0 and "history: 7 commits" in out and "Benchmark history of HEAD~1" in (repo / "c.html").read_text()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (.ci/run installs Debian's chromium package)")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline import report, runs
-from tests.project import ROOT, run, run_stage
+from tests.project import ROOT, run
 
 
 def commit(repo, message, files):
@@ -34,10 +34,10 @@ def repo(tmp_path):
     return where
 
 
-def test_export_takes_what_the_run_wrote_and_never_overwrites(repo):
+def test_export_takes_what_the_run_wrote_and_never_overwrites(repo, in_process):
     sha = commit(repo, "seed 1", {"metrics/train-sequential.json": json.dumps({"model": "sequential", "seed": 1}),
                                   "plots/train-sequential.csv": "epoch,loss\n1,2.0\n", "README.md": "not a result\n"})
-    code, out, err = run_stage(repo, "pipeline.runs", "export", "HEAD", "--name", "seed-1")
+    code, out, err = in_process(repo, runs, "export", "HEAD", "--name", "seed-1")
     assert code == 0, err
     dest = repo / "reports" / "runs" / "seed-1"
     record = yaml.safe_load((dest / "run.yaml").read_text())
@@ -49,19 +49,19 @@ def test_export_takes_what_the_run_wrote_and_never_overwrites(repo):
     assert not (dest / "metrics/evaluate-sequential.json").exists()  # unchanged: another run's result
     before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
 
-    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD~1", "--name", "seed-1")
+    code, _, err = in_process(repo, runs, "export", "HEAD~1", "--name", "seed-1")
     assert code == 1 and err.count("\n") == 1 and "already exists" in err
     assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
     assert [p.name for p in (repo / "reports" / "runs").iterdir()] == ["seed-1"]  # no staging left behind
 
     commit(repo, "docs", {"README.md": "still not a result\n"})
-    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD")
+    code, _, err = in_process(repo, runs, "export", "HEAD")
     assert code == 1 and "wrote no metrics or plots file" in err and err.count("\n") == 1
-    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD", "--files", "metrics/evaluate-sequential.json")
+    code, _, err = in_process(repo, runs, "export", "HEAD", "--files", "metrics/evaluate-sequential.json")
     assert code == 0, err
-    code, _, err = run_stage(repo, "pipeline.runs", "export", "no-such-experiment")
+    code, _, err = in_process(repo, runs, "export", "no-such-experiment")
     assert code == 1 and "neither an experiment" in err
-    code, _, err = run_stage(repo, "pipeline.runs", "export", "--", "--output=written")
+    code, _, err = in_process(repo, runs, "export", "--", "--output=written")
     assert code == 2 and "'--output=written': not a revision" in err and not (repo / "written").exists()
 
     loaded = {r["name"]: r for r in runs.load(repo / "reports" / "runs")}
@@ -69,19 +69,19 @@ def test_export_takes_what_the_run_wrote_and_never_overwrites(repo):
     assert loaded["seed-1"]["metrics"] == {"metrics/train-sequential.json": {"model": "sequential", "seed": 1}}
 
 
-def test_an_unreadable_run_is_one_line(repo):
+def test_an_unreadable_run_is_one_line(repo, in_process):
     broken = repo / "reports" / "runs" / "broken"
     (broken / "metrics").mkdir(parents=True)
     (broken / "run.yaml").write_text("name: broken\nrev: abc\ntimestamp: '2026-11-30'\n")
     (broken / "metrics" / "train-sequential.json").write_text("{not json")
-    code, _, err = run_stage(repo, "pipeline.report", "--runs", "reports/runs")
+    code, _, err = in_process(repo, report, "--runs", "reports/runs")
     assert code == 1 and err.count("\n") == 1 and "reports/runs/broken: unreadable (JSONDecodeError" in err
     (broken / "metrics" / "train-sequential.json").write_text(json.dumps({"model": "sequential"}))
     (broken / "metrics" / "evaluate-sequential.json").write_text(json.dumps({"test_accuracy": 0.3}))
-    code, _, err = run_stage(repo, "pipeline.report", "--runs", "reports/runs")
+    code, _, err = in_process(repo, report, "--runs", "reports/runs")
     assert code == 1 and err.count("\n") == 1 and "run broken (abc): its metrics files lack" in err and "seed" in err
     (repo / "afile").write_text("")
-    code, _, err = run_stage(repo, "pipeline.runs", "export", "HEAD", "--out", "afile")
+    code, _, err = in_process(repo, runs, "export", "HEAD", "--out", "afile")
     assert code == 1 and err.count("\n") == 1 and "--out afile:" in err
 
 

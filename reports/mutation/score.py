@@ -7,13 +7,15 @@ Reads mutmut's results (`mutants/pipeline/*.py.meta`) and writes, in reports/mut
 - `scores-LABEL.csv`: per module, how many mutants, and how many were killed (a test failed), timed out
   (counted as killed: a mutant that hangs the code is caught), survived (every test passed), had no
   test calling the mutated function, or were not checked; the score is (killed + timeout) / mutants;
-- `survivors-LABEL.md`: every mutant that survived or had no test, with its diff and, where
-  `equivalent.yaml` holds one for exactly that diff, the one line of reasoning why it cannot change a
-  verdict, an exit code, a written number or a refusal.
+  and how many of the uncaught ones are argued equivalent or left unexplained;
+- `survivors-LABEL.md`: every mutant that survived or had no test, with its diff and, where there is one,
+  the one line of reasoning why it cannot change a verdict, an exit code, a written number or a refusal:
+  from `equivalent.yaml` (a mutant's name -> {line: the mutated line as the diff shows it, why: the
+  reasoning}; a reason whose line no longer matches the mutant is not used), or, for a survivor that
+  changes nothing but an argparse help or description text, `DOCUMENTATION_ONLY`.
 
-Exits 1 when a survivor has no reasoning in equivalent.yaml (a mutant that survives and can change a
-verdict is a missing test), when there are no results, or when some mutants were not checked. `equivalent.yaml` maps a mutant's name to {line: the mutated line as the
-diff shows it, why: the reasoning}; a reason whose line no longer matches the mutant is not used.
+Exits 1 when a survivor has no reasoning (a mutant that survives and can change a verdict is a missing
+test), when there are no results, or when some mutants were not checked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -33,12 +36,30 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 KILLED = ("killed", "timeout")
 UNCAUGHT = ("survived", "no tests")
-COLUMNS = ("module", "mutants", "killed", "timeout", "survived", "no tests", "not checked", "other", "score")
+COLUMNS = ("module", "mutants", "killed", "timeout", "survived", "no tests", "not checked", "other", "argued equivalent",
+           "unexplained", "score")
 
 
 def mutated_line(diff: str) -> str:
     """The line the mutant wrote (the diff's first `+` line), stripped."""
     return next((line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), "")
+
+
+# An argparse help or description text: `help="..."`, `help=None`, `description=__doc__.splitlines()[0]`.
+DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|__doc__\.splitlines\(\)\[-?\d+\])""")
+DOCUMENTATION_ONLY = ("only an argparse help or description text changes: `--help` reads differently, and no verdict, "
+                      "exit code, written number or refusal depends on it")
+
+
+def _changed_lines(diff: str, sign: str) -> str:
+    body = [line[1:] for line in diff.splitlines() if line.startswith(sign) and not line.startswith(sign * 3)]
+    text = re.sub(r"\s+", "", DOC_ARGUMENT.sub("", "".join(body)))
+    return re.sub(r",+\)", ")", re.sub(r",{2,}", ",", text))
+
+
+def documentation_only(diff: str) -> bool:
+    """The mutant changes nothing but argparse help or description texts (or drops one)."""
+    return _changed_lines(diff, "-") == _changed_lines(diff, "+") and DOC_ARGUMENT.search(diff) is not None
 
 
 def main() -> int:
@@ -52,9 +73,10 @@ def main() -> int:
         results = json.loads(meta.read_text())["exit_code_by_key"]
         counts = Counter(status_by_exit_code[code] for code in results.values())
         known = sum(counts[s] for s in (*KILLED, *UNCAUGHT, "not checked"))
-        rows.append({"module": module, "mutants": len(results), **{s: counts[s] for s in (*KILLED, *UNCAUGHT, "not checked")},
-                     "other": len(results) - known,
-                     "score": f"{sum(counts[s] for s in KILLED) / len(results):.3f}" if results else ""})
+        row = {"module": module, "mutants": len(results), **{s: counts[s] for s in (*KILLED, *UNCAUGHT, "not checked")},
+               "other": len(results) - known, "argued equivalent": 0, "unexplained": 0,
+               "score": f"{sum(counts[s] for s in KILLED) / len(results):.3f}" if results else ""}
+        rows.append(row)
         for name, code in sorted(results.items()):
             status = status_by_exit_code[code]
             if status not in UNCAUGHT:
@@ -62,7 +84,10 @@ def main() -> int:
             diff = get_diff_for_mutant(name, path=ROOT / "mutants" / module)
             reason = reasons.get(name) or {}
             why = reason.get("why") if reason.get("line") == mutated_line(diff) else None
+            if why is None and status == "survived" and documentation_only(diff):
+                why = DOCUMENTATION_ONLY
             unexplained += why is None
+            row["unexplained" if why is None else "argued equivalent"] += 1
             survivors.append(f"### {name} ({status})\n\n```diff\n{diff.strip()}\n```\n\n"
                              f"{'Equivalent: ' + why if why else '**No test kills it and no reasoning says why it cannot matter.**'}\n")
     total = {"module": "all", **{c: sum(r[c] for r in rows) for c in COLUMNS[1:-1]}}
@@ -76,7 +101,8 @@ def main() -> int:
         f"reasoning in equivalent.yaml.\n\n" + "\n".join(survivors))
     for row in [*rows, total]:
         print(f"{row['module']:<22} {row['killed'] + row['timeout']:>5} of {row['mutants']:>5} killed "
-              f"(score {row['score']}), {row['survived']} survived, {row['no tests']} without a test")
+              f"(score {row['score']}), {row['survived']} survived, {row['no tests']} without a test, "
+              f"{row['argued equivalent']} of these argued equivalent")
     if not rows:
         print("score: no mutmut results under mutants/pipeline: run `mutmut run` first", file=sys.stderr)
         return 1

@@ -1,0 +1,30 @@
+"""reports/mutation/score.py: which surviving mutants it accepts as changing only documentation."""
+
+import importlib.util
+
+import pytest
+
+from tests.project import ROOT
+
+spec = importlib.util.spec_from_file_location("score", ROOT / "reports" / "mutation" / "score.py")
+score = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(score)
+
+ADD = 'parser.add_argument("--out", type=Path, default=Path("reports/seeds"), help="output prefix")'
+NEW = 'parser = cli.ArgumentParser(prog="python -m pipeline.report", description=__doc__.splitlines()[0])'
+
+
+@pytest.mark.parametrize("before, after, documentation", [
+    (ADD, ADD.replace('help="output prefix"', "help=None"), True),
+    (ADD, ADD.replace(', help="output prefix"', ", "), True),
+    (ADD, ADD.replace('help="output prefix"', 'help="OUTPUT PREFIX"'), True),
+    (NEW, NEW.replace("[0]", "[1]"), True),
+    (NEW, NEW.replace(", description=__doc__.splitlines()[0]", ", "), True),
+    # what changes behaviour is not documentation: the default, the program name in error lines, the flag
+    (ADD, ADD.replace('default=Path("reports/seeds")', "default=None"), False),
+    (ADD, ADD.replace('"--out"', '"--OUT"'), False),
+    (NEW, NEW.replace('prog="python -m pipeline.report"', "prog=None"), False),
+    ('print("done", file=sys.stderr)', 'print("XXdoneXX", file=sys.stderr)', False),
+])
+def test_only_help_and_description_texts_count_as_documentation(before, after, documentation):
+    assert score.documentation_only(f"--- a\n+++ b\n-    {before}\n+    {after}\n") is documentation
