@@ -1,8 +1,10 @@
 """The safe archive reader: what the official format needs loads, everything else is refused."""
 
+import gzip
 import os
 import re
 import tarfile
+import zlib
 
 import numpy as np
 import pytest
@@ -104,3 +106,75 @@ def test_truncated_archive_is_refused(tmp_path, tiny_archive):
     path.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(PipelineError, match="not a readable .tar.gz archive"):
         cifar.load_archive(path)
+
+
+def _meta(obj) -> dict[str, bytes]:
+    members = archives.official_members()
+    members["batches.meta"] = archives.pickled(obj)
+    return members
+
+
+def _without(name: str) -> dict[str, bytes]:
+    members = archives.official_members()
+    del members[name]
+    return members
+
+
+NAMES = [n.encode() for n in archives.CLASS_NAMES]
+LABEL_NAMES = "cifar-10-batches-py/batches.meta: label_names must be a list of 10 byte strings"
+
+
+@pytest.mark.parametrize("members, extra, message", [
+    (archives.official_members(), [archives.member("cifar-10-batches-py/sub", tarfile.DIRTYPE)],
+     "member 'cifar-10-batches-py/sub' is not a regular file"),
+    (archives.official_members(), [archives.member("cifar-10-batches-py/extra", size=1)],
+     "member 'cifar-10-batches-py/extra' is not part of the CIFAR-10 archive (expected data_batch_1, data_batch_2, "
+     "data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta, readme.html in cifar-10-batches-py/)"),
+    (archives.official_members(), [archives.member("cifar-10-batches-py/test_batch", size=1)],
+     "member 'cifar-10-batches-py/test_batch' appears twice; the archive must hold each member once"),
+    (_without("data_batch_1"), [archives.member("cifar-10-batches-py/data_batch_1", size=(64 << 20) + 1)],
+     "member 'cifar-10-batches-py/data_batch_1' is 67,108,865 bytes, more than the 67,108,864 any real batch needs"),
+    (_meta([1, 2]), [], LABEL_NAMES),
+    (_meta({b"num_vis": 3072}), [], LABEL_NAMES),
+    (_meta({b"label_names": NAMES[:9]}), [], LABEL_NAMES),
+    (_meta({b"label_names": NAMES[:9] + ["truck"]}), [], LABEL_NAMES),
+    ({**archives.official_members(), "data_batch_3": archives.pickled({b"data": np.zeros((2, 3072), np.uint8),
+                                                                        b"labels": [0, 10]})}, [],
+     "cifar-10-batches-py/data_batch_3: labels must be in 0..9, found 0..10"),
+], ids=["subfolder", "unknown", "twice", "too large", "meta list", "meta without names", "nine names",
+        "a name not bytes", "bad batch"])
+def test_a_bad_archive_is_one_line_naming_the_archive_and_the_member(tmp_path, members, extra, message):
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, members, *extra)
+    with pytest.raises(PipelineError) as refused:
+        cifar.load_archive(path)
+    assert str(refused.value) == f"{path}: {message}"
+
+
+def test_a_member_of_the_largest_size_is_not_refused_for_its_size(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, _without("data_batch_1"), archives.member("cifar-10-batches-py/data_batch_1", size=64 << 20))
+    with pytest.raises(PipelineError) as refused:  # 64 MiB of b"x": read, then refused as no pickle
+        cifar.load_archive(path)
+    assert str(refused.value).startswith(f"{path}: cifar-10-batches-py/data_batch_1: ") and "bytes, more than" not in str(refused.value)
+
+
+def test_class_names_that_are_not_utf8_are_read_with_replacement_characters(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    archives.write_archive(path, _meta({b"label_names": [b"\xffplane", *NAMES[1:]]}))
+    assert cifar.load_archive(path)["class_names"] == ["\ufffdplane", *archives.CLASS_NAMES[1:]]
+
+
+@pytest.mark.parametrize("framing, message", [
+    (zlib.compress, "not a readable .tar.gz archive (truncated or corrupt?): zlib error: Error -3 while decompressing "
+                    "data: incorrect header check"),
+    (lambda tar: gzip.compress(tar) + gzip.compress(b"more"),
+     "data after the gzip stream (a second member or padding); the archive is one gzip member"),
+    (lambda tar: gzip.compress(tar) + b"\0", "data after the gzip stream (a second member or padding); the archive is one gzip member"),
+], ids=["zlib, not gzip", "two gzip members", "one byte after"])
+def test_only_one_gzip_member_is_an_archive(tmp_path, framing, message):
+    path = tmp_path / "a.tar.gz"
+    path.write_bytes(framing(gzip.decompress(archives.tar_bytes(archives.official_members()))))
+    with pytest.raises(PipelineError) as refused:
+        cifar.load_archive(path)
+    assert str(refused.value) == f"{path}: {message}"
