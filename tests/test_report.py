@@ -62,3 +62,31 @@ def test_the_tutorial_column_appears_only_for_its_protocol():
     found = [exp("p", "1", **{"train-parallel": protocol, "evaluate-parallel": {"test_accuracy": 0.49}})]
     summary = report.aggregate(report.runs(found, PATHS))
     assert summary["tutorial"].tolist() == [0.10000001]
+
+
+def test_metrics_from_before_a_setting_existed_read_as_its_default_and_missing_values_stay_rows():
+    old = {k: v for k, v in trained(0).items() if k not in ("loss", "replicas")}  # before the loss and replicas keys
+    no_device = {k: v for k, v in trained(1).items() if k != "device_name"}        # a setting left unrecorded (NaN)
+    legacy_study = {k: v for k, v in study([params.COLLAPSED_BELOW, 0.5]).items() if k != "loss"}
+    found = [exp("old", "1", **{"train-sequential": old, "evaluate-sequential": {"test_accuracy": 0.4}}),
+             exp("nodev", "2", **{"train-sequential": no_device, "evaluate-sequential": {"test_accuracy": 0.3}}),
+             exp("study", "3", collapse=legacy_study)]
+    table = report.runs(found, PATHS)
+    old_row = table[table.experiment == "old"].iloc[0]
+    assert (old_row["loss"], old_row["replicas"]) == ("crossentropy", 1)
+    assert set(table[table.source.str.startswith("collapse")]["loss"]) == {"crossentropy"}
+    summary = report.aggregate(table)
+    # the run without a device is its own row, not dropped for its missing value
+    assert sorted(summary[summary.source == "train-sequential"]["runs"]) == [1, 1] and len(summary) == 4
+    # an accuracy exactly at the line is not a collapse: only those below it are
+    assert set(summary[summary.source.str.startswith("collapse")]["collapsed"]) == {0}
+    # the table has no index column
+    assert report.markdown(summary).splitlines()[0].startswith("| model ")
+
+
+def test_an_unreadable_run_names_itself_and_what_is_missing():
+    broken = exp("broken", "1", **{"train-sequential": {"loss": "crossentropy"}, "evaluate-sequential": {"test_accuracy": 0.4}})
+    with pytest.raises(params.PipelineError) as refused:
+        report.runs([broken], PATHS)
+    assert str(refused.value) == ("run broken (brokenb): its metrics files lack what the report needs "
+                                  "(KeyError: 'seed')")
