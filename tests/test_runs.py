@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import report, runs
+from pipeline import params, report, runs
+from pipeline.params import PipelineError
 from tests.project import ROOT, run
 
 
@@ -99,3 +100,50 @@ def test_make_report_rebuilds_seeds_md_from_the_runs_on_main(tmp_path, monkeypat
     assert set(pd.read_csv(tmp_path / "seeds-runs.csv")["experiment"]) <= {p.name for p in (ROOT / "reports" / "runs").iterdir()}
     tutorial = table.dropna(subset=["tutorial"])
     assert sorted(tutorial["model"]) == ["parallel", "sequential"]
+
+
+def test_an_experiment_is_found_by_its_name_or_its_ref_and_a_branch_is_no_experiment(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    base = run(["git", "rev-parse", "HEAD"], repo).strip()
+    exp = commit(repo, "seed 3", {"metrics/train-sequential.json": json.dumps({"seed": 3})})
+    run(["git", "update-ref", "refs/exps/ab/cdef0123/seed-3", exp], repo)
+    run(["git", "update-ref", "refs/exps/ab/cdef0123/other", base], repo)
+    run(["git", "branch", "a-branch", base], repo)
+    assert runs.resolve("seed-3") == (exp, "seed-3")
+    assert runs.resolve("refs/exps/ab/cdef0123/seed-3") == (exp, "seed-3")
+    assert runs.resolve("HEAD~1") == (base, "") and runs.resolve("a-branch") == (base, "")
+    for missing in ("cdef0123/seed-3", "seed-4"):
+        with pytest.raises(PipelineError) as refused:
+            runs.resolve(missing)
+        assert str(refused.value) == f"{missing}: neither an experiment (git for-each-ref refs/exps) nor a commit"
+
+
+def test_the_files_a_run_wrote_are_those_added_or_changed_in_the_metrics_and_plots(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    paths = params.load(ROOT / "params.yaml").paths
+    root = run(["git", "rev-parse", "HEAD"], repo).strip()
+    assert runs.first_parent(root) is None
+    assert runs.written_files(root, None, paths) == ["metrics/evaluate-sequential.json", "metrics/train-sequential.json"]
+    run(["git", "mv", "metrics/evaluate-sequential.json", "metrics/evaluate-renamed.json"], repo)
+    run(["git", "rm", "-q", "metrics/train-sequential.json"], repo)
+    renamed = commit(repo, "rename one, delete one, add a curve", {"plots/curve.csv": "epoch\n1\n", "notes.md": "x\n"})
+    assert runs.first_parent(renamed) == root
+    # a renamed file is a new file of the run; a deleted one is no result; files outside metrics/ and plots/ are not
+    assert runs.written_files(renamed, root, paths) == ["metrics/evaluate-renamed.json", "plots/curve.csv"]
+    commit(repo, "later", {"plots/later.csv": "epoch\n2\n"})
+    assert runs.written_files(renamed, root, paths) == ["metrics/evaluate-renamed.json", "plots/curve.csv"]
+
+
+@pytest.mark.parametrize("record, message", [
+    ("name: a\nrev: b\n", "{path}: needs name, rev and timestamp"),
+    ("- name\n- rev\n- timestamp\n", "{path}: needs name, rev and timestamp"),
+    ("name: [a\n", "{dir}: unreadable (ParserError: while parsing a flow sequence)"),
+])
+def test_a_run_record_without_what_the_report_needs_is_one_line(tmp_path, record, message):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.yaml").write_text(record)
+    with pytest.raises(PipelineError) as refused:
+        runs.load(tmp_path)
+    assert str(refused.value) == message.format(path=tmp_path / "r" / "run.yaml", dir=tmp_path / "r")
+    (tmp_path / "r" / "run.yaml").write_text("name: a\nrev: b\ntimestamp: 2026-12-01\n")
+    assert runs.load(tmp_path) == [{"name": "a", "rev": "b", "timestamp": "2026-12-01", "metrics": {}}]
