@@ -1,8 +1,9 @@
 """A stand-in for pipeline/ab_worker.py that answers scripted step times: `gate ab` end to end in seconds.
 
 Run by the gate in place of the real worker (tests monkeypatch `gate.WORKER`), in the worktree of its side
-(`base` or `head`), with the command line the real worker takes (parsed by its own `arguments()`). $AB_STANDIN
-is JSON: {"benchmarks": [names], "ms": {side: {name: [[ms, ...] per worker]}}, "claims": dir, and optionally
+(`base`, or `head` for any other folder: its worktree or the working tree), with the command line the real
+worker takes (parsed by its own `arguments()`). $AB_STANDIN is JSON: {"benchmarks": [names] or {side:
+[names]}, "ms": {side: {name: [[ms, ...] per worker]}}, "claims": dir, and optionally
 "fail": {side: [exit status, stderr text]}}. Each worker claims the first free index of its side in
 `claims` and writes there what it was given (its arguments, PYTHONPATH, PYTHONUNBUFFERED, its folder); a
 side in "fail" then writes the text to stderr and exits with the status. Otherwise its k-th step of a
@@ -21,7 +22,8 @@ spec.loader.exec_module(worker)
 given = {"args": vars(worker.arguments().parse_args()), "cwd": os.getcwd(),
          **{key: os.environ.get(key) for key in ("PYTHONPATH", "PYTHONUNBUFFERED")}}
 script = json.loads(os.environ["AB_STANDIN"])
-side = Path.cwd().name
+side = "base" if Path.cwd().name == "base" else "head"  # head: its worktree, or the working tree itself
+benchmarks = script["benchmarks"][side] if isinstance(script["benchmarks"], dict) else script["benchmarks"]
 index = 0
 while True:
     try:
@@ -35,8 +37,8 @@ if side in script.get("fail", {}):
     status, text = script["fail"][side]
     sys.stderr.write(text)
     sys.exit(status)
-print(json.dumps({"benchmarks": script["benchmarks"], "backend": "stand-in", "warmup_s": 0}), flush=True)
-steps = {name: 0 for name in script["benchmarks"]}
+print(json.dumps({"benchmarks": benchmarks, "backend": "stand-in", "warmup_s": 0}), flush=True)
+steps = {name: 0 for name in benchmarks}
 for line in sys.stdin:
     name = line.strip()
     times = script["ms"][side][name][index]

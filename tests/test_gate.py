@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -771,16 +772,19 @@ def scratch_repo(tmp_path, monkeypatch):
     return commit
 
 
-def _standin_ab(tmp_path, monkeypatch, capsys, base_ms, head_ms, names=("t1", "t2"), processes=2, fail=None, extra=()):
-    """`gate ab --base HEAD --head HEAD` with stand-in workers: worker i of a side answers
-    `ms[i]` (a list cycled over its steps), the same for every benchmark; `fail`: {side: [exit status,
-    stderr]}. Returns (exit, stdout, stderr); what each worker was given is in tmp_path's last claims-N."""
+def _standin_ab(tmp_path, monkeypatch, capsys, base_ms, head_ms, names=("t1", "t2"), processes=2, fail=None, extra=(),
+                head="HEAD"):
+    """`gate ab --base HEAD --head HEAD` (`head` None: no --head, the working tree) with stand-in workers:
+    worker i of a side answers `ms[i]` (a list cycled over its steps), the same for every benchmark;
+    `names`: the benchmarks, or {side: names}; `fail`: {side: [exit status, stderr]}. Returns (exit,
+    stdout, stderr); what each worker was given is in tmp_path's last claims-N."""
     claims = tmp_path / f"claims-{len(list(tmp_path.glob('claims-*')))}"
     claims.mkdir()
+    every = sorted(set().union(*names.values())) if isinstance(names, dict) else list(names)
     monkeypatch.setenv("AB_STANDIN", json.dumps({
-        "benchmarks": list(names), "claims": str(claims), "fail": fail or {},
-        "ms": {"base": {n: base_ms for n in names}, "head": {n: head_ms for n in names}}}))
-    code = gate.main(["ab", "--base", "HEAD", "--head", "HEAD", "--processes", str(processes), *extra])
+        "benchmarks": names if isinstance(names, dict) else list(names), "claims": str(claims), "fail": fail or {},
+        "ms": {"base": {n: base_ms for n in every}, "head": {n: head_ms for n in every}}}))
+    code = gate.main(["ab", "--base", "HEAD", *(["--head", head] if head else []), "--processes", str(processes), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -839,6 +843,39 @@ def test_every_worker_gets_params_yaml_settings_and_runs_its_own_revision(tmp_pa
         # its own side's worktree, first on the import path, replies unbuffered
         assert Path(worker["cwd"]).name == name.split("-")[0] and worker["PYTHONPATH"] == worker["cwd"]
         assert worker["PYTHONUNBUFFERED"] == "1"
+
+
+def test_ab_against_the_working_tree_reports_and_records_what_it_measured(tmp_path, scratch_repo, monkeypatch, capsys):
+    scratch_repo(ab_min_pairs=6, ab_max_pairs=6)
+    record = tmp_path / "record.json"
+    names = {"base": ["t1", "t2"], "head": ["t1", "t2", "t3"]}
+    code, out, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, names=names, head=None,
+                                 extra=("--record", str(record)))
+    assert code == 0 and out.startswith("## ") and "### Timing (A/B, same machine)" in out
+    notes = [line for line in out.splitlines() if line.startswith("- ")]
+    assert re.fullmatch(r"- base HEAD vs head working tree, interleaved on this machine with 2 worker processes per side "
+                        r"\(backend stand-in\); sampling decided after 6 pairs; (\d+) s in all \((\d+) s starting the "
+                        r"workers, (\d+) s measuring\)", notes[0]), notes[0]
+    assert notes[-1] == "- not in base HEAD, so not gated: t3"
+    # progress goes to stderr, the report alone to stdout
+    progress = err.splitlines()
+    assert progress[0] == "gate ab: starting 4 benchmark workers (import, build, warm-up)"
+    assert re.fullmatch(r"gate ab: 6 pairs of 2 benchmarks, \d+ s of 40 s", progress[-1]), progress
+    saved = json.loads(record.read_text())
+    assert record.read_text().endswith("}\n") and record.read_text().count("\n") == 1
+    assert sorted(saved) == ["base", "gate", "head", "measured_s", "stopped", "times", "verdicts", "wall_s", "warmup_s"]
+    assert (saved["base"], saved["head"], saved["stopped"]) == ("HEAD", None, "decided after 6 pairs")
+    assert saved["verdicts"] == {"t1": True, "t2": True} and saved["gate"]["ab_min_pairs"] == 6
+    assert saved["times"]["t1"]["head"] == [[100.0] * 3] * 2
+    assert 0 <= saved["warmup_s"] <= saved["wall_s"] < 120 and 0 <= saved["measured_s"] <= saved["wall_s"]
+    # with nothing in common, or a head worker that fails, the working tree is named as such
+    code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, head=None,
+                               names={"base": ["t1"], "head": ["t2"]})
+    assert code == 2 and err.splitlines()[-1] == ("pipeline.gate: error: base HEAD and head working tree have no benchmark "
+                                                  "in common (base: t1)")
+    code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, head=None,
+                               fail={"head": [1, ""]})
+    assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: head (working tree): benchmark worker exited: no output"
 
 
 NOTHING = [3, "a warning\nanother warning\nthis rev has nothing to benchmark\n"]
