@@ -4,9 +4,10 @@ Run by the gate in place of the real worker (tests monkeypatch `gate.WORKER`), i
 (`base`, or `head` for any other folder: its worktree or the working tree), with the command line the real
 worker takes (parsed by its own `arguments()`). $AB_STANDIN is JSON: {"benchmarks": [names] or {side:
 [names]}, "ms": {side: {name: [[ms, ...] per worker]}}, "claims": dir, and optionally
-"fail": {side: [exit status, stderr text]}}. Each worker claims the first free index of its side in
+"fail": {side: [exit status, stderr text]}, "closes": [sides], "hangs": [sides]}. Each worker claims the first free index of its side in
 `claims` and writes there what it was given (its arguments, PYTHONPATH, PYTHONUNBUFFERED, its folder); a
-side in "fail" then writes the text to stderr and exits with the status. Otherwise its k-th step of a
+side in "fail" then writes the text to stderr and exits with the status; one in "closes" closes its
+stdin, says it is ready and exits; one in "hangs" never answers a step. Otherwise its k-th step of a
 benchmark answers ms[side][name][index][k % len], without timing anything.
 """
 
@@ -14,6 +15,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location("ab_worker", Path(__file__).resolve().parent.parent / "pipeline" / "ab_worker.py")
@@ -37,10 +39,17 @@ if side in script.get("fail", {}):
     status, text = script["fail"][side]
     sys.stderr.write(text)
     sys.exit(status)
+if side in script.get("closes", []):  # stops reading before its first step: the gate's request finds no reader
+    os.close(0)
+    print(json.dumps({"benchmarks": benchmarks, "backend": "stand-in", "warmup_s": 0}), flush=True)
+    time.sleep(0.5)
+    sys.exit("stdin closed")
 print(json.dumps({"benchmarks": benchmarks, "backend": "stand-in", "warmup_s": 0}), flush=True)
 steps = {name: 0 for name in benchmarks}
 for line in sys.stdin:
     name = line.strip()
+    if side in script.get("hangs", []):
+        time.sleep(60)
     times = script["ms"][side][name][index]
     print(json.dumps({"ms": times[steps[name] % len(times)]}), flush=True)
     steps[name] += 1

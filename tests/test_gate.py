@@ -773,16 +773,17 @@ def scratch_repo(tmp_path, monkeypatch):
 
 
 def _standin_ab(tmp_path, monkeypatch, capsys, base_ms, head_ms, names=("t1", "t2"), processes=2, fail=None, extra=(),
-                head="HEAD"):
+                head="HEAD", **misbehave):
     """`gate ab --base HEAD --head HEAD` (`head` None: no --head, the working tree) with stand-in workers:
     worker i of a side answers `ms[i]` (a list cycled over its steps), the same for every benchmark;
-    `names`: the benchmarks, or {side: names}; `fail`: {side: [exit status, stderr]}. Returns (exit,
+    `names`: the benchmarks, or {side: names}; `fail`: {side: [exit status, stderr]}; `misbehave`: closes
+    or hangs=[sides] (tests/ab_standin.py). Returns (exit,
     stdout, stderr); what each worker was given is in tmp_path's last claims-N."""
     claims = tmp_path / f"claims-{len(list(tmp_path.glob('claims-*')))}"
     claims.mkdir()
     every = sorted(set().union(*names.values())) if isinstance(names, dict) else list(names)
     monkeypatch.setenv("AB_STANDIN", json.dumps({
-        "benchmarks": names if isinstance(names, dict) else list(names), "claims": str(claims), "fail": fail or {},
+        "benchmarks": names if isinstance(names, dict) else list(names), "claims": str(claims), "fail": fail or {}, **misbehave,
         "ms": {"base": {n: base_ms for n in every}, "head": {n: head_ms for n in every}}}))
     code = gate.main(["ab", "--base", "HEAD", *(["--head", head] if head else []), "--processes", str(processes), *extra])
     captured = capsys.readouterr()
@@ -876,6 +877,15 @@ def test_ab_against_the_working_tree_reports_and_records_what_it_measured(tmp_pa
     code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, head=None,
                                fail={"head": [1, ""]})
     assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: head (working tree): benchmark worker exited: no output"
+
+
+def test_a_worker_that_stops_reading_or_hangs_on_a_step_is_one_line(tmp_path, scratch_repo, monkeypatch, capsys):
+    code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, closes=["head"])
+    assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: head (HEAD): benchmark worker exited: stdin closed"
+    # a step gets STEP_TIMEOUT_S, not the start's START_TIMEOUT_S
+    monkeypatch.setattr(gate, "STEP_TIMEOUT_S", 1)
+    code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, hangs=["base"])
+    assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: base (HEAD): benchmark worker gave no answer in 1 s: no output"
 
 
 NOTHING = [3, "a warning\nanother warning\nthis rev has nothing to benchmark\n"]
