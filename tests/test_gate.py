@@ -354,6 +354,23 @@ def test_an_accuracy_row_on_different_test_sets_shows_no_image_counts():
     assert (row.change, row.allowed, row.passed) == ("-0.0100", ">= -0.0300", True)
 
 
+def test_compare_reads_the_baseline_committed_on_main_by_default(tmp_path, monkeypatch, capsys):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for cmd in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True)
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    _metrics(repo, params.load(repo / "params.yaml").paths.metrics_dir, accuracy=PER_MODEL)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "metrics"], cwd=repo, check=True)
+    subprocess.run(["git", "checkout", "-q", "-b", "work"], cwd=repo, check=True)
+    monkeypatch.chdir(repo)
+    current = _metrics(tmp_path, "cur", accuracy={"sequential": 0.2, "parallel": 0.36})
+    assert gate.main(["compare", "--current-dir", str(current)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"## Gate: {current} against main\n") and "| 0.3100 (620 of 2000) | 0.2000 (400 of 2000) |" in out
+
+
 def test_missing_baseline_exits_2(tmp_path, in_root, capsys):
     current = _metrics(tmp_path, "cur")
     assert gate.main(["compare", "--baseline-dir", str(tmp_path / "none"), "--current-dir", str(current)]) == 2
@@ -441,6 +458,8 @@ def test_every_ab_override_is_checked_like_params_yaml(in_root, capsys, flag, va
     assert gate.main(["ab", "--base", "HEAD", flag, value]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+    if not message.startswith("argument"):  # a value argparse took, refused by params' checks
+        assert err.startswith(f"pipeline.gate: error: params.yaml with the command-line overrides: {message}")
 
 
 # ---------------------------------------------------------------- the statistic, on the gate's own noise

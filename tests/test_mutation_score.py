@@ -12,6 +12,7 @@ spec.loader.exec_module(score)
 
 ADD = 'parser.add_argument("--out", type=Path, default=Path("reports/seeds"), help="output prefix")'
 NEW = 'parser = cli.ArgumentParser(prog="python -m pipeline.report", description=__doc__.splitlines()[0])'
+SPLIT = 'parser = cli.ArgumentParser(prog="python -m pipeline.gate", description=__doc__.split("\\n\\n")[0])'
 
 
 @pytest.mark.parametrize("before, after, documentation", [
@@ -20,6 +21,7 @@ NEW = 'parser = cli.ArgumentParser(prog="python -m pipeline.report", description
     (ADD, ADD.replace('help="output prefix"', 'help="OUTPUT PREFIX"'), True),
     (NEW, NEW.replace("[0]", "[1]"), True),
     (NEW, NEW.replace(", description=__doc__.splitlines()[0]", ", "), True),
+    (SPLIT, SPLIT.replace('"\\n\\n"', '"XX\\n\\nXX"'), True),
     # what changes behaviour is not documentation: the default, the program name in error lines, the flag
     (ADD, ADD.replace('default=Path("reports/seeds")', "default=None"), False),
     (ADD, ADD.replace('"--out"', '"--OUT"'), False),

@@ -45,8 +45,9 @@ def mutated_line(diff: str) -> str:
     return next((line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), "")
 
 
-# An argparse help or description text: `help="..."`, `help=None`, `description=__doc__.splitlines()[0]`.
-DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|__doc__\.splitlines\(\)\[-?\d+\])""")
+# An argparse help or description text: `help="..."`, `help=None`, `description=__doc__.splitlines()[0]`
+# (or `__doc__.split("\n\n")[0]`).
+DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|__doc__\.split(?:lines)?\((?:"(?:[^"\\]|\\.)*")?\)\[-?\d+\])""")
 DOCUMENTATION_ONLY = ("only an argparse help or description text changes: `--help` reads differently, and no verdict, "
                       "exit code, written number or refusal depends on it")
 

@@ -1,0 +1,24 @@
+"""Every tool's command line refuses what it cannot take in one line that names the tool and its --help."""
+
+import pytest
+
+from pipeline import cli, gate, history, lockcheck, report, runs
+
+
+@pytest.mark.parametrize("module, args, what", [
+    (history, ["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (lockcheck, ["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (report, ["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (report, ["--runs", "r", "--all-commits"], "argument --all-commits: not allowed with argument --runs"),
+    (runs, ["--no-such-option"], "the following arguments are required: command"),
+    (runs, ["export", "HEAD", "--all"], "unrecognized arguments: --all"),
+    (gate, ["--no-such-option"], "the following arguments are required: mode"),
+    (gate, ["compare", "--bogus"], "unrecognized arguments: --bogus"),
+    # a subcommand's own error names the subcommand's help
+    (gate, ["compare", "--base", "HEAD"], "ambiguous option: --base could match --baseline, --baseline-dir (see "
+                                          "python -m pipeline.gate compare --help)"),
+], ids=lambda v: getattr(v, "__name__", None))
+def test_a_command_line_a_tool_cannot_take_is_one_line_naming_it(module, args, what, capsys):
+    assert cli.run(module.main, args, prog=module.__name__) == 2
+    help_ = "" if what.endswith(")") else f" (see python -m {module.__name__} --help)"
+    assert capsys.readouterr().err == f"{module.__name__}: error: {what}{help_}\n"
