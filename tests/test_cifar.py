@@ -5,6 +5,7 @@ import os
 import re
 import tarfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,43 @@ def test_only_one_gzip_member_is_an_archive(tmp_path, framing, message):
     with pytest.raises(PipelineError) as refused:
         cifar.load_archive(path)
     assert str(refused.value) == f"{path}: {message}"
+
+
+def _inflated(data: bytes) -> "cifar._Inflated":
+    import io
+    return cifar._Inflated(io.BytesIO(gzip.compress(data)), Path("a.tar.gz"))
+
+
+def test_every_inflated_byte_counts_against_the_budget_and_a_larger_request_is_refused_unread(monkeypatch):
+    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 3 << 20)
+    refusal = "a.tar.gz: decompresses to more than 3,145,728 bytes; the CIFAR-10 archive needs far less"
+    stream = _inflated(bytes(4 << 20))
+    assert len(stream.read(-1)) == 3 << 20  # all the budget allows, in 1 MiB chunks
+    with pytest.raises(PipelineError) as refused:
+        stream.finish()  # the fourth goes over
+    assert str(refused.value) == refusal and stream.spent == 4 << 20
+    stream = _inflated(bytes(4 << 20))
+    with pytest.raises(PipelineError) as refused:
+        stream.read((3 << 20) + 1)
+    assert str(refused.value) == refusal and stream.spent == 0
+
+
+def test_the_inflated_stream_reads_and_seeks_forward_only():
+    stream = _inflated(bytes(range(256)) * 4)
+    assert stream.read(0) == b"" and stream.spent == 0
+    assert stream.read(3) == bytes([0, 1, 2]) and stream.seek(5, 1) == 8 and stream.tell() == 8
+    assert stream.seek(10) == 10 and stream.read(2) == bytes([10, 11])
+    for offset, whence in ((0, 2), (5, 0), (-1, 1)):
+        with pytest.raises(OSError, match="^the archive is read forward only$"):
+            stream.seek(offset, whence)
+    assert stream.read() == (bytes(range(256)) * 4)[12:] and stream.read(5) == b""
+
+
+def test_a_cut_gzip_stream_is_named_as_such(tmp_path, tiny_archive):
+    path = tmp_path / "cut.tar.gz"
+    blob = tiny_archive[0].read_bytes()
+    path.write_bytes(blob[:-8])  # everything but the trailer (CRC-32 and length)
+    with pytest.raises(PipelineError) as refused:
+        cifar.load_archive(path)
+    assert str(refused.value) == (f"{path}: not a readable .tar.gz archive (truncated or corrupt?): "
+                                  "the gzip stream ends before its trailer")
