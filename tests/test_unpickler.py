@@ -705,3 +705,9 @@ def test_the_archive_is_exactly_one_checked_gzip_member(tmp_path, tamper, messag
     path.write_bytes(tamper(archives.tar_bytes(archives.official_members())))
     with pytest.raises(PipelineError, match=message):
         cifar.load_archive(path)
+
+
+def test_calling_a_global_that_is_only_a_placeholder_is_refused_by_name():
+    with pytest.raises(PipelineError) as refused:
+        cifar.unpickle(b"\x80\x02cnumpy\nndarray\n)R.", "src")  # GLOBAL numpy.ndarray, (), REDUCE
+    assert str(refused.value) == "src: refused to unpickle: numpy.ndarray cannot be called"
