@@ -709,6 +709,41 @@ def test_sampling_stops_at_the_budget_when_undecided(defaults):
     assert elapsed <= 20.0 and samples.pairs() > cfg.ab_min_pairs  # stopped before the round that would pass it
 
 
+class Exact:
+    """A worker whose every step takes exactly 0.125 s of a shared clock; head steps alternate 90 and 130 ms
+    against base's 100, round by round, so no interval ever lies wholly on one side of a 10% allowance."""
+
+    def __init__(self, side, clock):
+        self.side, self.clock, self.steps = side, clock, 0
+
+    def step(self, name):
+        self.clock.now += 0.125
+        self.steps += 1
+        return 100.0 if self.side == "base" else (90.0, 130.0)[self.steps // 2 % 2]  # by round, for both benchmarks
+
+
+def test_the_budget_is_spent_to_the_last_round_that_fits_on_a_clock_that_does_not_start_at_zero(defaults):
+    # a round is 3 worker pairs x 2 benchmarks x 2 sides x 0.125 s = 1.5 s; a 10.5 s budget fits 7 rounds
+    # exactly (21 pairs): sampling stops when the next round would pass it, not when it would reach it
+    cfg = dataclasses.replace(defaults, ab_processes=3, ab_min_pairs=9, ab_max_pairs=1000, ab_budget_s=10.5)
+    clock = gate_sim.Clock()
+    clock.now = 1000.0
+    workers = {side: [Exact(side, clock) for _ in range(3)] for side in gate.SIDES}
+    samples, stopped = gate.sample(workers, ["a", "b"], cfg, clock=clock)
+    assert stopped == "undecided at the 10.5 s budget (21 pairs)" and clock.now == 1010.5
+
+
+def test_the_verdict_and_the_stopping_rule_at_their_lines():
+    def pooled(slowdown, low, high):
+        return gate.Pooled(slowdown, low, high, (slowdown,), 12)
+    # a slowdown of exactly the allowance is no regression, nor is an interval that starts at exactly 0
+    assert not gate.regressed(pooled(0.10, 0.05, 0.2), 0.10) and gate.regressed(pooled(0.1001, 0.05, 0.2), 0.10)
+    assert not gate.regressed(pooled(0.2, 0.0, 0.3), 0.10) and gate.regressed(pooled(0.2, 0.0001, 0.3), 0.10)
+    # an interval that touches the allowance is not decided
+    assert not gate.decided(pooled(0.05, 0.0, 0.10), 0.10) and gate.decided(pooled(0.05, 0.0, 0.0999), 0.10)
+    assert not gate.decided(pooled(0.2, 0.10, 0.3), 0.10) and gate.decided(pooled(0.2, 0.1001, 0.3), 0.10)
+
+
 def test_sampling_stops_at_the_most_pairs_when_undecided(defaults):
     cfg = dataclasses.replace(defaults, ab_budget_s=1e6, ab_max_pairs=24)
     samples, stopped, _, _ = _scripted(cfg, ratio=1 + cfg.max_slowdown)
