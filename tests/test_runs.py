@@ -147,3 +147,42 @@ def test_a_run_record_without_what_the_report_needs_is_one_line(tmp_path, record
     assert str(refused.value) == message.format(path=tmp_path / "r" / "run.yaml", dir=tmp_path / "r")
     (tmp_path / "r" / "run.yaml").write_text("name: a\nrev: b\ntimestamp: 2026-12-01\n")
     assert runs.load(tmp_path) == [{"name": "a", "rev": "b", "timestamp": "2026-12-01", "metrics": {}}]
+
+
+def test_the_run_record_word_for_word_and_what_export_refuses(repo, in_process):
+    sha = commit(repo, "seed 4", {"metrics/train-sequential.json": json.dumps({"seed": 4}),
+                                  "plots/deep/curve.csv": "epoch\n1\n"})
+    parent = run(["git", "rev-parse", "HEAD~1"], repo).strip()
+    date = run(["git", "log", "-1", "--format=%cI", sha], repo).strip()
+    run(["git", "update-ref", "refs/exps/ab/cdef0123/seed-4", sha], repo)
+    assert in_process(repo, runs, "export", "seed-4")[0] == 0
+    assert (repo / "reports/runs/seed-4/run.yaml").read_text() == (
+        f"name: seed-4\nexperiment: seed-4\nrev: {sha}\nbaseline: {parent}\ntimestamp: '{date}'\n"
+        "files:\n- metrics/train-sequential.json\n- plots/deep/curve.csv\n"
+        "exported_with: python -m pipeline.runs export seed-4\n")
+    assert (repo / "reports/runs/seed-4/plots/deep/curve.csv").read_text() == "epoch\n1\n"
+    assert in_process(repo, runs, "export", "HEAD", "--name", "again")[0] == 0
+    record = yaml.safe_load((repo / "reports/runs/again/run.yaml").read_text())
+    assert record["experiment"] is None and record["exported_with"] == "python -m pipeline.runs export HEAD --name again"
+    short = sha[:7]
+    for args, message in (
+            (["HEAD", "--name", "a/b"], "--name 'a/b': a run's name is one plain directory name"),
+            (["HEAD", "--name", ".hidden"], "--name '.hidden': a run's name is one plain directory name"),
+            (["HEAD", "--name", "x", "--files", "metrics/none.json"], f"metrics/none.json is not in {short}")):
+        code, _, err = in_process(repo, runs, "export", *args)
+        assert (code, err) == (1, f"pipeline.runs: error: {message}\n")
+    assert sorted(p.name for p in (repo / "reports/runs").iterdir()) == ["again", "seed-4"]  # nothing half-written
+    commit(repo, "docs", {"README.md": "no result\n"})
+    head = run(["git", "rev-parse", "HEAD"], repo).strip()
+    code, _, err = in_process(repo, runs, "export", "HEAD")
+    assert err == (f"pipeline.runs: error: HEAD ({head[:7]}) wrote no metrics or plots file that differs from its parent "
+                   f"{short}: it repeated that run; export the parent, or name the files with --files\n")
+
+
+def test_list_shows_each_exported_run_and_a_revision_like_an_option_is_refused(repo, in_process):
+    sha = commit(repo, "seed 5", {"metrics/train-sequential.json": json.dumps({"seed": 5})})
+    assert in_process(repo, runs, "export", "HEAD", "--name", "seed-5", "--out", "elsewhere")[0] == 0
+    date = run(["git", "log", "-1", "--format=%cI", sha], repo).strip()
+    assert in_process(repo, runs, "list", "--out", "elsewhere") == (0, f"seed-5\t{sha[:7]}\t{date}\t1 metrics files\n", "")
+    code, _, err = in_process(repo, runs, "export", "--", "-q")
+    assert code == 2 and err.startswith("pipeline.runs: error: run '-q': not a revision")

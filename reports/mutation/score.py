@@ -8,8 +8,10 @@ Reads mutmut's results (`mutants/pipeline/*.py.meta`) and writes, in reports/mut
   (counted as killed: a mutant that hangs the code is caught), survived (every test passed), had no
   test calling the mutated function, or were not checked; the score is (killed + timeout) / mutants;
   and how many of the uncaught ones are argued equivalent or left unexplained;
-- `survivors-LABEL.md`: every mutant that survived or had no test, with its diff and, where there is one,
-  the one line of reasoning why it cannot change a verdict, an exit code, a written number or a refusal:
+- `functions-LABEL.csv`: the same counts per mutated function;
+- `survivors-LABEL.md`: every mutant that survived or had no test: those without reasoning with their diff,
+  then those with the one line of reasoning why it cannot change a verdict, an exit code, a written number or
+  a refusal:
   from `equivalent.yaml` (a mutant's name -> {line: the mutated line as the diff shows it, why: the
   reasoning}; a reason whose line no longer matches the mutant is not used), or, for a survivor that
   changes nothing but an argparse help or description text, `DOCUMENTATION_ONLY`.
@@ -68,7 +70,8 @@ def main() -> int:
     parser.add_argument("label", help="names the output files (e.g. before, after)")
     args = parser.parse_args()
     reasons = yaml.safe_load((HERE / "equivalent.yaml").read_text()) or {}
-    rows, survivors, unexplained = [], [], 0
+    rows, survivors, argued, unexplained = [], [], [], 0
+    functions: dict[str, Counter] = {}
     for meta in sorted((ROOT / "mutants" / "pipeline").glob("*.py.meta")):
         module = f"pipeline/{meta.name[:-len('.meta')]}"
         results = json.loads(meta.read_text())["exit_code_by_key"]
@@ -80,6 +83,9 @@ def main() -> int:
         rows.append(row)
         for name, code in sorted(results.items()):
             status = status_by_exit_code[code]
+            function = functions.setdefault(name.rsplit("__mutmut_", 1)[0], Counter())
+            function["mutants"] += 1
+            function["killed" if status in KILLED else status] += 1
             if status not in UNCAUGHT:
                 continue
             diff = get_diff_for_mutant(name, path=ROOT / "mutants" / module)
@@ -89,17 +95,26 @@ def main() -> int:
                 why = DOCUMENTATION_ONLY
             unexplained += why is None
             row["unexplained" if why is None else "argued equivalent"] += 1
-            survivors.append(f"### {name} ({status})\n\n```diff\n{diff.strip()}\n```\n\n"
-                             f"{'Equivalent: ' + why if why else '**No test kills it and no reasoning says why it cannot matter.**'}\n")
+            function["unexplained" if why is None else "argued equivalent"] += 1
+            if why is None:
+                survivors.append(f"### {name} ({status})\n\n```diff\n{diff.strip()}\n```\n")
+            else:
+                argued.append(f"- `{name}` ({status}): `{mutated_line(diff)}`: {why}")
     total = {"module": "all", **{c: sum(r[c] for r in rows) for c in COLUMNS[1:-1]}}
     total["score"] = f"{(total['killed'] + total['timeout']) / total['mutants']:.3f}" if total["mutants"] else ""
     with (HERE / f"scores-{args.label}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows([*rows, total])
+    with (HERE / f"functions-{args.label}.csv").open("w", newline="") as f:
+        names = ("function", "mutants", "killed", "survived", "no tests", "not checked", "argued equivalent", "unexplained")
+        writer = csv.DictWriter(f, names, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({"function": name, **{k: counts[k] for k in names[1:]}} for name, counts in sorted(functions.items()))
     (HERE / f"survivors-{args.label}.md").write_text(
-        f"# Surviving mutants ({args.label})\n\n{len(survivors)} survived or had no test; {unexplained} without "
-        f"reasoning in equivalent.yaml.\n\n" + "\n".join(survivors))
+        f"# Surviving mutants ({args.label})\n\n{len(survivors) + len(argued)} survived or had no test: "
+        f"{len(survivors)} without reasoning (each with its diff), then {len(argued)} argued equivalent.\n\n"
+        f"## Without reasoning\n\n" + "\n".join(survivors) + "\n## Argued equivalent\n\n" + "\n".join(argued) + "\n")
     for row in [*rows, total]:
         print(f"{row['module']:<22} {row['killed'] + row['timeout']:>5} of {row['mutants']:>5} killed "
               f"(score {row['score']}), {row['survived']} survived, {row['no tests']} without a test, "
