@@ -26,10 +26,10 @@ def train(model: str, images_per_s: float, **settings) -> dict:
             **settings}
 
 
-def evaluate(model: str, accuracy: float, images_per_s: float) -> dict:
+def evaluate(model: str, accuracy: float, images_per_s: float, **recorded) -> dict:
     return {"model": model, "test_accuracy": accuracy, "test_images": 2000, "inference_images_per_s": images_per_s,
             "backend": "tensorflow", "backend_version": "2.21.0", "keras_version": "3.15.1", "device_name": "AMD EPYC",
-            "threads": 2}
+            "threads": 2, **recorded}
 
 
 def lstm(ms: float) -> dict:
@@ -157,7 +157,8 @@ def test_the_data_settings_are_the_archive_and_the_preprocess_params_and_nothing
         "preprocess": {"params": {"params.yaml": {"preprocess.train_images": 10000,
                                                   "preprocess.split": {"b": 2, "a": 1}},
                                   "other.yaml": ["not", "a", "mapping"]}},
-        "train@sequential": {"params": {"params.yaml": {"train.seed": 0}}}}})
+        "train@sequential": {"params": {"params.yaml": {"train.seed": 0}}}}}, sort_keys=False)
+    assert lock.index("b: 2") < lock.index("a: 1")  # a value's keys in another order than sorted: the same setting
     assert history._data_settings(lock) == (("download.md5", json.dumps("a" * 32)), ("preprocess.split", '{"a": 1, "b": 2}'),
                                             ("preprocess.train_images", "10000"))
     assert history._data_settings(": not yaml :\n  - [") == (("dvc.lock", "unreadable"),)
@@ -224,12 +225,15 @@ def test_points_read_every_measure_with_its_spread_settings_and_machine():
         {t: no_rate, e: no_accuracy, lstm_file: json.dumps(lstm(61.0)), "dvc.lock": lock("a" * 32)},
         {t: no_rate, e: "[1, 2]", lstm_file: json.dumps(lstm(61.0)), "dvc.lock": lock("b" * 32)},
         {t: no_rate, e: "[1, 2]", lstm_file: None, "dvc.lock": lock("b" * 32)},
+        {t: no_rate, e: json.dumps(evaluate("sequential", 0.33, 960.0, test_images=2000.0)), lstm_file: None,
+         "dvc.lock": lock("b" * 32)},
     ]
     found = history.points([history.Commit(f"{i:040d}", f"c{i}", "", f) for i, f in enumerate(files)], PATHS)
     amd, unknown = "AMD EPYC, 2 threads, tensorflow 2.21.0", "?, ? threads, ? "
     assert [(p.measure, p.model, p.index, p.value, p.spread, p.machine, p.noise_n) for p in found] == [
         ("test_accuracy", "sequential", 0, 0.31, None, amd, 2000),
         ("test_accuracy", "sequential", 1, 0.32, None, unknown, 2000),
+        ("test_accuracy", "sequential", 5, 0.33, None, amd, None),  # a count of images that is no integer: no floor
         ("train_images_per_s", "sequential", 0, 1000.0, None, amd, None),
         ("step_time_ms", "sequential", 0, 100.0, 3.0, amd, None),
         ("step_time_ms", "sequential", 2, 100.0, 3.0, amd, None),
@@ -239,7 +243,8 @@ def test_points_read_every_measure_with_its_spread_settings_and_machine():
         ("lstm_core_ms", "parallel", 2, 61.0, 1.0, amd, None),
         ("inference_images_per_s", "sequential", 0, 1000.0, None, amd, 2000),
         ("inference_images_per_s", "sequential", 1, 900.0, None, unknown, 2000),
-        ("inference_images_per_s", "sequential", 2, 950.0, None, amd, 2000)]
+        ("inference_images_per_s", "sequential", 2, 950.0, None, amd, 2000),
+        ("inference_images_per_s", "sequential", 5, 960.0, None, amd, None)]
     settings = {(p.measure, p.index): dict(p.settings) for p in found}
     environment = {"device_name": '"AMD EPYC"', "cpu_device_name": "null", "threads": "2", "backend_version": '"2.21.0"',
                    "keras_version": '"3.15.1"'}
@@ -351,14 +356,20 @@ def test_summary_lists_the_change_and_since_limits_it(analysed):
 @pytest.mark.parametrize("args", [["--since=--output=written"], ["--rev=--output=written"], ["--since", "-1"]])
 def test_a_revision_that_git_would_read_as_an_option_is_refused(repo, in_process, args):
     code, _, err = in_process(repo, history, "--out", "page.html", *args)
-    assert code == 2 and err.count("\n") == 1 and "not a revision (a revision never starts with '-'" in err
+    option, value = args[0].split("=", 1) if "=" in args[0] else args
+    assert code == 2 and err == (f"pipeline.history: error: {option} {value!r}: not a revision (a revision never "
+                                 "starts with '-' and is not empty)\n")
     assert not (repo / "written").exists() and not (repo / "page.html").exists()
 
 
 def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo, in_process):
     code, out, err = in_process(repo, history, "--out", "history.html", "--summary", "summary.md")
     assert code == 0, err
-    assert "history: 8 commits" in out and (repo / "summary.md").read_text() in out
+    runs = sum(len(s) for segments in history.analyse(history.read_commits("HEAD", sorted(
+        {str(PATHS.train_metrics(m)) for m in params.MODEL_NAMES} | {str(PATHS.evaluate_metrics(m)) for m in params.MODEL_NAMES}
+        | {str(PATHS.lstm_step_metrics), "dvc.lock"}), repo), PATHS).values() for s in segments)
+    assert runs == 5 * 2 * 7  # every measure of both models at the seven commits that ran
+    assert out.endswith(f"history: 8 commits, {runs} runs -> history.html\n") and (repo / "summary.md").read_text() in out
     assert (repo / "history.html").stat().st_size > 1_000_000  # plotly.js inlined: the page works offline
     # A commit of this repository that is not on the drawn line: a sibling of HEAD.
     side = run(["git", "commit-tree", "HEAD^{tree}", "-p", "HEAD~1", "-m", "side"], repo).strip()
@@ -367,6 +378,8 @@ def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo, in_process)
     code, _, err = in_process(repo, history, "--out", "h.html", "--since", "no-such-rev")
     assert code == 1 and err.count("\n") == 1 and "git rev-parse" in err
     assert not (repo / "h.html").exists()
+    # by default the page goes to reports/history.html
+    assert in_process(repo, history)[0] == 0 and (repo / "reports" / "history.html").stat().st_size > 1_000_000
 
 
 def test_since_lists_only_the_changes_after_it_and_the_summary_file_holds_what_is_printed(repo, analysed, in_process):
