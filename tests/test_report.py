@@ -1,10 +1,14 @@
 """pipeline/report.py's reading of experiments, on hand-made `dvc exp show` records (no DVC needed);
 tests/test_seeds.py runs it over a real queue."""
 
+import json
+import shutil
+
 import pandas as pd
 import pytest
 
 from pipeline import params, report
+from tests.project import ROOT
 
 PATHS = params.load().paths
 ENV = {"backend": "tensorflow", "keras_version": "3.15.1", "device_name": "cpu"}
@@ -90,3 +94,30 @@ def test_an_unreadable_run_names_itself_and_what_is_missing():
         report.runs([broken], PATHS)
     assert str(refused.value) == ("run broken (brokenb): its metrics files lack what the report needs "
                                   "(KeyError: 'seed')")
+
+
+def test_a_setting_recorded_in_the_metrics_is_read_as_recorded():
+    found = [exp("new", "1", **{"train-sequential": {**trained(0, loss="clipped_crossentropy"), "replicas": 2},
+                                "evaluate-sequential": {"test_accuracy": 0.4}})]
+    row = report.runs(found, PATHS).iloc[0]
+    assert (row["loss"], row["replicas"]) == ("clipped_crossentropy", 2)
+
+
+def test_the_report_command_writes_its_three_files_and_refuses_what_it_cannot_read(tmp_path, in_process):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    code, out, err = in_process(tmp_path, report, "--runs", "nowhere")
+    assert (code, out, err) == (1, "", "pipeline.report: error: --runs nowhere: no such directory\n")
+    (tmp_path / "runs").mkdir()
+    code, _, err = in_process(tmp_path, report, "--runs", "runs")
+    assert err == ("pipeline.report: error: no run has train-<model>.json with evaluate-<model>.json, or collapse.json; "
+                   "run some first (dvc exp run) and export them into runs\n")
+    record = tmp_path / "runs" / "seed-0"
+    (record / "metrics").mkdir(parents=True)
+    (record / "run.yaml").write_text("name: seed-0\nrev: abcdef1234\ntimestamp: '2026-12-01'\n")
+    (record / "metrics" / "train-sequential.json").write_text(json.dumps(trained(0)))
+    (record / "metrics" / "evaluate-sequential.json").write_text(json.dumps({"test_accuracy": 0.25}))
+    code, out, err = in_process(tmp_path, report, "--runs", "runs")
+    table = (tmp_path / "reports" / "seeds.md").read_text()
+    assert code == 0 and out == table + "report: 1 runs in 1 settings -> reports/seeds.md, .csv, -runs.csv\n"
+    assert "| 0.2500 " in table and (tmp_path / "reports" / "seeds.csv").read_text().startswith("model,source,")
+    assert (tmp_path / "reports" / "seeds-runs.csv").read_text().startswith("model,source,")
