@@ -219,3 +219,25 @@ def test_a_cut_gzip_stream_is_named_as_such(tmp_path, tiny_archive):
         cifar.load_archive(path)
     assert str(refused.value) == (f"{path}: not a readable .tar.gz archive (truncated or corrupt?): "
                                   "the gzip stream ends before its trailer")
+
+
+@pytest.mark.parametrize("value, described", [
+    ((1,), "(1,)"), ((1, 2, 3), "(1, 2, 3)"), ((1, 2, 3, 4), "(1, 2, 3, ...)"), ((), "()"),
+    ((((1,),),), "((a tuple of 1 item,),)"),  # opened two levels deep, no further
+    ([1], "a list of 1 item"), ([1, 2], "a list of 2 items"), ({b"a": 1}, "a dict of 1 item"),
+    ("x" * 20, repr("x" * 20)), ("x" * 21, "str of length 21"), (b"y" * 21, "bytes of length 21"),
+    (10 ** 79, str(10 ** 79)), (10 ** 80, str(10 ** 80)[:77] + "..."), (1.5, "1.5"),
+])
+def test_a_refused_value_is_described_briefly(value, described):
+    assert cifar._describe(value) == described
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0, 10]), "labels must be in 0..9, found 0..10"),
+    (np.array([[0, 1]]), "labels must be a flat list of integers or a 1-D integer array, got an array of shape (1, 2)"),
+    ("ab", "labels must be a flat list of integers or a 1-D integer array, got 'ab'"),
+])
+def test_labels_that_are_no_flat_list_of_classes_are_refused_in_one_exact_line(labels, message):
+    with pytest.raises(PipelineError) as refused:
+        parse({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels})
+    assert str(refused.value) == f"data_batch_1: {message}"
