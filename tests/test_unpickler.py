@@ -711,3 +711,31 @@ def test_calling_a_global_that_is_only_a_placeholder_is_refused_by_name():
     with pytest.raises(PipelineError) as refused:
         cifar.unpickle(b"\x80\x02cnumpy\nndarray\n)R.", "src")  # GLOBAL numpy.ndarray, (), REDUCE
     assert str(refused.value) == "src: refused to unpickle: numpy.ndarray cannot be called"
+
+
+def _unbuilt_array(asm: pickles.Asm) -> pickles.Asm:
+    return asm.glob(*pickles.RECONSTRUCT).glob("numpy", "ndarray").int(0).tuple(1).bytes(b"b").tuple(3).reduce()
+
+
+@pytest.mark.parametrize("payload, message", [
+    (pickles.array(pickles.Asm(), (1, 2, 3), bytes(6)).stop(), "array shape must be 1 or 2 non-negative ints, got (1, 2, 3)"),
+    (pickles.array(pickles.Asm(), (-1,), b"").stop(), "array shape must be 1 or 2 non-negative ints, got (-1,)"),
+    (pickles.array(pickles.Asm(), (3,), bytes(3)).mark().int(1).op(b"t").build().stop(),
+     "BUILD on an array that is already built"),
+    (pickles.dtype(pickles.Asm()).mark().int(3).op(b"t").build().stop(), "BUILD on a dtype that is already built"),
+    (pickles.array(pickles.Asm(), (2,), bytes(4), "u2", order="=").stop(),
+     "dtype u2 state must be (3, byte order, None, None, None, -1, -1, 0), got (3, b'=', None, ...)"),
+    (_unbuilt_array(pickles.Asm()).mark().int(1).op(b"t").build().stop(),
+     "array state must be (1, shape, dtype, False, bytes), got (1,)"),
+    (_unbuilt_array(pickles.Asm()).mark().int(2).int(0).int(0).int(0).int(0).op(b"t").build().stop(),
+     "array state must be (1, shape, dtype, False, bytes), got (2, 0, 0, ...)"),
+], ids=["3-D", "negative", "array built twice", "dtype built twice", "byte order =", "short state", "state version 2"])
+def test_an_array_or_dtype_state_outside_the_format_is_one_exact_line(payload, message):
+    with pytest.raises(PipelineError) as refused:
+        cifar.unpickle(payload, "src")
+    assert str(refused.value) == f"src: refused to unpickle: {message}"
+
+
+def test_a_big_endian_two_byte_array_is_read():
+    record = cifar.unpickle(pickles.array(pickles.Asm(), (2,), bytes(4), "u2", order=">").stop(), "src")
+    assert repr(record) == "an array of shape (2,) and dtype u2"
