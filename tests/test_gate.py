@@ -733,6 +733,28 @@ def test_the_budget_is_spent_to_the_last_round_that_fits_on_a_clock_that_does_no
     assert stopped == "undecided at the 10.5 s budget (21 pairs)" and clock.now == 1010.5
 
 
+UNEQUAL = [([100.0, 101.0, 99.0, 100.0], [110.0, 112.0, 108.0, 111.0]), ([100.0, 100.0, 102.0], [104.0, 120.0, 101.0])]
+
+
+def test_the_pooled_interval_is_seeded_so_a_verdict_can_be_recomputed_exactly():
+    # recorded once from this seeded bootstrap: a change of seed, resampling or pooling moves these digits
+    pooled = gate.pooled_slowdown(UNEQUAL, 0.95)
+    assert pooled == gate.pooled_slowdown(UNEQUAL, 0.95, seed=0)
+    assert (round(pooled.slowdown, 6), round(pooled.low, 6), round(pooled.high, 6)) == (0.071739, 0.014793, 0.15384)
+    assert [round(v, 6) for v in pooled.per_process] == [0.104446, 0.04] and pooled.pairs == 7
+    assert gate.ab_verdict("t", UNEQUAL, 0.10, 0.95) == gate.Row(
+        "t", "100.00 ms", "110.00 ms", "+7.2% [+1.5% .. +15.4%] (7 pairs; per worker pair +10.4%, +4.0%)", "<= +10.0%", True)
+    # one pair per worker pair is enough; none is not
+    assert gate.pooled_slowdown([([100.0], [120.0]), ([100.0], [110.0])], 0.9).pairs == 2
+    with pytest.raises(ValueError, match=r"^every worker pair needs at least one \(base, head\) pair$"):
+        gate.pooled_slowdown([([100.0], [120.0]), ([], [])], 0.9)
+
+
+def test_a_report_without_notes_ends_in_one_newline():
+    rows = {"Accuracy": [gate.accuracy_verdict("m", gate.Scored(5, 10), gate.Scored(5, 10), 0.03)]}
+    assert gate.markdown("T", rows, []).endswith("| pass |\n")
+
+
 def test_the_verdict_and_the_stopping_rule_at_their_lines():
     def pooled(slowdown, low, high):
         return gate.Pooled(slowdown, low, high, (slowdown,), 12)
@@ -772,6 +794,7 @@ def test_a_metrics_file_that_is_not_an_object_is_one_line(tmp_path, in_root, cap
 # pipeline/ab_worker.py and misbehaves in one way.
 WORKERS = {
     "chatter": 'import sys; print("Loading weights...", flush=True); sys.stdin.readline()',
+    "long": 'import sys; print("x" * 100, flush=True); sys.stdin.readline()',
     "silent": "import time; time.sleep(60)",
     "dies": 'import json, sys\nprint(json.dumps({"benchmarks": ["x"], "backend": "tensorflow", "warmup_s": 0}), flush=True)\n'
             'sys.stdin.readline(); sys.exit(1)',
@@ -783,6 +806,7 @@ WORKERS = {
 
 @pytest.mark.parametrize("kind,message", [
     ("chatter", "benchmark worker answered 'Loading weights...'"),
+    ("long", f"benchmark worker answered '{'x' * 80}': "),
     ("silent", "benchmark worker gave no answer in 2 s"),
     ("dies", "benchmark worker exited"),
     ("backend", "base runs on jax, head on tensorflow: an A/B comparison needs one backend"),
@@ -887,6 +911,7 @@ def test_ab_that_measures_no_benchmark_is_an_error(tmp_path, scratch_repo, monke
 
 def test_every_worker_gets_params_yaml_settings_and_runs_its_own_revision(tmp_path, scratch_repo, monkeypatch, capsys):
     scratch_repo(ab_min_pairs=9, ab_max_pairs=9, ab_warmup=4)
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # what the workers see comes from the gate
     code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 3, [[100.0]] * 3, processes=3)
     assert code == 0, err
     p = params.load(Path("params.yaml"))
@@ -906,7 +931,7 @@ def test_ab_against_the_working_tree_reports_and_records_what_it_measured(tmp_pa
     names = {"base": ["t1", "t2"], "head": ["t1", "t2", "t3"]}
     code, out, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, names=names, head=None,
                                  extra=("--record", str(record)))
-    assert code == 0 and out.startswith("## ") and "### Timing (A/B, same machine)" in out
+    assert code == 0 and out.startswith("## Gate (A/B): working tree against HEAD\n") and "### Timing (A/B, same machine)" in out
     notes = [line for line in out.splitlines() if line.startswith("- ")]
     assert re.fullmatch(r"- base HEAD vs head working tree, interleaved on this machine with 2 worker processes per side "
                         r"\(backend stand-in\); sampling decided after 6 pairs; (\d+) s in all \((\d+) s starting the "
@@ -976,7 +1001,9 @@ def test_a_revision_that_git_would_read_as_an_option_is_refused(scratch_repo, ca
     before = sorted(p.name for p in repo.iterdir())
     assert gate.main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not a revision (a revision never starts with '-'" in err
+    option, value = args[1].split("=", 1)
+    assert err == (f"pipeline.gate: error: {option} {value!r}: not a revision (a revision never starts with '-' and is "
+                   "not empty)\n")
     assert sorted(p.name for p in repo.iterdir()) == before  # git wrote nothing
 
 
