@@ -425,3 +425,19 @@ def test_the_page_in_headless_chromium(repo, tmp_path):
         assert seen["markers"] == seen["runs"] + seen["changes"], (chart, seen)
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
     print(f"screenshot: {screenshot}")
+
+
+def test_the_stage_reads_dvc_lock_so_a_new_data_source_starts_a_new_line(tmp_path, in_process):
+    for cmd in (["init", "-q"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        run(["git", *cmd], tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    metrics = tmp_path / PATHS.train_metrics("sequential")
+    metrics.parent.mkdir(parents=True)
+    for n, md5 in enumerate(["a" * 32, "a" * 32, "b" * 32]):
+        metrics.write_text(json.dumps(train("sequential", 1000.0 + n)))
+        (tmp_path / "dvc.lock").write_text(f"stages:\n  download:\n    params:\n      params.yaml:\n        download.md5: {md5}\n")
+        run(["git", "add", "-A"], tmp_path)
+        run(["git", "commit", "-qm", f"c{n}"], tmp_path)
+    head = run(["git", "rev-parse", "--short=7", "HEAD"], tmp_path).strip()
+    assert in_process(tmp_path, history, "--out", "h.html")[0] == 0
+    assert f"new settings at {head} (download.md5 &quot;{'a' * 32}&quot; -&gt; &quot;{'b' * 32}&quot;)" in (tmp_path / "h.html").read_text()

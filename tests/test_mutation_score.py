@@ -21,6 +21,7 @@ SPLIT = 'parser = cli.ArgumentParser(prog="python -m pipeline.gate", description
     (ADD, ADD.replace('help="output prefix"', 'help="OUTPUT PREFIX"'), True),
     (NEW, NEW.replace("[0]", "[1]"), True),
     (NEW, NEW.replace(", description=__doc__.splitlines()[0]", ", "), True),
+    ('p.add_argument("--out", help=f"where (default {OUT})")', 'p.add_argument("--out", help=None)', True),
     (SPLIT, SPLIT.replace('"\\n\\n"', '"XX\\n\\nXX"'), True),
     # what changes behaviour is not documentation: the default, the program name in error lines, the flag
     (ADD, ADD.replace('default=Path("reports/seeds")', "default=None"), False),

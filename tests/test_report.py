@@ -2,7 +2,10 @@
 tests/test_seeds.py runs it over a real queue."""
 
 import json
+import os
 import shutil
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -121,3 +124,12 @@ def test_the_report_command_writes_its_three_files_and_refuses_what_it_cannot_re
     assert code == 0 and out == table + "report: 1 runs in 1 settings -> reports/seeds.md, .csv, -runs.csv\n"
     assert "| 0.2500 " in table and (tmp_path / "reports" / "seeds.csv").read_text().startswith("model,source,")
     assert (tmp_path / "reports" / "seeds-runs.csv").read_text().startswith("model,source,")
+
+
+@pytest.mark.parametrize("args, command", [((), "dvc exp show --json --no-fetch"),
+                                           (("--all-commits",), "dvc exp show --json --no-fetch --all-commits")])
+def test_without_runs_the_report_asks_dvc_and_names_the_command_that_failed(tmp_path, in_process, monkeypatch, args, command):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")  # no git, no DVC: dvc exp show fails
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    code, out, err = in_process(tmp_path, report, *args)
+    assert code == 1 and out == "" and err.startswith(f"pipeline.report: error: {command} failed: ") and err.count("\n") == 1

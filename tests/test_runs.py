@@ -186,3 +186,25 @@ def test_list_shows_each_exported_run_and_a_revision_like_an_option_is_refused(r
     assert in_process(repo, runs, "list", "--out", "elsewhere") == (0, f"seed-5\t{sha[:7]}\t{date}\t1 metrics files\n", "")
     code, _, err = in_process(repo, runs, "export", "--", "-q")
     assert code == 2 and err.startswith("pipeline.runs: error: run '-q': not a revision")
+
+
+def test_export_stages_inside_out_and_records_the_commits_own_date(repo, in_process, tmp_path, monkeypatch):
+    older = commit(repo, "seed 6", {"metrics/train-sequential.json": json.dumps({"seed": 6})})
+    commit(repo, "seed 7", {"metrics/train-sequential.json": json.dumps({"seed": 7})})
+    elsewhere = tmp_path / "system-tmp"
+    elsewhere.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(elsewhere))  # a staging folder outside --out would land here
+    assert in_process(repo, runs, "export", "HEAD~1")[0] == 0
+    record = yaml.safe_load((repo / "reports/runs" / older[:7] / "run.yaml").read_text())
+    assert record["timestamp"] == run(["git", "log", "-1", "--format=%cI", older], repo).strip()
+    assert record["exported_with"] == "python -m pipeline.runs export HEAD~1" and list(elsewhere.iterdir()) == []
+
+
+def test_a_root_commit_without_results_is_refused(tmp_path, in_process):
+    run(["git", "init", "-q"], tmp_path)
+    run(["git", "config", "user.email", "t@example.org"], tmp_path)
+    run(["git", "config", "user.name", "t"], tmp_path)
+    sha = commit(tmp_path, "no results", {"params.yaml": (ROOT / "params.yaml").read_text()})
+    code, _, err = in_process(tmp_path, runs, "export", "HEAD")
+    assert (code, err) == (1, f"pipeline.runs: error: HEAD ({sha[:7]}) wrote no metrics or plots file that differs from its "
+                              "parent : it repeated that run; export the parent, or name the files with --files\n")

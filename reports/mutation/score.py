@@ -49,7 +49,7 @@ def mutated_line(diff: str) -> str:
 
 # An argparse help or description text: `help="..."`, `help=None`, `description=__doc__.splitlines()[0]`
 # (or `__doc__.split("\n\n")[0]`).
-DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|__doc__\.split(?:lines)?\((?:"(?:[^"\\]|\\.)*")?\)\[-?\d+\])""")
+DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|f?"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|__doc__\.split(?:lines)?\((?:"(?:[^"\\]|\\.)*")?\)\[-?\d+\])""")
 DOCUMENTATION_ONLY = ("only an argparse help or description text changes: `--help` reads differently, and no verdict, "
                       "exit code, written number or refusal depends on it")
 
