@@ -196,9 +196,10 @@ def decided(pooled: Pooled, max_slowdown: float) -> bool:
     return pooled.high < max_slowdown or pooled.low > max_slowdown
 
 
-def ab_verdict(metric: str, groups, max_slowdown: float, confidence: float, seed: int = 0) -> Row:
-    """The report row of one benchmark from its (base_ms, head_ms) groups, one per worker pair."""
-    pooled = pooled_slowdown(groups, confidence, seed)
+def ab_verdict(metric: str, groups, max_slowdown: float, confidence: float) -> Row:
+    """The report row of one benchmark from its (base_ms, head_ms) groups, one per worker pair (the
+    interval seeded as `pooled_slowdown` seeds it, so the row can be recomputed from a --record)."""
+    pooled = pooled_slowdown(groups, confidence)
     base_all = np.concatenate([np.asarray(b, float) for b, _ in groups])
     head_all = np.concatenate([np.asarray(h, float) for _, h in groups])
     detail = ", ".join(f"{v:+.1%}" for v in pooled.per_process)
