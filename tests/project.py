@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,11 @@ def run_main(project: Path, module, *args: str, monkeypatch, capsys) -> tuple[in
     (exit code, stdout, stderr). What it calls is seen by coverage and by the mutation tester, which a
     stage process hides from them."""
     monkeypatch.chdir(project)
-    code = cli.run(module.main, list(args), prog=module.__name__)
+    handler = signal.getsignal(signal.SIGTERM)  # cli.run installs its own; the test process keeps pytest's
+    try:
+        code = cli.run(module.main, list(args), prog=module.__name__)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -241,3 +241,20 @@ def test_labels_that_are_no_flat_list_of_classes_are_refused_in_one_exact_line(l
     with pytest.raises(PipelineError) as refused:
         parse({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels})
     assert str(refused.value) == f"data_batch_1: {message}"
+
+
+def test_the_compressed_file_is_read_a_chunk_at_a_time():
+    import io
+
+    class Reads(io.BytesIO):
+        sizes: list = []
+
+        def read(self, size=-1):
+            self.sizes.append(size)
+            return super().read(size)
+
+    file = Reads(gzip.compress(os.urandom(3 << 20)))  # incompressible: about 3 MiB to read
+    stream = cifar._Inflated(file, Path("a.tar.gz"))
+    stream.read(-1)
+    stream.finish()
+    assert len(file.sizes) >= 3 and set(file.sizes) == {cifar._Inflated.CHUNK, 1}  # and 1 byte to see the end

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import cli, gate, history, lockcheck, report, runs
+from pipeline import gate, history, lockcheck, report, runs
 
 
 @pytest.mark.parametrize("module, args, what", [
@@ -18,7 +18,7 @@ from pipeline import cli, gate, history, lockcheck, report, runs
     (gate, ["compare", "--base", "HEAD"], "ambiguous option: --base could match --baseline, --baseline-dir (see "
                                           "python -m pipeline.gate compare --help)"),
 ], ids=lambda v: getattr(v, "__name__", None))
-def test_a_command_line_a_tool_cannot_take_is_one_line_naming_it(module, args, what, capsys):
-    assert cli.run(module.main, args, prog=module.__name__) == 2
+def test_a_command_line_a_tool_cannot_take_is_one_line_naming_it(module, args, what, in_process, tmp_path):
+    code, out, err = in_process(tmp_path, module, *args)
     help_ = "" if what.endswith(")") else f" (see python -m {module.__name__} --help)"
-    assert capsys.readouterr().err == f"{module.__name__}: error: {what}{help_}\n"
+    assert (code, out, err) == (2, "", f"{module.__name__}: error: {what}{help_}\n")

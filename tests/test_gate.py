@@ -822,6 +822,19 @@ def test_a_worker_that_misbehaves_is_one_line_and_exit_2(tmp_path, in_root, monk
     assert len(err) == 1 and message in err[0], err
 
 
+@pytest.mark.parametrize("kind", ["answers nonsense", "stays silent"])
+def test_a_worker_that_misbehaves_and_then_says_nothing_to_benchmark_is_still_an_error(
+        tmp_path, in_root, monkeypatch, capsys, kind):
+    # killed at once: it never gets to exit with NOTHING_TO_BENCHMARK, which --allow-missing-baseline forgives
+    first = 'print("nonsense", flush=True); ' if kind == "answers nonsense" else ""
+    script = tmp_path / "worker.py"
+    script.write_text(f"import sys, time\n{first}time.sleep(1.5); sys.exit(3)\n")
+    monkeypatch.setattr(gate, "WORKER", script)
+    monkeypatch.setattr(gate, "START_TIMEOUT_S", 1)
+    args = ["ab", "--base", "HEAD", "--head", "HEAD", "--processes", "2", "--min-pairs", "6", "--allow-missing-baseline"]
+    assert gate.main(args) == 2
+
+
 # ---------------------------------------------------------------- A/B mode end to end, with stand-in workers
 # tests/ab_standin.py answers scripted step times through the gate's real protocol, worktrees and report; the
 # verdict comes from params.yaml's gate section of a scratch repository.
@@ -921,7 +934,8 @@ def test_every_worker_gets_params_yaml_settings_and_runs_its_own_revision(tmp_pa
         assert worker["args"] == {"batch": p.train.batch_size, "inference_batch": p.evaluate.batch_size,
                                   "learning_rate": p.train.learning_rate, "loss": p.train.loss, "warmup": 4}
         # its own side's worktree, first on the import path, replies unbuffered
-        assert Path(worker["cwd"]).name == name.split("-")[0] and worker["PYTHONPATH"] == worker["cwd"]
+        assert Path(worker["cwd"]).name == name.split("-")[0]
+        assert Path(worker["PYTHONPATH"]).resolve() == Path(worker["cwd"]).resolve()
         assert worker["PYTHONUNBUFFERED"] == "1"
 
 

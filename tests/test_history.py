@@ -441,3 +441,10 @@ def test_the_stage_reads_dvc_lock_so_a_new_data_source_starts_a_new_line(tmp_pat
     head = run(["git", "rev-parse", "--short=7", "HEAD"], tmp_path).strip()
     assert in_process(tmp_path, history, "--out", "h.html")[0] == 0
     assert f"new settings at {head} (download.md5 &quot;{'a' * 32}&quot; -&gt; &quot;{'b' * 32}&quot;)" in (tmp_path / "h.html").read_text()
+
+
+def test_a_file_name_given_as_the_revision_is_refused(repo, in_process):
+    # git log would read a file name after the revision as a path, and draw that file's history
+    code, out, err = in_process(repo, history, "--out", "f.html", "--rev", "params.yaml")
+    assert (code, out) == (1, "") and err.count("\n") == 1 and "bad revision 'params.yaml'" in err
+    assert not (repo / "f.html").exists()

@@ -28,6 +28,7 @@ SPLIT = 'parser = cli.ArgumentParser(prog="python -m pipeline.gate", description
     (ADD, ADD.replace('"--out"', '"--OUT"'), False),
     (NEW, NEW.replace('prog="python -m pipeline.report"', "prog=None"), False),
     ('print("done", file=sys.stderr)', 'print("XXdoneXX", file=sys.stderr)', False),
+    (ADD.replace("output prefix", "default %(default)s"), ADD.replace("output prefix", "DEFAULT %(DEFAULT)S"), False),
 ])
 def test_only_help_and_description_texts_count_as_documentation(before, after, documentation):
     assert score.documentation_only(f"--- a\n+++ b\n-    {before}\n+    {after}\n") is documentation
