@@ -2,7 +2,7 @@
 #   make repro   run the benchmark pipeline (dvc repro); offline here: make repro-mirror
 #   make test    run the whole test suite: the main venv, then .venv-notf (no TensorFlow, JAX and torch);
 #                .ci/run, installs included, took 19 minutes in CI (docs/benchmarks.md); make test-fast runs
-#                the unit tier (2.5 minutes)
+#                the unit tier (3.5 minutes)
 # Also: make study (the collapse study, studies/dvc.yaml), make bench (pytest-benchmark suite ->
 # benchmarks.json), make bench-replicas (1 device vs 2 replicas), make report (seeds, from reports/runs),
 # make history (every commit's metrics as a page), make lockcheck (is dvc.lock fresh), make mirror
@@ -117,10 +117,11 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not benchmark and not notf"
 
 # Mutation testing ([tool.mutmut] in pyproject.toml) of the gate, lockcheck, the history detector, runs
-# export, the report and the archive reader; not part of `make test` (hours on 2 cores). mutmut keeps its
-# results in mutants/ and reruns only what changed; `rm -rf mutants` starts over. MUTATION_LABEL names the
-# report: reports/mutation/scores-<label>.csv and survivors-<label>.md; it fails on a survivor that
-# reports/mutation/equivalent.yaml does not argue away.
+# export, the report and the archive reader; not part of `make test` (about an hour on 2 cores from scratch).
+# mutmut keeps its results in mutants/ and checks only mutants without one; `mutmut run NAME...` checks named
+# ones again, `rm -rf mutants` starts over. MUTATION_LABEL names the report: reports/mutation/scores-<label>.csv,
+# functions-<label>.csv and survivors-<label>.md; it fails on a survivor that neither
+# reports/mutation/equivalent.yaml nor the help-text rule in reports/mutation/score.py argues away.
 MUTATION_LABEL ?= latest
 mutate: setup
 	$(BIN)/mutmut run --max-children 2

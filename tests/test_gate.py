@@ -826,9 +826,10 @@ def test_a_worker_that_misbehaves_is_one_line_and_exit_2(tmp_path, in_root, monk
 def test_a_worker_that_misbehaves_and_then_says_nothing_to_benchmark_is_still_an_error(
         tmp_path, in_root, monkeypatch, capsys, kind):
     # killed at once: it never gets to exit with NOTHING_TO_BENCHMARK, which --allow-missing-baseline forgives
-    first = 'print("nonsense", flush=True); ' if kind == "answers nonsense" else ""
+    # it exits 0.5 s after its nonsense, or 0.5 s after the 1 s start timeout: within any wait but none
+    first, wait = ('print("nonsense", flush=True); ', 0.5) if kind == "answers nonsense" else ("", 1.5)
     script = tmp_path / "worker.py"
-    script.write_text(f"import sys, time\n{first}time.sleep(1.5); sys.exit(3)\n")
+    script.write_text(f"import sys, time\n{first}time.sleep({wait}); sys.exit(3)\n")
     monkeypatch.setattr(gate, "WORKER", script)
     monkeypatch.setattr(gate, "START_TIMEOUT_S", 1)
     args = ["ab", "--base", "HEAD", "--head", "HEAD", "--processes", "2", "--min-pairs", "6", "--allow-missing-baseline"]
