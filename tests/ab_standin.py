@@ -39,12 +39,13 @@ if side in script.get("fail", {}):
     status, text = script["fail"][side]
     sys.stderr.write(text)
     sys.exit(status)
-if side in script.get("closes", []):  # stops reading before its first step: the gate's request finds no reader
+closes = side in script.get("closes", [])
+if closes:  # stops reading before its first step: the gate's request finds no reader
     os.close(0)
-    print(json.dumps({"benchmarks": benchmarks, "backend": "stand-in", "warmup_s": 0}), flush=True)
+print(json.dumps({"benchmarks": benchmarks, "backend": "stand-in", "warmup_s": 0}), flush=True)
+if closes:
     time.sleep(0.5)
     sys.exit("stdin closed")
-print(json.dumps({"benchmarks": benchmarks, "backend": "stand-in", "warmup_s": 0}), flush=True)
 steps = {name: 0 for name in benchmarks}
 for line in sys.stdin:
     name = line.strip()
