@@ -117,8 +117,8 @@ def problems(pipeline: str, lock: str) -> list[str]:
     prefix = "" if pipeline == "dvc.yaml" else f"{pipeline}:"
     found += [f"{name} is in {lock} but not in {pipeline}" for name in recorded
               if f"{prefix}{name}" not in defined and name not in defined]
-    found += [f"{name} never ran (not in {lock})" for name in sorted(defined)
-              if name.split(":")[-1] not in recorded]
+    found += [f"{name} never ran (not in {lock})" for name in sorted(full.split(":")[-1] for full in defined)
+              if name not in recorded]
     for stage, reasons in stale_reasons(json.loads(_dvc("status", "--json", pipeline) or "{}")).items():
         found.append(f"{stage}: {', '.join(reasons)}")
     for stage, entry in recorded.items():

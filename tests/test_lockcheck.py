@@ -117,3 +117,139 @@ def test_a_fresh_clone_without_data_is_checked_against_its_lock(root, tmp_path, 
     # Another mirror of the same archive is a different data source, not a stale lock.
     set_params(clone, **{"download.url": "file:elsewhere/cifar-10-python.tar.gz"})
     assert lockcheck_in(clone) == (0, "")
+
+
+# A scratch DVC project of two pipeline files, shaped like this one's (a params file with the data source,
+# a committed metrics file, an ignored data output, a studies/ pipeline), for the checks in this process.
+SCRATCH_PARAMS = "download:\n  url: file:.mirror/a.tar.gz\n  md5: abc\nn: 1\n"
+SCRATCH_MAKE = ("import json, pathlib\n"
+                "pathlib.Path('data/out.txt').write_text('out')\n"
+                "pathlib.Path('metrics/m.json').write_text(json.dumps({'n': 1}))\n")
+SCRATCH_DVC = """stages:
+  make:
+    cmd: python make.py
+    deps: [make.py]
+    params: [download.url, download.md5, n]
+    outs: [data/out.txt]
+    metrics: [{metrics/m.json: {cache: false}}]
+  other:
+    cmd: python -c "open('data/other.txt', 'w').write('x')"
+    deps: [data/out.txt, config.txt]
+    outs: [data/other.txt]
+"""
+SCRATCH_STUDIES = """stages:
+  study:
+    cmd: python -c "open('study.txt', 'w').write('s')"
+    deps: [../make.py]
+    params: [../params.yaml: [n]]
+    outs: [study.txt]
+"""
+
+
+@pytest.fixture(scope="module")
+def scratch_clone(tmp_path_factory):
+    """A fresh clone (no data, no DVC cache) of a scratch project whose locks `dvc repro` wrote."""
+    base = tmp_path_factory.mktemp("lockcheck")
+    project = base / "project"
+    (project / "studies").mkdir(parents=True)
+    (project / "data").mkdir()
+    (project / "metrics").mkdir()
+    for name, text in {"params.yaml": SCRATCH_PARAMS, "make.py": SCRATCH_MAKE, "config.txt": "c\n",
+                       "dvc.yaml": SCRATCH_DVC, "studies/dvc.yaml": SCRATCH_STUDIES}.items():
+        (project / name).write_text(text)
+    run(["git", "init", "-q"], project)
+    run(["dvc", "init", "-q"], project)
+    run(["dvc", "config", "core.analytics", "false"], project)
+    run(["dvc", "repro", "-q"], project)
+    run(["dvc", "repro", "-q", "studies/dvc.yaml"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "locks"], project)
+    clone = base / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], base)
+    return clone
+
+
+@pytest.fixture
+def clone(scratch_clone, tmp_path, monkeypatch):
+    """This test's own copy of the scratch clone, as the working directory."""
+    copy = tmp_path / "clone"
+    shutil.copytree(scratch_clone, copy, symlinks=True)
+    monkeypatch.chdir(copy)
+    return copy
+
+
+def test_a_fresh_clone_of_fresh_locks_passes_in_this_process(clone, in_process):
+    # data/out.txt and data/other.txt are absent ("deleted", "not in cache") but ignored: data, not a stale lock
+    assert lockcheck._ignored(["data/out.txt", "metrics/m.json", "config.txt"]) == {"data/out.txt"}
+    assert lockcheck._ignored([]) == set()
+    assert in_process(clone, lockcheck) == (0, "lockcheck: dvc.lock matches dvc.yaml, params.yaml and the code\n"
+                                               "lockcheck: studies/dvc.lock matches studies/dvc.yaml, params.yaml "
+                                               "and the code\n", "")
+
+
+def test_every_kind_of_stale_lock_is_named_at_once(clone, in_process):
+    (clone / "make.py").write_text(SCRATCH_MAKE + "# edited\n")
+    # n changes; the data source (download.url) is the one param allowed to differ from the lock
+    (clone / "params.yaml").write_text(SCRATCH_PARAMS.replace("n: 1", "n: 2").replace("file:.mirror/a.tar.gz",
+                                                                                      "https://example.org/a.tar.gz"))
+    (clone / "metrics" / "m.json").write_text('{"n": 2}')
+    (clone / "config.txt").unlink()
+    (clone / "dvc.yaml").write_text(SCRATCH_DVC.replace("write('x')", "write('y')") + (
+        "  new:\n    cmd: python -c \"open('data/new.txt', 'w').write('n')\"\n    outs: [data/new.txt]\n"))
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    lock["stages"]["gone"] = lock["stages"]["other"]
+    lock["stages"]["make"]["params"]["params.yaml"]["download.url"] = "file:///somewhere/a.tar.gz"
+    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    assert lockcheck.problems("studies/dvc.yaml", "studies/dvc.lock") == ["study: make.py modified, param n modified"]
+    code, out, err = in_process(clone, lockcheck)
+    assert (code, out) == (1, "")
+    assert err == ("pipeline.lockcheck: error: dvc.lock is stale: gone is in dvc.lock but not in dvc.yaml; "
+                   "new never ran (not in dvc.lock); make: make.py modified, param n modified, metrics/m.json "
+                   "modified; other: config.txt deleted, changed command; new: data/new.txt deleted; make: "
+                   "download.url file:///somewhere/a.tar.gz is an absolute file path. Refresh it: make repro-mirror, "
+                   "then `git checkout params.yaml` (dvc exp run -S wrote the mirror into it) and commit dvc.lock "
+                   "with metrics/ and plots/\n")
+
+
+def test_a_stale_studies_lock_is_named_with_its_own_refresh(clone, in_process):
+    lock = yaml.safe_load((clone / "studies" / "dvc.lock").read_text())
+    lock["stages"]["study"]["params"]["../params.yaml"]["n"] = 7
+    lock["stages"]["study"]["params"]["../params.yaml"]["download.url"] = "http://127.0.0.1:8000/a.tar.gz"
+    lock["stages"]["old"] = {"cmd": "x"}
+    (clone / "studies" / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    (clone / "studies" / "dvc.yaml").write_text(SCRATCH_STUDIES + (
+        "  more:\n    cmd: python -c \"open('more.txt', 'w').write('m')\"\n    outs: [more.txt]\n"))
+    code, out, err = in_process(clone, lockcheck)
+    assert (code, out) == (1, "lockcheck: dvc.lock matches dvc.yaml, params.yaml and the code\n")
+    assert err == ("pipeline.lockcheck: error: studies/dvc.lock is stale: old is in studies/dvc.lock but not in "
+                   "studies/dvc.yaml; more never ran (not in studies/dvc.lock); study: param n modified; more: "
+                   "studies/more.txt deleted; study: download.url http://127.0.0.1:8000/a.tar.gz is a loopback host. "
+                   "Refresh it: make study (on data prepared from a mirror: dvc repro --single-item "
+                   "studies/dvc.yaml:collapse), then `git checkout params.yaml` (dvc exp run -S wrote the mirror "
+                   "into it) and commit studies/dvc.lock with metrics/ and plots/\n")
+
+
+@pytest.mark.parametrize("text, problem", [
+    (None, "dvc.lock is missing"),
+    ("stages: [a\n", "dvc.lock is not valid YAML (while parsing a flow sequence)"),
+    ("", "dvc.lock has no mapping of stages (is it a dvc.lock?)"),
+    ("- a\n", "dvc.lock has no mapping of stages (is it a dvc.lock?)"),
+    ("schema: '2.0'\n", "dvc.lock has no mapping of stages (is it a dvc.lock?)"),
+    ("stages: [make]\n", "dvc.lock has no mapping of stages (is it a dvc.lock?)"),
+    ("stages:\n  make: 1\n", "dvc.lock has no mapping of stages (is it a dvc.lock?)"),
+    ("stages:\n  make: {cmd: x}\n  other: [1]\n", "dvc.lock has no mapping of stages (is it a dvc.lock?)"),
+])
+def test_an_unreadable_lock_is_one_problem_without_asking_dvc(tmp_path, monkeypatch, text, problem):
+    monkeypatch.chdir(tmp_path)  # no DVC project here: a call to dvc would fail the test
+    if text is not None:
+        (tmp_path / "dvc.lock").write_text(text)
+    assert lockcheck.problems("dvc.yaml", "dvc.lock") == [problem]
+
+
+def test_a_failing_dvc_call_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(lockcheck.PipelineError) as raised:
+        lockcheck._dvc("stage", "list", "--name-only", "nowhere.yaml")
+    message = str(raised.value)
+    assert message.startswith("dvc stage list --name-only nowhere.yaml failed: ") and "\n" not in message
+    assert message != "dvc stage list --name-only nowhere.yaml failed: ?", message
