@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline import params, report
-from tests.project import ROOT
+from tests.project import ROOT, run
 
 PATHS = params.load().paths
 ENV = {"backend": "tensorflow", "keras_version": "3.15.1", "device_name": "cpu"}
@@ -132,4 +132,72 @@ def test_without_runs_the_report_asks_dvc_and_names_the_command_that_failed(tmp_
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")  # no git, no DVC: dvc exp show fails
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     code, out, err = in_process(tmp_path, report, *args)
-    assert code == 1 and out == "" and err.startswith(f"pipeline.report: error: {command} failed: ") and err.count("\n") == 1
+    assert (code, out) == (1, "") and err.count("\n") == 1  # DVC's own last line, as text (the mount point varies)
+    assert err.startswith(f"pipeline.report: error: {command} failed: ERROR: you are not inside of a DVC repository"), err
+
+
+def test_without_dvc_on_path_the_report_says_which_command_it_could_not_run(tmp_path, in_process, monkeypatch):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert in_process(tmp_path, report) == (1, "", "pipeline.report: error: cannot run dvc: No such file or directory "
+                                                   "(is the venv's bin on PATH? `make report` sets it)\n")
+    # a dvc that fails without a word: the message still ends in one line
+    (tmp_path / "bin" / "dvc").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "dvc").chmod(0o755)
+    assert in_process(tmp_path, report) == (1, "", "pipeline.report: error: dvc exp show --json --no-fetch failed: ?\n")
+
+
+SCRATCH_WRITE = """import json, yaml
+seed = yaml.safe_load(open("params.yaml"))["seed"]
+json.dump({"seed": seed}, open("metrics/train-sequential.json", "w"))
+open("metrics/evaluate-sequential.json", "w").write(%s)
+"""
+
+
+@pytest.fixture(scope="module")
+def scratch_experiments(tmp_path_factory):
+    """A scratch DVC project with three commits (the middle one's evaluate metrics unreadable JSON) and one
+    experiment on the last (`dvc exp run -S seed=1`): (project, the commits' revs oldest first)."""
+    project = tmp_path_factory.mktemp("experiments")
+    (project / "metrics").mkdir()
+    (project / "params.yaml").write_text("seed: 0\n")
+    (project / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: python write.py\n    deps: [write.py]\n    params: [seed]\n"
+        "    metrics: [{metrics/train-sequential.json: {cache: false}}, {metrics/evaluate-sequential.json: {cache: false}}]\n")
+    run(["git", "init", "-q", "-b", "main"], project)
+    run(["dvc", "init", "-q"], project)
+    run(["dvc", "config", "core.analytics", "false"], project)
+    revs = []
+    for accuracy in ("'{\"test_accuracy\": 0.5}'", "'{'", "'{\"test_accuracy\": 0.75}'"):
+        (project / "write.py").write_text(SCRATCH_WRITE % accuracy)
+        run(["dvc", "repro", "-q"], project)
+        run(["git", "add", "-A"], project)
+        run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], project)
+        revs.append(run(["git", "rev-parse", "HEAD"], project).strip())
+    run(["dvc", "exp", "run", "-q", "-S", "seed=1", "-n", "seed1"], project)
+    return project, revs
+
+
+def test_the_report_reads_every_commit_and_experiment_that_dvc_lists(scratch_experiments, monkeypatch):
+    project, (first, broken, last) = scratch_experiments
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    head = report.experiments(all_commits=False)
+    exp_rev = run(["git", "rev-parse", "refs/exps/" + run(["git", "for-each-ref", "--format=%(refname:lstrip=2)",
+                                                           "refs/exps"], project).split()[0]], project).strip()
+    times = {e["rev"]: e.pop("timestamp") for e in head}
+    assert head == [  # the workspace (seed 1 after the experiment) is not a run
+        {"name": "main", "rev": last, "metrics": {"metrics/train-sequential.json": {"seed": 0},
+                                                  "metrics/evaluate-sequential.json": {"test_accuracy": 0.75}}},
+        {"name": "seed1", "rev": exp_rev, "metrics": {"metrics/train-sequential.json": {"seed": 1},
+                                                      "metrics/evaluate-sequential.json": {"test_accuracy": 0.75}}},
+    ]
+    assert all(len(t) == 19 and t[10] == "T" for t in times.values()) and times[last] <= times[exp_rev], times
+    every = report.experiments(all_commits=True)
+    assert [(e["name"], e["rev"]) for e in every] == [("main", last), ("seed1", exp_rev), (broken[:7], broken),
+                                                        (first[:7], first)]
+    # an unreadable metrics file is an empty one, which the report then refuses by name (runs)
+    assert every[2]["metrics"] == {"metrics/train-sequential.json": {"seed": 0}, "metrics/evaluate-sequential.json": {}}
+    assert every[3]["metrics"]["metrics/evaluate-sequential.json"] == {"test_accuracy": 0.5}
+    assert every[0]["timestamp"] == times[last] and every[3]["timestamp"] <= every[2]["timestamp"] <= times[last]
