@@ -15,8 +15,8 @@ two runs differ by more than their within-run noise, so they never fail the gate
 
 `ab` gates speed. It measures the base rev and the head rev (default: the working tree) side by side on
 this machine: `gate.ab_processes` worker processes per rev (pipeline/ab_worker.py), each timing its own
-rev's benchmarks (pipeline/speed.py: each model's training step and inference batch, and the two LSTM
-cores), driven in interleaved rounds (`sample`). Each benchmark is one row: the slowdown pooled over the
+rev's benchmarks (pipeline/speed.py: each model's fit loop, the train stage's own epoch loop over a
+few batches, its inference batch and its LSTM core), driven in interleaved rounds (`sample`). Each benchmark is one row: the slowdown pooled over the
 worker pairs with a hierarchical-bootstrap interval (`pooled_slowdown`), failing when the slowdown
 exceeds gate.max_slowdown and the interval lies above 0 (`regressed`). Sampling stops once every
 interval lies on one side of the allowance, or at gate.ab_max_pairs / gate.ab_budget_s. The command-line
@@ -351,7 +351,7 @@ def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
 # ---------------------------------------------------------------- A/B mode
 
 
-# How long a worker may take: to start (import, build, warm up eight benchmarks; 111 s for 6 workers
+# How long a worker may take: to start (import, build, warm up six benchmarks; 35-50 s for 6 workers
 # sharing 2 cores, docs/gates.md) and for one step (up to about 2 s). Past these the gate stops with one
 # line, no hang.
 START_TIMEOUT_S = 600
@@ -538,6 +538,9 @@ def ab(base_rev: str, head_rev: str | None, p: params.Params, allow_missing_base
              f"fails when the slowdown exceeds {cfg.max_slowdown:.0%} and the interval lies above 0 (docs/gates.md)"]
     if missing:
         notes.append(f"not in base {base_rev}, so not gated: {', '.join(missing)}")
+    dropped = [n for n in ready["base"]["benchmarks"] if n not in names]
+    if dropped:
+        notes.append(f"not in head {head_rev or 'working tree'}, so no longer gated: {', '.join(dropped)}")
     if record:
         write_text(record, json.dumps({"base": base_rev, "head": head_rev, "stopped": stopped, "wall_s": wall_s,
                                        "warmup_s": warmup_s, "measured_s": measured_s,

@@ -2,20 +2,25 @@
 runs one step and returns when the step has completed.
 
 For each model (`models.BUILDERS`):
-- `<model> train step`: one training step of the model the train stage trains (`models.build`: the
-  same layers, loss, Adam optimizer and compiled train function that `model.fit` runs per batch),
-  forward, backward and the Adam update, on one batch of raw 0-255 images;
+- `<model> fit loop`: one epoch of the train stage's own loop (`training.EpochLoop`: the seeded
+  permutation and indexing, then `model.fit` with the stage's callbacks) over FIT_LOOP_BATCHES batches
+  of raw 0-255 images held in memory, on the model the train stage trains (`models.build`: the same
+  layers, loss, Adam optimizer and compiled train function). Each batch is one training step (forward,
+  backward, the Adam update), so a slower model, loss or optimizer shows here, and so does what the
+  stage adds around the step (a callback, per-batch bookkeeping). It times itself (`FitLoop`): from the
+  start of the epoch to its end as the stage's StepTimer sees it (after every callback's last batch),
+  leaving out what `model.fit` does after the epoch, mostly waiting for its tf.data threads to stop
+  (2 ms to 1.23 s, idle, at random), which is not the stage's per-step work and would drown a
+  per-batch slowdown;
 - `<model> inference batch`: one batch through the tutorial's classifier (`models.classifier`), the
   compiled predict function that the evaluate stage's `model.predict` runs per batch;
 - `<model> LSTM core step`: the model's LSTM(50) core alone (`steps.make_train_step`, the lstm-step
-  stage's CPU path);
-- `<model> fit loop`: one epoch of the train stage's own loop (`training.EpochLoop`: the seeded
-  permutation and indexing, `model.fit` with the stage's callbacks) over FIT_LOOP_BATCHES batches held
-  in memory, on the model of its train step. What the train stage adds around the compiled step (a
-  callback, per-batch bookkeeping) is timed here. It times itself (`FitLoop`): from the start of the
-  epoch to its end as the stage's StepTimer sees it (after every callback's last batch), leaving out
-  what `model.fit` does after the epoch, mostly waiting for its tf.data threads to stop (2 ms to 1.23 s,
-  idle, at random), which is not the stage's per-step work and would drown a per-batch slowdown.
+  stage's CPU path).
+
+Revs before this one also had `<model> train step`, one `train_on_batch` of the same model: the train
+stage never calls it, the fit loop runs the same step as the stage does, and compiling it a second way
+cost each worker about 2.5 s (docs/gates.md). `gate ab` against such a rev notes the rows it no longer
+gates.
 
 The gate's worker (pipeline/ab_worker.py) imports each rev's copy of this module, so a change to the
 models, the loss, the optimizer or the LSTM code shows in that rev's times. Inputs are seeded random
@@ -33,9 +38,9 @@ import numpy as np
 from pipeline import distribute, models, steps, training
 
 # Batches per `fit loop` step: enough that a per-batch slowdown is not drowned by the epoch's fixed cost
-# (permutation, data adapter, fit's set-up: 100-130 ms here), few enough that a step stays near 0.7 s
-# (sequential) and 1.7 s (parallel) on the CPU. The permutation and indexing cover these 300 images
-# only, not the stage's 10,000: a per-epoch cost that grows with the split shows only in the stage.
+# (permutation, data adapter, fit's set-up: 30-130 ms here), few enough that a step stays under a second
+# on the CPU (docs/gates.md). The permutation and indexing cover these 300 images only, not the stage's
+# 10,000: a per-epoch cost that grows with the split shows only in the stage.
 FIT_LOOP_BATCHES = 3
 
 
@@ -91,12 +96,10 @@ def benchmarks(batch_size: int, inference_batch_size: int, learning_rate: float,
     for name in models.BUILDERS:
         keras.utils.set_random_seed(seed)
         model = models.build(name, learning_rate, loss)
-        x, y = model_inputs(batch_size, seed)
-        x_infer, _ = model_inputs(inference_batch_size, seed + 1)
-        scorer = models.classifier(model)
-        found[f"{name} train step"] = lambda m=model, x=x, y=y: m.train_on_batch(x, y)
-        found[f"{name} inference batch"] = lambda m=scorer, x=x_infer: m.predict_on_batch(x)
-        found[f"{name} LSTM core step"] = steps.make_train_step(name, batch_size, seed=seed)
         images, targets = model_inputs(batch_size * FIT_LOOP_BATCHES, seed + 2)
         found[f"{name} fit loop"] = FitLoop(model, images, targets, batch_size=batch_size, seed=seed)
+        x_infer, _ = model_inputs(inference_batch_size, seed + 1)
+        scorer = models.classifier(model)
+        found[f"{name} inference batch"] = lambda m=scorer, x=x_infer: m.predict_on_batch(x)
+        found[f"{name} LSTM core step"] = steps.make_train_step(name, batch_size, seed=seed)
     return found

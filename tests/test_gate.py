@@ -410,7 +410,7 @@ def test_a_command_line_the_gate_cannot_take_exits_2(in_root, capsys):
 # The last commit before pipeline/speed.py: its workers offer the LSTM cores only.
 BEFORE_SPEED_MODULE = "c19b58b"
 BENCHMARKS = [f"{model} {what}" for model in ("sequential", "parallel")
-              for what in ("train step", "inference batch", "LSTM core step", "fit loop")]
+              for what in ("fit loop", "inference batch", "LSTM core step")]
 
 
 def _real_ab(tmp_path, base: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -442,8 +442,8 @@ def test_a_real_ab_run_times_every_benchmark_side_by_side(tmp_path):
 def test_a_base_that_predates_the_benchmarks_is_gated_on_what_it_has(tmp_path):
     result, record = _real_ab(tmp_path, BEFORE_SPEED_MODULE)
     assert sorted(record["times"]) == ["parallel LSTM core step", "sequential LSTM core step"]
-    assert (f"not in base {BEFORE_SPEED_MODULE}, so not gated: sequential train step, sequential inference batch"
-            in result.stdout)
+    assert (f"not in base {BEFORE_SPEED_MODULE}, so not gated: sequential fit loop, sequential inference batch, "
+            "parallel fit loop, parallel inference batch\n" in result.stdout)
 
 
 @pytest.mark.parametrize("flag,value,message", [
@@ -943,7 +943,7 @@ def test_every_worker_gets_params_yaml_settings_and_runs_its_own_revision(tmp_pa
 def test_ab_against_the_working_tree_reports_and_records_what_it_measured(tmp_path, scratch_repo, monkeypatch, capsys):
     scratch_repo(ab_min_pairs=6, ab_max_pairs=6)
     record = tmp_path / "record.json"
-    names = {"base": ["t1", "t2"], "head": ["t1", "t2", "t3"]}
+    names = {"base": ["t0", "t1", "t2"], "head": ["t1", "t2", "t3"]}
     code, out, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, names=names, head=None,
                                  extra=("--record", str(record)))
     assert code == 0 and out.startswith("## Gate (A/B): working tree against HEAD\n") and "### Timing (A/B, same machine)" in out
@@ -951,7 +951,8 @@ def test_ab_against_the_working_tree_reports_and_records_what_it_measured(tmp_pa
     assert re.fullmatch(r"- base HEAD vs head working tree, interleaved on this machine with 2 worker processes per side "
                         r"\(backend stand-in\); sampling decided after 6 pairs; (\d+) s in all \((\d+) s starting the "
                         r"workers, (\d+) s measuring\)", notes[0]), notes[0]
-    assert notes[-1] == "- not in base HEAD, so not gated: t3"
+    assert notes[-2:] == ["- not in base HEAD, so not gated: t3",
+                          "- not in head working tree, so no longer gated: t0"]  # a row the change removed
     # progress goes to stderr, the report alone to stdout
     progress = err.splitlines()
     assert progress[0] == "gate ab: starting 4 benchmark workers (import, build, warm-up)"

@@ -27,7 +27,9 @@ FIELDS = ("kind", "run", "base", "head", "exit", "failed", "rows_failed", "wall_
           "pairs", "stopped", "record")
 
 # A calibrated slowdown of the whole-model training steps: after each train step the benchmark spins
-# for FRACTION of that step's own time (both models; inference and the LSTM cores are untouched).
+# for FRACTION of that step's own time (both models; inference and the LSTM cores are untouched). Only
+# for bases whose gate has `<model> train step` rows (up to the commit that replaced them by the fit
+# loops); from then on, `loop15` slows the same step inside the train stage's loop.
 SPIN = '''
 
 def _spin_after(step, fraction):

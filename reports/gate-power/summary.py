@@ -77,20 +77,20 @@ def main() -> None:
     folder = parser.parse_args().dir
     table = summarize(pd.read_csv(folder / "runs.csv"), folder)
     table.to_csv(folder / "summary.csv", index=False)
-    loops = "sequential_fit_change_median" in table
     shown = table.assign(**{"gate failed": [f"{f} / {n}" for f, n in zip(table.gate_failed, table.n)],
                             "rate [95% CI]": [f"{r:.0%} [{lo:.0%} .. {hi:.0%}]" for r, lo, hi in
                                               zip(table.rate, table.ci95_low, table.ci95_high)],
                             "wall s (median, max)": [f"{m:.0f}, {x:.0f}" for m, x in zip(table.wall_s_median, table.wall_s_max)],
                             "decided early": [f"{d} / {n}" for d, n in zip(table.decided_early, table.n)],
-                            "earlier rule": [f"{e} / {n}" for e, n in zip(table.earlier_rule_failed, table.n)],
-                            "train steps measured (median)": [f"{a:+.1%}, {b:+.1%}" for a, b in zip(
-                                table.sequential_train_change_median, table.parallel_train_change_median)]})
-    if loops:
-        shown["fit loops measured (median)"] = [f"{a:+.1%}, {b:+.1%}" for a, b in zip(
-            table.sequential_fit_change_median, table.parallel_fit_change_median)]
+                            "earlier rule": [f"{e} / {n}" for e, n in zip(table.earlier_rule_failed, table.n)]})
+    measured = []  # the rows each gate had: train steps (gates up to d447199), fit loops (from d447199)
+    for what, rows in (("train steps", "train"), ("fit loops", "fit")):
+        if f"sequential_{rows}_change_median" in table:
+            measured.append(f"{what} measured (median)")
+            shown[measured[-1]] = [f"{a:+.1%}, {b:+.1%}" for a, b in zip(
+                table[f"sequential_{rows}_change_median"], table[f"parallel_{rows}_change_median"])]
     print(shown[["runs", "gate failed", "rate [95% CI]", "wall s (median, max)", "pairs_median", "decided early",
-                 "earlier rule", "train steps measured (median)", *(["fit loops measured (median)"] if loops else [])]]
+                 "earlier rule", *measured]]
           .rename(columns={"pairs_median": "pairs per benchmark (median)"}).to_markdown(index=False))
 
 
