@@ -3,8 +3,8 @@ runs one step and returns when the step has completed.
 
 For each model (`models.BUILDERS`):
 - `<model> fit loop`: one epoch of the train stage's own loop (`training.EpochLoop`: the seeded
-  permutation and indexing, then `model.fit` with the stage's callbacks) over FIT_LOOP_BATCHES batches
-  of raw 0-255 images held in memory, on the model the train stage trains (`models.build`: the same
+  permutation and indexing, then `model.fit` with the stage's callbacks) over FIT_LOOP_BATCHES[model]
+  batches of raw 0-255 images held in memory, on the model the train stage trains (`models.build`: the same
   layers, loss, Adam optimizer and compiled train function). Each batch is one training step (forward,
   backward, the Adam update), so a slower model, loss or optimizer shows here, and so does what the
   stage adds around the step (a callback, per-batch bookkeeping). It times itself (`FitLoop`): from the
@@ -37,11 +37,13 @@ import numpy as np
 
 from pipeline import distribute, models, steps, training
 
-# Batches per `fit loop` step: enough that a per-batch slowdown is not drowned by the epoch's fixed cost
-# (permutation, data adapter, fit's set-up: 30-130 ms here), few enough that a step stays under a second
-# on the CPU (docs/gates.md). The permutation and indexing cover these 300 images only, not the stage's
-# 10,000: a per-epoch cost that grows with the split shows only in the stage.
-FIT_LOOP_BATCHES = 3
+# Batches per `fit loop` step, per model: enough that the epoch's fixed cost (permutation, data adapter,
+# fit's set-up: about 30 ms sequential, 120 ms parallel here) and its noise do not drown a per-batch
+# slowdown, few enough that a step stays under a second on the CPU (docs/gates.md). The sequential
+# model's batches are the shorter (about 85 ms against 210 ms here), so it takes more of them. The
+# permutation and indexing cover these images only, not the stage's 10,000: a per-epoch cost that grows
+# with the split shows only in the stage.
+FIT_LOOP_BATCHES = {"sequential": 6, "parallel": 3}
 
 
 def model_inputs(batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +98,7 @@ def benchmarks(batch_size: int, inference_batch_size: int, learning_rate: float,
     for name in models.BUILDERS:
         keras.utils.set_random_seed(seed)
         model = models.build(name, learning_rate, loss)
-        images, targets = model_inputs(batch_size * FIT_LOOP_BATCHES, seed + 2)
+        images, targets = model_inputs(batch_size * FIT_LOOP_BATCHES[name], seed + 2)
         found[f"{name} fit loop"] = FitLoop(model, images, targets, batch_size=batch_size, seed=seed)
         x_infer, _ = model_inputs(inference_batch_size, seed + 1)
         scorer = models.classifier(model)
