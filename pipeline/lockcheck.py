@@ -71,13 +71,10 @@ def stale_reasons(status: dict, ignored=_ignored) -> dict[str, list[str]]:
     for stage, entries in status.items():
         reasons = []
         for entry in entries:
-            if isinstance(entry, str):  # "changed checksum", "always changed"
+            if isinstance(entry, str):  # "changed command", "changed checksum", "always changed"
                 reasons.append(entry)
                 continue
-            for kind, changes in entry.items():
-                if kind == "changed command":
-                    reasons.append("command changed")
-                    continue
+            for changes in entry.values():  # "changed deps" / "changed outs": {path: change}
                 for path, change in (changes or {}).items():
                     if isinstance(change, dict):  # a params file: {key: "modified" | "new" | "deleted"}
                         reasons += [f"param {key} {how}" for key, how in change.items() if key not in DATA_SOURCE]

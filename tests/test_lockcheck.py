@@ -9,7 +9,9 @@ import yaml
 from pipeline import lockcheck
 from tests.project import TINY, copy_project, run, run_stage, set_params
 
-# What `dvc status --json` printed for a fresh clone after pipeline/params.py and the mirror changed.
+# Shaped as `dvc status --json` prints it in a fresh clone (DVC 3: "changed command" and "always changed" are
+# plain strings; changed deps and outs map paths to "modified", "deleted", "not in cache" or, for a
+# params file, each key to how it changed).
 STATUS = {
     "download": [{"changed deps": {"pipeline/download.py": "modified",
                                    "params.yaml": {"download.url": "modified", "download.md5": "modified"}}},
@@ -20,9 +22,9 @@ STATUS = {
                                            "metrics/train-sequential.json": "modified"}}],
     "evaluate@parallel": [{"changed deps": {"data/prepared/test.npz": "deleted", "models/parallel.keras": "deleted"}}],
     "evaluate@sequential": [{"changed deps": {"data/prepared/test.npz": "deleted", "pipeline/evaluate.py": "deleted"}}],
-    "studies/dvc.yaml:collapse": [{"changed command": True}],
-    # a plain string, then a changed command beside changed deps in one entry: every reason is kept
-    "preprocess": ["always changed", {"changed command": True, "changed deps": {"pipeline/preprocess.py": "modified"}}],
+    "studies/dvc.yaml:collapse": ["changed command"],
+    # plain strings beside changed deps: every reason is kept, in DVC's order
+    "preprocess": ["always changed", {"changed deps": {"pipeline/preprocess.py": "modified"}}, "changed command"],
 }
 
 
@@ -34,8 +36,8 @@ def test_stale_reasons_ignore_what_only_the_missing_data_and_the_mirror_cause():
         "download": ["pipeline/download.py modified"],
         "train@sequential": ["param train.seed modified", "metrics/train-sequential.json modified"],
         "evaluate@sequential": ["pipeline/evaluate.py deleted"],
-        "collapse": ["command changed"],
-        "preprocess": ["always changed", "command changed", "pipeline/preprocess.py modified"],
+        "collapse": ["changed command"],
+        "preprocess": ["always changed", "pipeline/preprocess.py modified", "changed command"],
     }
 
 
@@ -158,12 +160,14 @@ def scratch_clone(tmp_path_factory):
                        "dvc.yaml": SCRATCH_DVC, "studies/dvc.yaml": SCRATCH_STUDIES}.items():
         (project / name).write_text(text)
     run(["git", "init", "-q"], project)
+    for key, value in (("user.name", "t"), ("user.email", "t@t")):
+        run(["git", "config", key, value], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "config", "core.analytics", "false"], project)
     run(["dvc", "repro", "-q"], project)
     run(["dvc", "repro", "-q", "studies/dvc.yaml"], project)
     run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "locks"], project)
+    run(["git", "commit", "-qm", "locks"], project)
     clone = base / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], base)
     return clone

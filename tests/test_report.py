@@ -166,6 +166,8 @@ def scratch_experiments(tmp_path_factory):
         "stages:\n  train:\n    cmd: python write.py\n    deps: [write.py]\n    params: [seed]\n"
         "    metrics: [{metrics/train-sequential.json: {cache: false}}, {metrics/evaluate-sequential.json: {cache: false}}]\n")
     run(["git", "init", "-q", "-b", "main"], project)
+    for key, value in (("user.name", "t"), ("user.email", "t@t")):  # dvc exp run commits too
+        run(["git", "config", key, value], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "config", "core.analytics", "false"], project)
     revs = []
@@ -173,7 +175,7 @@ def scratch_experiments(tmp_path_factory):
         (project / "write.py").write_text(SCRATCH_WRITE % accuracy)
         run(["dvc", "repro", "-q"], project)
         run(["git", "add", "-A"], project)
-        run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], project)
+        run(["git", "commit", "-qm", "run"], project)
         revs.append(run(["git", "rev-parse", "HEAD"], project).strip())
     run(["dvc", "exp", "run", "-q", "-S", "seed=1", "-n", "seed1"], project)
     return project, revs
