@@ -62,11 +62,13 @@ class _EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.fit_loop.ended = time.perf_counter()
         if self.fit_loop.report:
-            self.fit_loop.report((self.fit_loop.ended - self.fit_loop.loop.began) * 1000)
+            self.fit_loop.report(self.fit_loop.ms_per_batch())
 
 
 class FitLoop:
-    """`<model> fit loop`: one epoch of `training.EpochLoop`, timed from the start of the epoch to its end.
+    """`<model> fit loop`: one epoch of `training.EpochLoop`, timed from the start of the epoch to its end
+    and reported per batch (the epoch's ms / its batches), so that a rev which runs more or fewer
+    batches per step is still compared like for like.
 
     A benchmark that times itself (`reports_own_time`): called with `report`, it calls report(ms) as
     soon as the epoch has ended, before `model.fit` returns, so that the gate's worker can answer while
@@ -77,6 +79,7 @@ class FitLoop:
 
     def __init__(self, model: keras.Model, images: np.ndarray, targets: np.ndarray, *, batch_size: int, seed: int):
         self.report, self.ended = None, None
+        self.batches = -(-len(targets) // batch_size)
         self.loop = training.EpochLoop(model, images, targets, seed=seed, batch_size=batch_size, epochs=1,
                                        replicas=distribute.SINGLE, callbacks=[_EpochEnd(self)])
 
@@ -88,7 +91,10 @@ class FitLoop:
             self.report = None
         if self.ended is None:
             raise RuntimeError("the fit loop's epoch never ended: nothing was timed")
-        return (self.ended - self.loop.began) * 1000
+        return self.ms_per_batch()
+
+    def ms_per_batch(self) -> float:
+        return (self.ended - self.loop.began) * 1000 / self.batches
 
 
 def benchmarks(batch_size: int, inference_batch_size: int, learning_rate: float, loss: str,

@@ -464,7 +464,10 @@ def test_every_ab_override_is_checked_like_params_yaml(in_root, capsys, flag, va
 
 # ---------------------------------------------------------------- the statistic, on the gate's own noise
 # tests/gate_sim.py draws process offsets and step noise from the gate's recorded A/A runs
-# (reports/gate-power/runs): heavy tails and slow processes as they happen on this machine.
+# (reports/gate-power/runs, the six rows of 74f8242: train steps, inference batches, LSTM cores): heavy
+# tails and slow processes as they happen on this machine. These tests hold the sampling loop, the
+# interval and the verdict to their measured rates on that noise; the rows of today's gate (fit loops
+# instead of train steps) have their own real-run rates in docs/gates.md.
 
 TRAIN_STEPS = ["sequential train step", "parallel train step"]
 
@@ -518,7 +521,7 @@ def _gate_rate(noise, cfg, names, slowdown: float, runs: int, seed: int) -> floa
 
 
 def test_the_gate_rarely_fails_identical_code(noise, defaults):
-    # all six rows, as the real gate has them: any one failing is a false alarm
+    # all six recorded rows: any one failing is a false alarm
     assert _gate_rate(noise, defaults, sorted(noise.offsets), 0.0, 100, seed=2) <= 0.02
 
 

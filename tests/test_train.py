@@ -77,9 +77,22 @@ def test_the_speed_gates_fit_loop_is_the_stages_epoch_loop(split):
     assert set(logs) >= {"loss", "accuracy"} and np.isfinite(logs["loss"])
 
 
+def test_every_model_has_a_fit_loop_of_its_own_batch_count():
+    from pipeline import models, speed
+
+    assert set(speed.FIT_LOOP_BATCHES) == set(models.BUILDERS)
+    assert all(type(n) is int and n >= 2 for n in speed.FIT_LOOP_BATCHES.values())
+    found = speed.benchmarks(100, 100, 0.001, "crossentropy")
+    assert list(found) == [f"{model} {what}" for model in models.BUILDERS
+                           for what in ("fit loop", "inference batch", "LSTM core step")]
+    assert {m: found[f"{m} fit loop"].batches for m in models.BUILDERS} == speed.FIT_LOOP_BATCHES
+    assert {m: len(found[f"{m} fit loop"].loop.targets) for m in models.BUILDERS} == {
+        m: 100 * n for m, n in speed.FIT_LOOP_BATCHES.items()}
+
+
 def test_the_fit_loop_benchmark_times_the_epoch_and_reports_it_before_fit_returns(split):
     # pipeline/speed.py's FitLoop: from the epoch's start (before its permutation) to its end, after
-    # every callback's last batch; report(ms) is called inside fit, the same ms is returned
+    # every callback's last batch, per batch; report(ms) is called inside fit, the same ms is returned
     import keras
 
     from pipeline import models, speed
@@ -99,8 +112,11 @@ def test_the_fit_loop_benchmark_times_the_epoch_and_reports_it_before_fit_return
     timer = bench.loop.timer
     assert reported == [ms] and events == ["report", "train end"]  # once, inside fit, before it ends
     assert bench.loop.began < timer.step_ends[0] and timer.epoch_ends[-1] <= bench.ended
-    assert ms == (bench.ended - bench.loop.began) * 1000 and len(timer.step_ends) == 4
-    assert bench() == (bench.ended - bench.loop.began) * 1000 and len(reported) == 1  # no report: returns it alone
+    assert ms == (bench.ended - bench.loop.began) * 1000 / 4 and len(timer.step_ends) == 4  # 200 images, 4 batches
+    assert bench() == (bench.ended - bench.loop.began) * 1000 / 4 and len(reported) == 1  # no report: returns it alone
+    odd = speed.FitLoop(bench.loop.model, split.images[:120], targets[:120], batch_size=50, seed=0)
+    odd.loop.verbose = 0
+    assert odd() == (odd.ended - odd.loop.began) * 1000 / 3 and len(odd.loop.timer.step_ends) == 3  # 50, 50, 20
 
     bench.loop.model.fit = lambda *args, **kwargs: keras.callbacks.History()  # an epoch that never runs
     with pytest.raises(RuntimeError, match="the fit loop's epoch never ended"):
