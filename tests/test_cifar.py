@@ -142,8 +142,12 @@ LABEL_NAMES = "cifar-10-batches-py/batches.meta: label_names must be a list of 1
     ({**archives.official_members(), "data_batch_3": archives.pickled({b"data": np.zeros((2, 3072), np.uint8),
                                                                         b"labels": [0, 10]})}, [],
      "cifar-10-batches-py/data_batch_3: labels must be in 0..9, found 0..10"),
+    ({**archives.official_members(), "batches.meta": b"\x80\x03}."}, [],
+     "cifar-10-batches-py/batches.meta: refused to unpickle: not a protocol-2 pickle"),
+    ({**archives.official_members(), "test_batch": b"\x80\x02}"}, [],
+     "cifar-10-batches-py/test_batch: refused to unpickle: the pickle ends before STOP"),
 ], ids=["subfolder", "unknown", "twice", "too large", "meta list", "meta without names", "nine names",
-        "a name not bytes", "bad batch"])
+        "a name not bytes", "bad batch", "meta no pickle", "test batch cut"])
 def test_a_bad_archive_is_one_line_naming_the_archive_and_the_member(tmp_path, members, extra, message):
     path = tmp_path / "a.tar.gz"
     archives.write_archive(path, members, *extra)
@@ -209,6 +213,37 @@ def test_the_inflated_stream_reads_and_seeks_forward_only():
         with pytest.raises(OSError, match="^the archive is read forward only$"):
             stream.seek(offset, whence)
     assert stream.read() == (bytes(range(256)) * 4)[12:] and stream.read(5) == b""
+
+
+def test_seeking_from_the_end_is_refused_even_at_the_start():
+    for read in (0, 1):
+        stream = _inflated(b"abc")
+        assert stream.read(read) == b"abc"[:read]
+        for offset in (0, 1, 3):
+            with pytest.raises(OSError, match="^the archive is read forward only$"):
+                stream.seek(offset, 2)
+        assert stream.tell() == read
+
+
+@pytest.mark.parametrize("length", [300, 301])
+def test_the_reason_an_archive_is_unreadable_is_shown_up_to_300_characters(tmp_path, monkeypatch, length):
+    def reason(path):
+        try:
+            open(path, "rb").close()
+        except OSError as exc:
+            return str(exc)
+        raise AssertionError(f"{path} exists")
+
+    monkeypatch.chdir(tmp_path)  # a relative path: the reason's length does not depend on where tmp_path is
+    size = length - len(reason(Path("x"))) + 1  # a missing path of this many characters makes it so
+    folders = (size - 1) // 100  # folders of 99 characters, then a file name of 1-100: no name too long
+    path = Path(("y" * 99 + "/") * folders + "x" * (size - 100 * folders))
+    text = reason(path)
+    assert len(text) == length and len(str(path)) == size
+    with pytest.raises(PipelineError) as refused:
+        cifar.load_archive(path)
+    shown = text if length <= 300 else f"{text[:270]}... ({length} characters)"
+    assert str(refused.value) == f"{path}: not a readable .tar.gz archive (truncated or corrupt?): {shown}"
 
 
 def test_a_cut_gzip_stream_is_named_as_such(tmp_path, tiny_archive):
