@@ -144,7 +144,7 @@ def main() -> None:
                                "--record", str(record)], capture_output=True, text=True)
         wall = time.perf_counter() - start
         if gate.returncode not in (0, 1):
-            sys.exit(f"gate run {i} exited {gate.returncode}: {gate.stderr.strip().splitlines()[-1]}")
+            sys.exit(f"gate run {i} exited {gate.returncode}: {(gate.stderr.strip().splitlines() or ['?'])[-1]}")
         rec = json.loads(record.read_text())
         failed = [name for name, passed in rec["verdicts"].items() if not passed]
         pairs = min(sum(len(p) for p in sides["head"]) for sides in rec["times"].values())

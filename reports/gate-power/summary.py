@@ -48,9 +48,14 @@ FIT_LOOPS = ("sequential fit loop", "parallel fit loop")  # in runs of gates tha
 
 
 def summarize(runs: pd.DataFrame, folder: Path = HERE) -> pd.DataFrame:
+    if runs.empty:
+        sys.exit(f"{folder / 'runs.csv'}: no runs recorded")
+    if runs["base"].nunique() != 1:  # a campaign resumed with another BASE would mix two gates
+        sys.exit(f"{folder / 'runs.csv'}: runs of {runs['base'].nunique()} bases ({', '.join(runs['base'].unique())})")
     records = [json.loads((folder / r).read_text()) for r in runs["record"]]
     configs = {json.dumps(r["gate"], sort_keys=True) for r in records}
-    assert len(configs) == 1, f"the runs were made with {len(configs)} different gate settings"
+    if len(configs) != 1:
+        sys.exit(f"{folder / 'runs.csv'}: the runs were made with {len(configs)} different gate settings")
     measured = {name: [gate.pooled_slowdown(list(zip(r["times"][name]["base"], r["times"][name]["head"])),
                                             r["gate"]["ab_confidence"]).slowdown for r in records]
                 for name in (*TRAIN_STEPS, *FIT_LOOPS) if all(name in r["times"] for r in records)}
@@ -66,6 +71,8 @@ def summarize(runs: pd.DataFrame, folder: Path = HERE) -> pd.DataFrame:
                      "earlier_rule_failed": int(group["earlier"].sum()),
                      **{f"{name.split()[0]}_{name.split()[1]}_change_median": round(group[name].median(), 3)
                         for name in measured},
+                     **{f"{name.split()[0]}_{name.split()[1]}_failed": int(group["rows_failed"].fillna("").map(
+                         lambda failed, name=name: name in failed.split(";")).sum()) for name in measured},
                      "decided_early": int(group["stopped"].str.startswith("decided").sum())})
     table = pd.DataFrame(rows)
     return table.set_index("kind").loc[[k for k in ORDER if k in set(table["kind"])]].reset_index()
@@ -83,12 +90,15 @@ def main() -> None:
                             "wall s (median, max)": [f"{m:.0f}, {x:.0f}" for m, x in zip(table.wall_s_median, table.wall_s_max)],
                             "decided early": [f"{d} / {n}" for d, n in zip(table.decided_early, table.n)],
                             "earlier rule": [f"{e} / {n}" for e, n in zip(table.earlier_rule_failed, table.n)]})
-    measured = []  # the rows each gate had: train steps (gates up to d447199), fit loops (from d447199)
+    measured = []  # the rows each gate had: train steps (until 68ee5a4), fit loops (from a86c941)
     for what, rows in (("train steps", "train"), ("fit loops", "fit")):
         if f"sequential_{rows}_change_median" in table:
             measured.append(f"{what} measured (median)")
             shown[measured[-1]] = [f"{a:+.1%}, {b:+.1%}" for a, b in zip(
                 table[f"sequential_{rows}_change_median"], table[f"parallel_{rows}_change_median"])]
+            measured.append(f"{what} failed")
+            shown[measured[-1]] = [f"{a} / {n}, {b} / {n}" for a, b, n in zip(
+                table[f"sequential_{rows}_failed"], table[f"parallel_{rows}_failed"], table.n)]
     print(shown[["runs", "gate failed", "rate [95% CI]", "wall s (median, max)", "pairs_median", "decided early",
                  "earlier rule", *measured]]
           .rename(columns={"pairs_median": "pairs per benchmark (median)"}).to_markdown(index=False))
