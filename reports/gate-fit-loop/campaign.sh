@@ -2,7 +2,8 @@
 # The fit-loop rows' error rates: 20 A/A runs and 20 runs with +15% per batch inside the train stage's
 # loop (reports/gate-power/run.py's `loop15`), in turn, against BASE, on an otherwise idle machine.
 # Resumable: each kind stops at 20 recorded runs in runs/, so a campaign cut short goes on where it was.
-#   BASE=<commit> bash reports/gate-fit-loop/campaign.sh        (from the repository root or anywhere)
+#   BASE=<commit> bash reports/gate-fit-loop/campaign.sh        (from the repository root or anywhere; the
+#   runs on main: BASE=6e260a4. d447199/ and three-batches/ hold earlier campaigns of other gate designs)
 #   .venv/bin/python reports/gate-power/summary.py --dir reports/gate-fit-loop
 set -u
 cd "$(dirname "$0")/../.."
