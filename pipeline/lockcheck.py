@@ -109,18 +109,15 @@ def problems(pipeline: str, lock: str) -> list[str]:
     recorded = loaded.get("stages") if isinstance(loaded, dict) else None
     if not isinstance(recorded, dict) or not all(isinstance(entry, dict) for entry in recorded.values()):
         return [f"{lock} has no mapping of stages (is it a dvc.lock?)"]
-    found = []
-    defined = set(_dvc("stage", "list", "--name-only", pipeline).split())
-    prefix = "" if pipeline == "dvc.yaml" else f"{pipeline}:"
-    found += [f"{name} is in {lock} but not in {pipeline}" for name in recorded
-              if f"{prefix}{name}" not in defined and name not in defined]
-    found += [f"{name} never ran (not in {lock})" for name in sorted(full.split(":")[-1] for full in defined)
-              if name not in recorded]
-    for stage, reasons in stale_reasons(json.loads(_dvc("status", "--json", pipeline) or "{}")).items():
+    # DVC names a stage of another pipeline file `<file>:<stage>`; the lock names it `<stage>`
+    defined = {full.split(":")[-1] for full in _dvc("stage", "list", "--name-only", pipeline).split()}
+    found = [f"{name} is in {lock} but not in {pipeline}" for name in recorded if name not in defined]
+    found += [f"{name} never ran (not in {lock})" for name in sorted(defined) if name not in recorded]
+    for stage, reasons in stale_reasons(json.loads(_dvc("status", "--json", pipeline))).items():
         found.append(f"{stage}: {', '.join(reasons)}")
     for stage, entry in recorded.items():
-        for dep in (entry.get("params") or {}).values():
-            url = dep.get("download.url") if isinstance(dep, dict) else None
+        for dep in (entry.get("params") or {}).values():  # each a mapping: DVC refuses a lock where one is not
+            url = dep.get("download.url")
             why = machine_specific(url) if isinstance(url, str) else None
             if why:
                 found.append(f"{stage}: download.url {url} is {why}")

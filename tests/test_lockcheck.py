@@ -257,3 +257,19 @@ def test_a_failing_dvc_call_is_one_line_naming_it(tmp_path, monkeypatch):
     message = str(raised.value)
     assert message.startswith("dvc stage list --name-only nowhere.yaml failed: ") and "\n" not in message
     assert message != "dvc stage list --name-only nowhere.yaml failed: ?", message
+
+
+def test_a_url_in_the_lock_that_is_not_text_is_no_data_source_to_judge(clone):
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    lock["stages"]["make"]["params"]["params.yaml"]["download.url"] = 5  # DVC accepts it; no URL to parse
+    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    assert lockcheck.problems("dvc.yaml", "dvc.lock") == []
+
+
+def test_a_dvc_that_fails_without_a_word_is_still_one_line(tmp_path, monkeypatch):
+    silent = tmp_path / "python"
+    silent.write_text("#!/bin/sh\nexit 1\n")
+    silent.chmod(0o755)
+    monkeypatch.setattr(lockcheck.sys, "executable", str(silent))  # `python -m dvc` of this environment
+    with pytest.raises(lockcheck.PipelineError, match=r"^dvc status --json dvc.yaml failed: \?$"):
+        lockcheck._dvc("status", "--json", "dvc.yaml")

@@ -203,3 +203,16 @@ def test_the_report_reads_every_commit_and_experiment_that_dvc_lists(scratch_exp
     assert every[2]["metrics"] == {"metrics/train-sequential.json": {"seed": 0}, "metrics/evaluate-sequential.json": {}}
     assert every[3]["metrics"]["metrics/evaluate-sequential.json"] == {"test_accuracy": 0.5}
     assert every[0]["timestamp"] == times[last] and every[3]["timestamp"] <= every[2]["timestamp"] <= times[last]
+
+
+def test_a_project_without_runs_says_to_run_some(tmp_path, in_process, monkeypatch):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    run(["git", "init", "-q", "-b", "main"], tmp_path)
+    for key, value in (("user.name", "t"), ("user.email", "t@t")):
+        run(["git", "config", key, value], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-qm", "no runs"], tmp_path)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert in_process(tmp_path, report) == (1, "", "pipeline.report: error: no run has train-<model>.json with "
+                                                   "evaluate-<model>.json, or collapse.json; run some first (dvc exp run)\n")
