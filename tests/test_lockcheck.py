@@ -41,6 +41,13 @@ def test_stale_reasons_ignore_what_only_the_missing_data_and_the_mirror_cause():
     }
 
 
+def edit_yaml(path, change):
+    """Read the YAML file at `path`, let `change` edit the mapping in place, write it back."""
+    edited = yaml.safe_load(path.read_text())
+    change(edited)
+    path.write_text(yaml.safe_dump(edited, sort_keys=False))
+
+
 @pytest.mark.parametrize("url, why", [
     ("file:.mirror/full/cifar-10-python.tar.gz", None),
     ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", None),
@@ -104,11 +111,7 @@ def test_a_fresh_clone_without_data_is_checked_against_its_lock(root, tmp_path, 
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
 
     def edit_lock(change):
-        def edit():
-            edited = yaml.safe_load((clone / "dvc.lock").read_text())
-            change(edited)
-            (clone / "dvc.lock").write_text(yaml.safe_dump(edited, sort_keys=False))
-        return edit
+        return lambda: edit_yaml(clone / "dvc.lock", change)
 
     absolute = (project / ".mirror" / archive.name).as_uri()
     stale_after(edit_lock(lambda d: d["stages"]["download"]["params"]["params.yaml"].update({"download.url": absolute})),
@@ -200,10 +203,10 @@ def test_every_kind_of_stale_lock_is_named_at_once(clone, in_process):
     (clone / "config.txt").unlink()
     (clone / "dvc.yaml").write_text(SCRATCH_DVC.replace("write('x')", "write('y')") + (
         "  new:\n    cmd: python -c \"open('data/new.txt', 'w').write('n')\"\n    outs: [data/new.txt]\n"))
-    lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    lock["stages"]["gone"] = lock["stages"]["other"]
-    lock["stages"]["make"]["params"]["params.yaml"]["download.url"] = "file:///somewhere/a.tar.gz"
-    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    def stale(lock):
+        lock["stages"]["gone"] = lock["stages"]["other"]
+        lock["stages"]["make"]["params"]["params.yaml"]["download.url"] = "file:///somewhere/a.tar.gz"
+    edit_yaml(clone / "dvc.lock", stale)
     assert lockcheck.problems("studies/dvc.yaml", "studies/dvc.lock") == ["study: make.py modified, param n modified"]
     code, out, err = in_process(clone, lockcheck)
     assert (code, out) == (1, "")
@@ -216,11 +219,10 @@ def test_every_kind_of_stale_lock_is_named_at_once(clone, in_process):
 
 
 def test_a_stale_studies_lock_is_named_with_its_own_refresh(clone, in_process):
-    lock = yaml.safe_load((clone / "studies" / "dvc.lock").read_text())
-    lock["stages"]["study"]["params"]["../params.yaml"]["n"] = 7
-    lock["stages"]["study"]["params"]["../params.yaml"]["download.url"] = "http://127.0.0.1:8000/a.tar.gz"
-    lock["stages"]["old"] = {"cmd": "x"}
-    (clone / "studies" / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    def stale(lock):
+        lock["stages"]["study"]["params"]["../params.yaml"].update(n=7, **{"download.url": "http://127.0.0.1:8000/a.tar.gz"})
+        lock["stages"]["old"] = {"cmd": "x"}
+    edit_yaml(clone / "studies" / "dvc.lock", stale)
     (clone / "studies" / "dvc.yaml").write_text(SCRATCH_STUDIES + (
         "  more:\n    cmd: python -c \"open('more.txt', 'w').write('m')\"\n    outs: [more.txt]\n"))
     code, out, err = in_process(clone, lockcheck)
@@ -260,9 +262,8 @@ def test_a_failing_dvc_call_is_one_line_naming_it(tmp_path, monkeypatch):
 
 
 def test_a_url_in_the_lock_that_is_not_text_is_no_data_source_to_judge(clone):
-    lock = yaml.safe_load((clone / "dvc.lock").read_text())
-    lock["stages"]["make"]["params"]["params.yaml"]["download.url"] = 5  # DVC accepts it; no URL to parse
-    (clone / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    edit_yaml(clone / "dvc.lock",  # DVC accepts it; no URL to parse
+              lambda lock: lock["stages"]["make"]["params"]["params.yaml"].update({"download.url": 5}))
     assert lockcheck.problems("dvc.yaml", "dvc.lock") == []
 
 
