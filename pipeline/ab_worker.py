@@ -3,8 +3,8 @@
     python <head>/pipeline/ab_worker.py --batch N --inference-batch N --learning-rate LR --loss NAME --warmup N
     (cwd and PYTHONPATH: the rev's checkout)
 
-It builds the rev's benchmarks (`pipeline.speed.benchmarks`: each model's fit loop, inference batch
-and LSTM core step, and in older revs a train step; revs that predate that module offer only the LSTM
+It builds the rev's benchmarks (`pipeline.speed.benchmarks`: each model's fit loop and inference batch,
+and in older revs an LSTM core step and a train step; revs that predate that module offer only the LSTM
 cores, through `make_train_step`), warms each up, prints {"benchmarks", "backend", "warmup_s"}, then for each
 benchmark name read on stdin runs one step and prints {"ms": ...}: its wall time, or what a benchmark
 that `reports_own_time` measured itself (pipeline/speed.py's fit loops), sent when that measurement

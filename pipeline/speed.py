@@ -13,14 +13,15 @@ For each model (`models.BUILDERS`):
   (2 ms to 1.23 s, idle, at random), which is not the stage's per-step work and would drown a
   per-batch slowdown;
 - `<model> inference batch`: one batch through the tutorial's classifier (`models.classifier`), the
-  compiled predict function that the evaluate stage's `model.predict` runs per batch;
-- `<model> LSTM core step`: the model's LSTM(50) core alone (`steps.make_train_step`, the lstm-step
-  stage's CPU path).
+  compiled predict function that the evaluate stage's `model.predict` runs per batch.
 
-Revs before this one also had `<model> train step`, one `train_on_batch` of the same model: the train
-stage never calls it, the fit loop runs the same step as the stage does, and compiling it a second way
-cost each worker about 2.5 s (docs/gates.md). `gate ab` against such a rev notes the rows it no longer
-gates.
+Earlier revs had more rows, which `gate ab` against such a rev notes as no longer gated:
+- `<model> train step`, one `train_on_batch` of the same model: the train stage never calls it, the fit
+  loop runs the same step as the stage does, and compiling it a second way cost each worker about
+  2.5 s (docs/gates.md);
+- `<model> LSTM core step`, the model's LSTM(50) core alone (`steps.make_train_step`): its work is
+  inside both fit loops (most of each training step), the lstm-step stage still times it for every
+  commit, and its rows cost the gate about 11 s of its 90 s (docs/gates.md).
 
 The gate's worker (pipeline/ab_worker.py) imports each rev's copy of this module, so a change to the
 models, the loss, the optimizer or the LSTM code shows in that rev's times. Inputs are seeded random
@@ -35,7 +36,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from pipeline import distribute, models, steps, training
+from pipeline import distribute, models, training
 
 # Batches per `fit loop` step, per model: enough that the epoch's fixed cost (permutation, data adapter,
 # fit's set-up: about 30 ms sequential, 120 ms parallel here) and its noise do not drown a per-batch
@@ -109,5 +110,4 @@ def benchmarks(batch_size: int, inference_batch_size: int, learning_rate: float,
         x_infer, _ = model_inputs(inference_batch_size, seed + 1)
         scorer = models.classifier(model)
         found[f"{name} inference batch"] = lambda m=scorer, x=x_infer: m.predict_on_batch(x)
-        found[f"{name} LSTM core step"] = steps.make_train_step(name, batch_size, seed=seed)
     return found

@@ -84,7 +84,7 @@ def test_every_model_has_a_fit_loop_of_its_own_batch_count():
     assert all(type(n) is int and n >= 2 for n in speed.FIT_LOOP_BATCHES.values())
     found = speed.benchmarks(100, 100, 0.001, "crossentropy")
     assert list(found) == [f"{model} {what}" for model in models.BUILDERS
-                           for what in ("fit loop", "inference batch", "LSTM core step")]
+                           for what in ("fit loop", "inference batch")]
     assert {m: found[f"{m} fit loop"].batches for m in models.BUILDERS} == speed.FIT_LOOP_BATCHES
     assert {m: len(found[f"{m} fit loop"].loop.targets) for m in models.BUILDERS} == {
         m: 100 * n for m, n in speed.FIT_LOOP_BATCHES.items()}
