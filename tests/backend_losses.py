@@ -1,13 +1,14 @@
 """Worker for tests/test_backends.py: a few training steps of one model under the backend it runs in.
 
-    KERAS_BACKEND=jax python -m tests.backend_losses --model parallel --loss crossentropy \
+    KERAS_BACKEND=jax python -m tests.backend_losses --model parallel --loss crossentropy [LOSS...] \
         --weights W.npz [--save-weights] --data D.npz --steps 3
 
-Builds `models.build(model, 0.001, loss)` and either saves its seeded initial weights to W.npz
-(`--save-weights`, keyed by variable path) or loads them from there, so that every backend starts
-from the same numbers (the backends' random generators differ). Then it trains `--steps` batches of
-D.npz (images, labels) with `train_on_batch`, one batch per step in file order, and prints
-{"backend", "losses"} as JSON on its last line.
+For each loss (one process for all of them: each start imports a backend), builds
+`models.build(model, 0.001, loss)` and either saves its seeded initial weights to W.npz
+(`--save-weights`, keyed by variable path; the weights do not depend on the loss) or loads them from
+there, so that every backend and loss starts from the same numbers (the backends' random generators
+differ). Then it trains `--steps` batches of D.npz (images, labels) with `train_on_batch`, one batch per
+step in file order, and prints {"backend", "losses": {loss: [per step]}} as JSON on its last line.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pipeline import models, params
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.backend_losses", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=params.MODEL_NAMES, required=True)
-    parser.add_argument("--loss", choices=params.LOSSES, required=True)
+    parser.add_argument("--loss", choices=params.LOSSES, nargs="+", required=True)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--save-weights", action="store_true")
     parser.add_argument("--data", required=True)
@@ -31,23 +32,25 @@ def main() -> None:
     args = parser.parse_args()
     import keras
 
-    keras.utils.set_random_seed(0)
-    model = models.build(args.model, 0.001, args.loss)
-    if args.save_weights:
-        np.savez(args.weights, **{v.path: keras.ops.convert_to_numpy(v) for v in model.weights})
-    with np.load(args.weights) as saved:
-        for variable in model.weights:
-            variable.assign(saved[variable.path])
     with np.load(args.data) as batches:
         images, labels = batches["images"], batches["labels"]
     targets = keras.utils.to_categorical(labels, models.NUM_CLASSES)
     batch = len(labels) // args.steps
-    losses = []
-    for i in range(args.steps):
-        model.reset_metrics()  # the loss of this step's batch alone, not a running mean
-        logs = model.train_on_batch(images[i * batch:(i + 1) * batch], targets[i * batch:(i + 1) * batch],
-                                    return_dict=True)
-        losses.append(float(logs["loss"]))
+    losses = {}
+    for n, loss in enumerate(args.loss):
+        keras.utils.set_random_seed(0)
+        model = models.build(args.model, 0.001, loss)
+        if args.save_weights and n == 0:
+            np.savez(args.weights, **{v.path: keras.ops.convert_to_numpy(v) for v in model.weights})
+        with np.load(args.weights) as saved:
+            for variable in model.weights:
+                variable.assign(saved[variable.path])
+        losses[loss] = []
+        for i in range(args.steps):
+            model.reset_metrics()  # the loss of this step's batch alone, not a running mean
+            logs = model.train_on_batch(images[i * batch:(i + 1) * batch], targets[i * batch:(i + 1) * batch],
+                                        return_dict=True)
+            losses[loss].append(float(logs["loss"]))
     print(json.dumps({"backend": keras.config.backend(), "losses": losses}))
 
 

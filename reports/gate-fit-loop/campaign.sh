@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 BASE=${BASE:?set BASE to the commit whose gate is measured}
-OUT=reports/gate-fit-loop
+OUT=${OUT:-reports/gate-fit-loop}
 RUNS=${RUNS:-20}
 for r in $(seq 1 "$RUNS"); do
   for k in aa loop15; do
