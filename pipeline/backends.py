@@ -8,8 +8,9 @@
   separately.
 - `lstm_kernel(model, x, y)`: which LSTM implementation `model` actually runs, read from the backend,
   not assumed from `use_cudnn`. Under torch, Keras's LSTM swallows any cuDNN error and silently runs
-  its Python-loop fallback (keras/src/backend/torch/rnn.py), so the profiler's op names decide: the
-  cuDNN path is `aten::_cudnn_rnn`. Under JAX the traced program decides: the cuDNN path is the
+  its Python-loop fallback (keras/src/backend/torch/rnn.py), so on a GPU the profiler's op names
+  decide: the cuDNN path is `aten::_cudnn_rnn` (on the CPU, where no cuDNN op can run, the weights'
+  device does). Under JAX the traced program decides: the cuDNN path is the
   `rnn_fwd` primitive of jax.experimental.rnn, the generic one a `scan` loop. Under TensorFlow Keras
   raises rather than fall back when `use_cudnn=True` (keras/src/layers/rnn/lstm.py), so a step that
   ran is the kernel it asked for.
@@ -62,31 +63,20 @@ def float32(mode: str):
 def lstm_kernel(model: keras.Model, x, y) -> dict:
     """{"kernel": "cudnn" | "generic", "evidence": what showed it} for `model`'s LSTM on input `x`.
 
-    Under torch this runs one training step on (x, y) inside the profiler where `x` is on a CUDA device
-    (on the CPU, where cudnn_rnn cannot run, it runs nothing: profiling the 1,024-step parallel core's
-    step took 28 s), under TensorFlow one plain step. Keras's ValueError for a `use_cudnn=True` it cannot
-    honour propagates.
+    Under torch: where the model's weights are on the CPU, no cuDNN op can run (cudnn_rnn takes CUDA
+    tensors only), and that is the evidence; elsewhere one training step on (x, y) runs inside the
+    profiler (`torch_profiled_kernel`; on the CPU that took 28 s for the 1,024-step parallel core and
+    showed nothing more). Under TensorFlow one plain step runs. Keras's ValueError for a
+    `use_cudnn=True` it cannot honour propagates.
     """
     backend = keras.config.backend()
     if backend == "torch":
-        import torch
-        from torch.profiler import ProfilerActivity, profile
-
-        if x.device.type != "cuda":
-            return {"kernel": "generic", "evidence": f"torch: the step's tensors are on the {x.device.type} "
-                                                     "device, and cudnn_rnn runs only on CUDA tensors (Keras's "
-                                                     "own loop runs)"}
-
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-        with profile(activities=activities) as prof:
-            model.train_on_batch(x, y)
-        names = sorted({event.name for event in prof.events()})
-        cudnn = [n for n in names if "cudnn_rnn" in n]
-        kernels = [n for n in names if not n.startswith("aten::") and ("rnn" in n.lower() or "lstm" in n.lower())]
-        if cudnn:
-            return {"kernel": "cudnn", "evidence": "torch profiler: " + ", ".join((cudnn + kernels)[:6])}
-        return {"kernel": "generic", "evidence": "torch profiler: no cudnn_rnn op in a training step "
-                                                 "(Keras's own loop ran)"}
+        device = model.weights[0].value.device.type  # train_on_batch moves the inputs to the weights' device
+        if device != "cuda":
+            return {"kernel": "generic", "evidence": f"torch: the model's weights are on the {device} device, "
+                                                     "and cudnn_rnn runs only on CUDA tensors (Keras's own loop "
+                                                     "runs)"}
+        return torch_profiled_kernel(model, x, y)
     if backend == "jax":
         import jax
 
@@ -100,3 +90,20 @@ def lstm_kernel(model: keras.Model, x, y) -> dict:
     kind = "cudnn" if layer.use_cudnn is True else "generic"
     return {"kernel": kind, "evidence": f"{backend}: use_cudnn={layer.use_cudnn!r}; Keras raises rather than "
                                         "fall back when it is True"}
+
+
+def torch_profiled_kernel(model: keras.Model, x, y) -> dict:
+    """The LSTM kernel that one training step on (x, y) ran, from the torch profiler's op names."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        model.train_on_batch(x, y)
+    names = sorted({event.name for event in prof.events()})
+    cudnn = [n for n in names if "cudnn_rnn" in n]
+    kernels = [n for n in names if not n.startswith("aten::") and ("rnn" in n.lower() or "lstm" in n.lower())]
+    if cudnn:
+        return {"kernel": "cudnn", "evidence": "torch profiler: " + ", ".join((cudnn + kernels)[:6])}
+    return {"kernel": "generic", "evidence": "torch profiler: no cudnn_rnn op in a training step "
+                                             "(Keras's own loop ran)"}

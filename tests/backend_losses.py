@@ -24,12 +24,14 @@ from pipeline import models, params
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.backend_losses", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=params.MODEL_NAMES, required=True)
-    parser.add_argument("--loss", choices=params.LOSSES, nargs="+", required=True)
+    parser.add_argument("--loss", choices=params.LOSSES, nargs="+", action="extend", required=True)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--save-weights", action="store_true")
     parser.add_argument("--data", required=True)
     parser.add_argument("--steps", type=int, required=True)
     args = parser.parse_args()
+    if len(set(args.loss)) != len(args.loss):
+        parser.error(f"--loss names a loss twice: {' '.join(args.loss)}")
     import keras
 
     with np.load(args.data) as batches:

@@ -123,7 +123,7 @@ def test_a_cudnn_time_is_refused_when_the_cudnn_kernel_does_not_run():
     if GPUS and keras.config.backend() != "torch":
         return  # with a GPU visible, JAX and TensorFlow may build the cuDNN op even on the CPU device and fail there
     if keras.config.backend() == "torch":
-        assert "the generic kernel ran (torch: the step's tensors are on the cpu device" in status
+        assert "the generic kernel ran (torch: the model's weights are on the cpu device" in status
     else:
         assert "ValueError: use_cudnn=True was specified" in status
 
@@ -144,6 +144,15 @@ def test_torch_silent_cudnn_fallback_on_the_gpu_is_refused(monkeypatch):
     monkeypatch.undo()
     timing, status = steps.time_cudnn_step("sequential", 8, GPUS[0], 1, 3, seed=0)
     assert timing["kernel"] == "cudnn" and "aten::_cudnn_rnn" in status
+
+
+@pytest.mark.skipif(keras.config.backend() != "torch", reason="the torch profiler's reading of a training step")
+def test_the_torch_profiler_finds_no_cudnn_op_in_a_cpu_step():
+    # lstm_kernel profiles only where the weights are on a GPU; its reading of the op names runs here
+    # on the CPU (the sequential core: seconds; the parallel one took 28 s)
+    step = steps.CoreStep("sequential", 2)
+    assert backends.torch_profiled_kernel(step.model, step.x, step.y) == {
+        "kernel": "generic", "evidence": "torch profiler: no cudnn_rnn op in a training step (Keras's own loop ran)"}
 
 
 def test_every_timing_records_the_kernel_that_ran():

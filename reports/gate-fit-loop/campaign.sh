@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The fit-loop rows' error rates: 20 A/A runs and 20 runs with +15% per batch inside the train stage's
-# loop (reports/gate-power/run.py's `loop15`), in turn, against BASE, on an otherwise idle machine.
-# Resumable: each kind stops at 20 recorded runs in runs/, so a campaign cut short goes on where it was.
-#   BASE=<commit> bash reports/gate-fit-loop/campaign.sh        (from the repository root or anywhere; the
-#   runs on main: BASE=6e260a4. d447199/ and three-batches/ hold earlier campaigns of other gate designs)
-#   .venv/bin/python reports/gate-power/summary.py --dir reports/gate-fit-loop
+# The fit-loop rows' error rates: RUNS (default 20) A/A runs and RUNS runs with +15% per batch inside the
+# train stage's loop (reports/gate-power/run.py's `loop15`), in turn, against BASE, on an otherwise idle
+# machine, recorded in OUT (default reports/gate-fit-loop). Resumable: each kind stops at RUNS recorded
+# runs in OUT/runs/, so a campaign cut short goes on where it was.
+#   BASE=<commit> [OUT=DIR] [RUNS=N] bash reports/gate-fit-loop/campaign.sh   (from anywhere)
+#   .venv/bin/python reports/gate-power/summary.py --dir OUT
+# On main: runs/ (BASE=6e260a4, 20 + 20, with the LSTM-core rows), d054560/ (BASE=d054560
+# OUT=reports/gate-fit-loop/d054560 RUNS=8, today's rows); d447199/ and three-batches/ hold earlier designs.
 set -u
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}

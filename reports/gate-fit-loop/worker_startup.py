@@ -6,7 +6,9 @@ Runs in one process what pipeline/ab_worker.py runs at its start (pipeline.speed
 defaults in params.yaml), timing each of the first four calls of every benchmark (the first one compiles),
 then the same for `train_on_batch` on each model's fit-loop model: the `<model> train step` row the gate
 had until 68ee5a4, which compiled each model's train function a second way. Writes
-worker_startup.csv beside this file: phase, benchmark, call, seconds.
+worker_startup.csv beside this file: phase, benchmark, call, seconds. The CSV on main was recorded
+while pipeline/speed.py still had the LSTM-core rows (6e260a4's rows); run now, the script times
+today's rows, without them.
 """
 
 import csv
