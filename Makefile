@@ -1,7 +1,7 @@
 # The two commands (both set everything up first, from a fresh clone):
 #   make repro   run the benchmark pipeline (dvc repro); offline here: make repro-mirror
 #   make test    run the whole test suite: the main venv, then .venv-notf (no TensorFlow, JAX and torch);
-#                .ci/run, installs included, took about 20 minutes here (docs/benchmarks.md); make test-fast runs
+#                .ci/run, installs included, took about 17 minutes here (docs/benchmarks.md); make test-fast runs
 #                the unit tier (3.5 minutes)
 # Also: make study (the collapse study, studies/dvc.yaml), make bench (pytest-benchmark suite ->
 # benchmarks.json), make bench-replicas (1 device vs 2 replicas), make report (seeds, from reports/runs),
