@@ -17,8 +17,9 @@ two runs differ by more than their within-run noise, so they never fail the gate
 this machine: `gate.ab_processes` worker processes per rev (pipeline/ab_worker.py), each timing its own
 rev's benchmarks (pipeline/speed.py: each model's fit loop, the train stage's own epoch loop over a
 few batches, and its inference batch), driven in interleaved rounds (`sample`). Each benchmark is one
-row: the slowdown pooled over the worker pairs with a hierarchical-bootstrap interval (`pooled_slowdown`), failing when the slowdown
-exceeds gate.max_slowdown and the interval lies above 0 (`regressed`). Sampling stops once every
+row: the slowdown pooled over the worker pairs with a hierarchical-bootstrap interval
+(`pooled_slowdown`), failing when the slowdown exceeds gate.max_slowdown and the interval lies above 0
+(`regressed`). Sampling stops once every
 interval lies on one side of the allowance, or at gate.ab_max_pairs / gate.ab_budget_s. The command-line
 overrides go through the same checks as params.yaml. docs/gates.md has the measured error rates.
 `ab` imports and runs the code of both revisions: use it on revisions whose code you trust.

@@ -26,7 +26,8 @@ peak) measured on the same device in the same run.
 Parity: with identical weights and inputs, the CPU path and the GPU cuDNN path must agree on outputs
 and gradients within `lstm_step.parity_atol`; the max abs differences are recorded. Gradients are read
 backend-agnostically (pipeline/gradients.py). The cores are built by pipeline/steps.py (the speed gate
-timed them too until b811c27; its fit loops now hold them). `cudnn_ineligible_because` describes the models' own LSTM layers.
+timed them too until b811c27; its fit loops now hold them). `cudnn_ineligible_because` describes the
+models' own LSTM layers.
 
 With no GPU visible, every GPU field is null and `gpu_status` says why. Nothing is estimated.
 """

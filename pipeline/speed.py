@@ -19,9 +19,9 @@ Earlier revs had more rows, which `gate ab` against such a rev notes as no longe
 - `<model> train step`, one `train_on_batch` of the same model: the train stage never calls it, the fit
   loop runs the same step as the stage does, and compiling it a second way cost each worker about
   2.5 s (docs/gates.md);
-- `<model> LSTM core step`, the model's LSTM(50) core alone (`steps.make_train_step`): its work is
-  inside both fit loops (most of each training step), the lstm-step stage still times it for every
-  commit, and its rows cost the gate about 11 s of its 90 s (docs/gates.md).
+- `<model> LSTM core step`, the model's LSTM(50) core alone (`steps.CoreStep`): its work is inside
+  both fit loops (most of each training step), the lstm-step stage still times it for every commit,
+  and its rows cost the gate an estimated 11 s of its 90 s (docs/gates.md).
 
 The gate's worker (pipeline/ab_worker.py) imports each rev's copy of this module, so a change to the
 models, the loss, the optimizer or the LSTM code shows in that rev's times. Inputs are seeded random

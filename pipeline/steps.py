@@ -1,6 +1,6 @@
 """Each model's LSTM(50) core on its own: one training step, built the same way for every measurement
-of it (the lstm-step stage; the speed gate's worker timed it too until b811c27, and still does for a
-base rev that predates pipeline/speed.py), its timing, its FLOPs, and CPU/GPU parity.
+of it (the lstm-step stage and `make bench`; the speed gate timed it too until b811c27), its timing,
+its FLOPs, and CPU/GPU parity.
 
 A core is Input(steps, features) -> LSTM(50), trained with Adam(0.001) on a mean-squared-error loss
 against fixed random targets; `models.LSTM_CORES` gives each model's (steps, features). Every timing
@@ -54,7 +54,8 @@ def core_data(batch: int, steps: int, features: int, units: int, seed: int):
 class CoreStep:
     """`core`'s LSTM built once on `device`; calling it runs one training step and returns its loss.
 
-    The gate's A/B worker builds an old rev's steps through `make_train_step`, so keep its signature.
+    (The gate's A/B worker builds the LSTM cores of a rev older than pipeline/speed.py through that
+    rev's own `make_train_step`; this rev's gate rows are in pipeline/speed.py.)
     """
 
     def __init__(self, core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
@@ -73,10 +74,6 @@ class CoreStep:
         """Which LSTM kernel this step runs, read from the backend (pipeline/backends.py)."""
         with keras.device(self.device):
             return backends.lstm_kernel(self.model, self.x, self.y)
-
-
-def make_train_step(core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0) -> CoreStep:
-    return CoreStep(core, batch, device, use_cudnn, seed)
 
 
 def cudnn_ineligibility(layer: keras.layers.LSTM) -> list[str]:

@@ -21,7 +21,7 @@ BATCH = params.load().train.batch_size
 @pytest.mark.parametrize("core", list(models.LSTM_CORES))
 def test_lstm_core_train_step_cpu(benchmark, environment, core):
     length, features = models.LSTM_CORES[core]
-    step = steps.make_train_step(core, BATCH)
+    step = steps.CoreStep(core, BATCH)
     benchmark.group = "lstm-core"
     benchmark.extra_info.update(steps=length, features=features, batch_size=BATCH, kernel="generic",
                                 gflop_per_step=steps.lstm_train_flops(BATCH, length, features, models.LSTM_UNITS) / 1e9)
