@@ -6,7 +6,8 @@
 #   BASE=<commit> [OUT=DIR] [RUNS=N] bash reports/gate-fit-loop/campaign.sh   (from anywhere)
 #   .venv/bin/python reports/gate-power/summary.py --dir OUT
 # On main: runs/ (BASE=6e260a4, 20 + 20, with the LSTM-core rows), d054560/ (BASE=d054560
-# OUT=reports/gate-fit-loop/d054560 RUNS=8, today's rows); d447199/ and three-batches/ hold earlier designs.
+# OUT=reports/gate-fit-loop/d054560 RUNS=40, today's rows; d054560/perturbed/ holds 11 runs that had a
+# niced process beside them, set apart); d447199/ and three-batches/ hold earlier designs.
 set -u
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
