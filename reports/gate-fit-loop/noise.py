@@ -9,7 +9,7 @@ log(head / base) over the pairs of each worker pair, around that worker pair's o
 worker pairs and the two fit loops: what is left once the process offsets are taken out), each fit loop's
 pooled estimate and the gate's verdict. Writes DIR/noise.csv, then prints, for the runs at or below the
 median noise of all runs and for those above it, how many A/A runs failed and how many `loop15` runs were
-caught. The median split is fixed in advance, not chosen to separate anything.
+caught. The split is at the median, not tuned (chosen after the runs were made).
 """
 
 import json
