@@ -7,7 +7,8 @@
 #   .venv/bin/python reports/gate-power/summary.py --dir OUT
 # On main: runs/ (BASE=6e260a4, 20 + 20, with the LSTM-core rows), d054560/ (BASE=d054560
 # OUT=reports/gate-fit-loop/d054560 RUNS=40, today's rows; d054560/perturbed/ holds 11 runs that had a
-# niced process beside them, set apart), confirmation/ (BASE=06bf21c RUNS=20, planned before it ran);
+# niced process beside them, set apart), confirmation/ (BASE=06bf21c
+# OUT=reports/gate-fit-loop/confirmation RUNS=20, planned before it ran);
 # d447199/ and three-batches/ hold earlier designs.
 set -u
 cd "$(dirname "$0")/../.."
