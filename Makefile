@@ -15,7 +15,7 @@ SHARED := ../shared
 MIRROR_TOOL := $(SHARED)/tools/make-cifar10-mirror
 FULL_MIRROR := .mirror/full/cifar-10-python.tar.gz
 SMALL_MIRROR := .mirror/small/cifar-10-python.tar.gz
-# Extra parameter overrides for repro / repro-mirror, e.g. SET="train.sequential.epochs=3 train.parallel.epochs=1"
+# Extra parameter overrides for repro / repro-mirror, e.g. SET="models.sequential.epochs=3 models.parallel.epochs=1"
 SET ?=
 # Named sets of overrides (pipeline/profiles.py): `make repro PROFILE=tutorial` (or repro-mirror) runs
 # dvc exp run with them. The defaults in params.yaml are the per-commit benchmark profile (docs/benchmarks.md).

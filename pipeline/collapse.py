@@ -35,9 +35,6 @@ from pipeline import cli, data, environment, keras2, params
 from pipeline.atomic import atomic_output, write_json
 from pipeline.params import PipelineError
 
-MODEL = "parallel"
-
-
 def subset(split, limit: int, seed: int, key: str):
     keep = data.balanced_subset(split.labels, limit, seed, key)
     return split.images[keep], split.labels[keep]
@@ -77,9 +74,9 @@ def run_arm(arm: str, out: Path) -> None:
     for seed in range(cfg.seeds):
         print(f"collapse: {arm} (keras {keras.__version__}) seed {seed + 1}/{cfg.seeds}: {len(labels)} images, "
               f"{cfg.epochs} epochs, normalize={full.normalize}", flush=True)
-        probe = diagnostics.Probe(MODEL, images[probe_keep], labels[probe_keep], cfg.probe_every,
+        probe = diagnostics.Probe(cfg.model, images[probe_keep], labels[probe_keep], cfg.probe_every,
                                   test_images, test_labels, steps_per_epoch)
-        training.fit(MODEL, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate, loss=tcfg.loss,
+        training.fit(cfg.model, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate, loss=tcfg.loss,
                   epochs=cfg.epochs, verbose=2, callbacks=[probe])
         runs.append({"seed": seed, "probes": probe.rows, "epochs": probe.epochs,
                      "first_nonfinite_step": probe.first_nonfinite_step})
@@ -124,7 +121,7 @@ def main(argv=None) -> None:
 
     first = next(iter(results.values()))
     metrics = {
-        "model": MODEL, "normalize": first["normalize"], "train_images": first["train_images"],
+        "model": cfg.model, "normalize": first["normalize"], "train_images": first["train_images"],
         "test_images": first["test_images"], "epochs": cfg.epochs, "batch_size": p.train.batch_size,
         "learning_rate": p.train.learning_rate, "loss": p.train.loss, "seeds": cfg.seeds, "collapsed_below": params.COLLAPSED_BELOW,
         **{arm: diagnostics.summarize_runs(result) for arm, result in results.items()},

@@ -9,7 +9,7 @@ steps it measures, on a fixed probe batch of training images:
   `clipped_share`, the share of probe images whose true class has probability outside
   [1e-7, 1 - 1e-7], to which `models.clipped_crossentropy` (the tutorial-era loss) passes no gradient;
 - `grad_norm_<branch>`: the L2 norm of the training loss's gradient over each branch's weights
-  (`models.BRANCHES`), read backend-agnostically on a clone (pipeline/gradients.py);
+  (`registry.Model.branches`), read backend-agnostically on a clone (pipeline/gradients.py);
 - `sat_input`, `sat_forget`, `sat_cell`, `sat_output`, `sat_cell_state`: the share of the LSTM's
   sigmoid gate outputs within `SATURATION` of 0 or 1, and of its tanh outputs (candidate `cell`, and
   tanh of the cell state) within `SATURATION` of -1 or 1, over all probe images and time steps
@@ -116,7 +116,7 @@ class Probe(keras.callbacks.Callback):
         clone.set_weights(self.model.get_weights())
         by_layer = gradients.by_sgd_step(clone, self.images, self.targets)
         return {f"grad_norm_{branch}": math.sqrt(sum(float(np.sum(g ** 2)) for n in names for g in by_layer[n]))
-                for branch, names in models.BRANCHES[self.name].items()}
+                for branch, names in models.MODELS[self.name].branches.items()}
 
     def measure(self) -> dict:
         # Reading `self.model` first matters under JAX: during fit the weights live in the trainer's

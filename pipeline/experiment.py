@@ -3,7 +3,7 @@
     python -m pipeline.experiment [--profile NAME] [KEY=VALUE ...]     (make repro PROFILE=... SET="...")
 
 `dvc exp run -S KEY=VALUE` writes the overrides into params.yaml and then runs the stages, so an override
-that the stages refuse (`train.sequential.epochs=-1`) fails only after DVC has started: params.yaml
+that the stages refuse (`models.sequential.epochs=-1`) fails only after DVC has started: params.yaml
 keeps the bad value, the experiment's EXEC_* refs stay behind, and a stage that was due to run has had
 its output (the downloaded archive) removed. This command:
 
@@ -39,7 +39,7 @@ def overrides(profile: str | None, assignments: list[str]) -> list[str]:
     """The `KEY=VALUE` overrides of `profile` followed by `assignments` (a later one wins)."""
     for item in assignments:
         if "=" not in item or not item.split("=", 1)[0]:
-            raise cli.UsageError(f"{item!r}: an override is KEY=VALUE (e.g. train.sequential.epochs=3)")
+            raise cli.UsageError(f"{item!r}: an override is KEY=VALUE (e.g. models.sequential.epochs=3)")
     return [f"{key}={value}" for key, value in profiles.PROFILES.get(profile, {}).items()] + list(assignments)
 
 

@@ -3,12 +3,15 @@
     python -m pipeline.gate compare [--baseline REV | --baseline-dir DIR] [--current-dir DIR] [--report FILE]
     python -m pipeline.gate ab [--base REV] [--head REV] [--processes N] [--min-pairs N] [--max-pairs N]
                                [--budget-s S] [--record FILE] [--report FILE] [--allow-missing-baseline]
+    python -m pipeline.gate ab --list
 
 `compare` gates accuracy. It reads the metrics in the workspace (or --current-dir) and those committed
 at REV (default `main`, read with `git show`, so no checkout or DVC cache is needed) or kept in
---baseline-dir. A model fails when its test accuracy drops by more than gate.max_accuracy_drop.<model>,
+--baseline-dir. A model fails when its test accuracy drops by more than models.<model>.max_accuracy_drop,
 decided in correctly classified images (`accuracy_verdict`): on 2,000 test images a tolerance of 0.03
-allows a drop of exactly 60 images, and 61 fail, whatever the baseline.
+allows a drop of exactly 60 images, and 61 fail, whatever the baseline. The models are the registry's
+(pipeline/registry.py): one the baseline has no metrics of is a new, advisory row; one the baseline has
+and the registry no longer does is a removed, advisory row.
 Runs of different settings (any of `SETTINGS`: image counts, epochs and limits, loss, learning rate, seed,
 normalization, distribution, backend, lstm-step settings) are refused, exit 2. Its timing rows are advisory (`timing_advisory`): times from
 two runs differ by more than their within-run noise, so they never fail the gate.
@@ -44,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cli, params, profiles
+from pipeline import cli, params, profiles, registry
 from pipeline.atomic import write_text
 from pipeline.gitcmd import git, revision
 
@@ -255,6 +258,31 @@ def metrics_in_dir(directory: Path, names: list[str], label: str) -> dict:
     return _read_metrics(label, names, lambda name: (directory / name).read_text())
 
 
+def files_at_rev(rev: str, metrics_dir: str) -> set[str]:
+    """The file names in `metrics_dir` at `rev` (none when the rev or the directory is not there: reading
+    the metrics then names what is missing)."""
+    try:
+        listing = git("ls-tree", "--name-only", "--end-of-options", rev, f"{metrics_dir}/").decode()
+    except params.PipelineError:
+        return set()
+    return {Path(line).name for line in listing.splitlines()}
+
+
+def files_in_dir(directory: Path) -> set[str]:
+    return {f.name for f in directory.iterdir()} if directory.is_dir() else set()
+
+
+def models_in(files: set[str], paths: params.Paths) -> list[str]:
+    """The models whose train or evaluate metrics file is among `files`: the registry's in its order, then
+    any others (a model removed since) sorted."""
+    found = set()
+    for path in (paths.train_metrics, paths.evaluate_metrics):
+        prefix, suffix = Path(path("\0")).name.split("\0")
+        found |= {f[len(prefix):len(f) - len(suffix)] for f in files
+                  if f.startswith(prefix) and f.endswith(suffix) and len(f) > len(prefix) + len(suffix)}
+    return [m for m in registry.names() if m in found] + sorted(found - set(registry.names()))
+
+
 def _get(metrics: dict, file: str, *keys) -> float:
     """A numeric metric, or one line (exit 2) naming the file and the key."""
     value = metrics[file]
@@ -282,9 +310,9 @@ def scored(metrics: dict, file: str) -> Scored:
     return Scored(round(accuracy * images), images)
 
 
-def metric_files(paths: params.Paths) -> dict[str, str]:
-    """The file name, inside the metrics directory, of each metrics file the gate reads."""
-    files = {f"{kind}-{m}": Path(path(m)).name for m in params.MODEL_NAMES
+def metric_files(paths: params.Paths, models) -> dict[str, str]:
+    """The file name, inside the metrics directory, of each metrics file the gate reads for `models`."""
+    files = {f"{kind}-{m}": Path(path(m)).name for m in models
              for kind, path in (("train", paths.train_metrics), ("evaluate", paths.evaluate_metrics))}
     return {**files, "lstm-step": Path(paths.lstm_step_metrics).name}
 
@@ -313,36 +341,58 @@ def changed_settings(base: dict, cur: dict, files: dict[str, str]) -> dict[str, 
     return changed
 
 
-def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str],
-            allow_new_settings: bool = False) -> tuple[dict[str, list[Row]], list[str]]:
+def _shown(metrics: dict, file: str) -> str:
+    score = scored(metrics, file)
+    return f"{float(score.accuracy):.4f} ({score.correct} of {score.images})"
+
+
+def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str], drops: dict[str, float],
+            allow_new_settings: bool = False, removed: dict[str, str] | None = None) -> tuple[dict[str, list[Row]], list[str]]:
     """Accuracy rows (gated) and timing rows (advisory) of `cur` against `base`, keyed by `files`.
 
+    `drops` holds each current model's allowed accuracy drop (params.yaml's models.<model>.max_accuracy_drop).
+    A current model whose files `base` lacks is new: an advisory row. `removed` ({model: its evaluate file in
+    `base`}) are the baseline's models that the current run no longer has: an advisory row each.
     Runs of different settings are refused (SettingsChanged), unless `allow_new_settings`: then a model
     whose train or evaluate settings changed gets an advisory accuracy row, and the others are gated."""
-    changed = changed_settings(base, cur, files)
+    removed = removed or {}
+    new = [m for m in drops if files[f"evaluate-{m}"] not in base and files[f"train-{m}"] not in base]
+    common = [m for m in drops if m not in new]
+    shared = {k: f for k, f in files.items() if k == "lstm-step" or k.split("-", 1)[1] in common}
+    changed = changed_settings(base, cur, shared)
     if changed and not allow_new_settings:
         raise SettingsChanged(f"{next(iter(changed.values()))}; compare runs of the same profile")
     accuracy = []
-    for m in params.MODEL_NAMES:
+    for m in drops:
         file = files[f"evaluate-{m}"]
-        row = accuracy_verdict(f"{m} test_accuracy", scored(base, file), scored(cur, file), cfg.max_accuracy_drop.of(m))
+        if m in new:
+            accuracy.append(Row(f"{m} test_accuracy", "not in baseline", _shown(cur, file), "-",
+                                "not gated: new model", True, advisory=True))
+            continue
+        row = accuracy_verdict(f"{m} test_accuracy", scored(base, file), scored(cur, file), drops[m])
         if f"train-{m}" in changed or f"evaluate-{m}" in changed:
             row = dataclasses.replace(row, allowed="not gated: new settings", passed=True, advisory=True)
         accuracy.append(row)
+    accuracy += [Row(f"{m} test_accuracy", _shown(base, file), "removed", "-", "not gated: removed model", True,
+                     advisory=True) for m, file in removed.items()]
     timing = []
-    for m in params.MODEL_NAMES:
+    for m in common:
         file = files[f"train-{m}"]
         pick = lambda d: Timing(_get(d, file, "step_time_ms_median"), _get(d, file, "step_time_ms_iqr"),  # noqa: E731
                                 _get(d, file, "timed_steps"))
         timing.append(timing_advisory(f"train-{m} step time", pick(base), pick(cur), cfg.noise_z))
-    for core in params.MODEL_NAMES:
+    for core in (m for m in common if m in registry.lstm_cores()):
         pick = lambda d: Timing(*(_get(d, files["lstm-step"], core, "cpu_generic", k)  # noqa: E731
                                   for k in ("step_time_ms_median", "step_time_ms_iqr", "rounds")))
         timing.append(timing_advisory(f"lstm-step {core} core, CPU step", pick(base), pick(cur), cfg.noise_z))
-    devices = [", ".join(sorted({str(d[files[f"train-{m}"]].get("device_name")) for m in params.MODEL_NAMES}))
+    devices = [", ".join(sorted({str(d[files[f"train-{m}"]].get("device_name")) for m in common}))
                for d in (base, cur)]
     notes = ["timing rows are advisory: times from two different runs differ by more than their within-run "
              "noise on identical code; `python -m pipeline.gate ab` gates speed side by side"]
+    if new:
+        notes.append(f"new since the baseline, so not gated: {', '.join(new)}")
+    if removed:
+        notes.append(f"in the baseline but no longer in the registry: {', '.join(removed)}")
     notes += [f"{why}: its accuracy is not gated at this commit" for why in changed.values()]
     if devices[0] != devices[1]:
         notes.append(f"timings come from different devices ({devices[0]} vs {devices[1]})")
@@ -583,6 +633,8 @@ def _gate(argv) -> int:
     for flag, key, kind in AB_OVERRIDES:
         ab_.add_argument(flag, dest=key, type=kind, metavar="N", help=f"override gate.{key} (checked like params.yaml)")
     ab_.add_argument("--record", type=Path, help="also write every step time and the verdicts here (JSON)")
+    ab_.add_argument("--list", action="store_true",
+                     help="print the head's benchmark rows (the working tree's pipeline/speed.py) and measure nothing")
     ab_.add_argument("--allow-missing-baseline", action="store_true",
                      help="pass with a notice when the base rev cannot be benchmarked (e.g. it predates the hook)")
     for p in (cmp_, ab_):
@@ -596,17 +648,30 @@ def _gate(argv) -> int:
     p = with_overrides(overrides) if overrides else params.load()
     cfg = p.gate
     if args.mode == "compare":
-        files = metric_files(p.paths)
+        current = registry.names()
         current_dir = args.current_dir or Path(p.paths.metrics_dir)
-        cur = metrics_in_dir(current_dir, list(files.values()), f"current {current_dir}")
+        cur = metrics_in_dir(current_dir, list(metric_files(p.paths, current).values()), f"current {current_dir}")
         if args.baseline_dir:
-            base = metrics_in_dir(args.baseline_dir, list(files.values()), f"baseline {args.baseline_dir}")
-            label = str(args.baseline_dir)
+            present, label = files_in_dir(args.baseline_dir), str(args.baseline_dir)
+            read = lambda names: metrics_in_dir(args.baseline_dir, names, f"baseline {args.baseline_dir}")  # noqa: E731
         else:
-            base = metrics_at_rev(args.baseline, p.paths.metrics_dir, list(files.values()))
-            label = args.baseline
+            present, label = files_at_rev(args.baseline, p.paths.metrics_dir), args.baseline
+            read = lambda names: metrics_at_rev(args.baseline, p.paths.metrics_dir, names)  # noqa: E731
+        # the baseline's models: those it has files of (a current model it lacks entirely is new); with no
+        # model's file there at all, every current model's files are required, so the error names one
+        in_base = models_in(present, p.paths) or current
+        base = read(list(metric_files(p.paths, in_base).values()))
+        gone = [m for m in in_base if m not in current]
+        removed = {m: metric_files(p.paths, [m])[f"evaluate-{m}"] for m in gone}
+        files = metric_files(p.paths, current)
         title = f"Gate: {current_dir} against {label}"
-        sections, notes = compare(base, cur, cfg, files, args.allow_new_settings)
+        drops = {m: p.models[m].max_accuracy_drop for m in current}
+        sections, notes = compare(base, cur, cfg, files, drops, args.allow_new_settings, removed)
+    elif args.list:
+        from pipeline import speed  # the working tree's rows; nothing is built or run
+
+        cli.emit("\n".join(speed.names()))
+        return 0
     else:
         sections, notes = ab(args.base, args.head, p, args.allow_missing_baseline, args.record)
         title = f"Gate (A/B): {args.head or 'working tree'} against {args.base}"

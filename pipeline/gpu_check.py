@@ -16,8 +16,9 @@ pipeline.<stage>`) in a scratch project, with KERAS_BACKEND set for the step.
    kernel's where the cuDNN time was refused).
 4. The tutorial's protocol (pipeline/profiles.py `tutorial`: all 50,000 / 10,000 images, sequential
    100 and parallel 10 epochs, batch 100, Adam 0.001) under that backend: `train` with
-   `--time-limit-s`, parallel first with its share of the time left (in proportion to its epochs
-   times its LSTM core's step time), then sequential with the rest, then `evaluate` ->
+   `--time-limit-s`, each model of the registry in turn, fewest epochs first (parallel, then
+   sequential), each with its share of the time left (in proportion to its epochs times its LSTM
+   core's step time), then `evaluate` ->
    gpu-protocol.json: time to finish or the epochs done by the cap, images/s, test accuracy, curves.
 5. Last, in the 100 s kept for them: the GPU tests of tests/test_lstm_step.py under each backend
    (their summary lines are recorded; a failure fails the run).
@@ -52,16 +53,17 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline import cli, environment, params, profiles
+from pipeline import cli, environment, params, profiles, registry
 from pipeline.atomic import write_json
 from pipeline.params import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("jax", "torch")
 # --cpu: the same steps on a few real images; enough to run every code path, in a few minutes on 2 cores.
+# Each model's epochs: the first model of the registry 2, the others 1.
 CPU_WORK = {"preprocess.train_limit": 0, "preprocess.test_limit": 0, "train.batch_size": 10,
-            "train.sequential.epochs": 2, "train.parallel.epochs": 1, "evaluate.batch_size": 50,
-            "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3}
+            **{f"models.{name}.epochs": 2 if i == 0 else 1 for i, name in enumerate(registry.names())},
+            "evaluate.batch_size": 50, "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3}
 CPU_MIRROR = ["--per-class-train", "20", "--per-class-test", "10"]
 # On the GPU: the tutorial's protocol for training, but the benchmark profile's 10 timed rounds of the
 # LSTM cores (torch's CPU path alone takes over a second per parallel-core step).
@@ -189,6 +191,15 @@ def core_ms(report: dict, model: str, cpu: bool) -> float:
     return timing["step_time_ms_median"]
 
 
+def work_ms(report: dict, model: str, cpu: bool) -> float:
+    """What one epoch of `model` is weighed by when the time left is shared: its LSTM core's step time,
+    or, for a model without one, the mean of the cores' (the LSTM cores are most of each step)."""
+    cores = registry.lstm_cores()
+    if model in cores:
+        return core_ms(report, model, cpu)
+    return sum(core_ms(report, m, cpu) for m in cores) / len(cores) if cores else 1.0
+
+
 def gpu_tests(run: Run, backend: str, cpu: bool) -> dict:
     """tests/test_lstm_step.py's GPU checks under `backend` (on --cpu only the GPU test, which skips)."""
     selection = "test_gpu_cudnn_path_matches_cpu_path" if cpu else GPU_TESTS
@@ -202,10 +213,11 @@ def gpu_tests(run: Run, backend: str, cpu: bool) -> dict:
 
 
 def protocol(run: Run, p: params.Params, backend: str, reports: dict, cpu: bool) -> dict:
-    """Train and score each model with the time left, parallel first. A model that failed, was killed
-    at its limit or had no time left is recorded as such, and the other still gets its turn."""
-    order = ("parallel", "sequential")
-    work = {m: p.train.epochs(m) * core_ms(reports[backend], m, cpu) for m in order}
+    """Train and score each model with the time left, the one of fewest epochs first (the tutorial's
+    protocol: parallel, then sequential). A model that failed, was killed at its limit or had no time left
+    is recorded as such, and the others still get their turn."""
+    order = sorted(registry.names(), key=lambda m: p.models[m].epochs)
+    work = {m: p.models[m].epochs * work_ms(reports[backend], m, cpu) for m in order}
     results = {}
     for i, model in enumerate(order):
         left = run.left() - TESTS_RESERVE_S[cpu] - OVERHEAD_S * (len(order) - i)
@@ -281,7 +293,7 @@ def measure(run: Run, result: dict, cpu: bool) -> list[str]:
         write_json(run.out_dir / f"lstm-step-gpu-{backend}.json", report)
     if not reports:
         raise PipelineError("; ".join(failures))
-    choice = {b: round(sum(core_ms(reports[b], m, cpu) for m in params.MODEL_NAMES), 3) for b in reports}
+    choice = {b: round(sum(core_ms(reports[b], m, cpu) for m in registry.lstm_cores()), 3) for b in reports}
     backend = min(choice, key=choice.get)
     env = reports[backend]
     result.update(backend=backend, backend_choice_core_ms=choice,

@@ -38,7 +38,7 @@ import numpy as np
 import plotly.graph_objects as go
 import yaml
 
-from pipeline import cli, params
+from pipeline import cli, params, registry
 from pipeline.atomic import write_text
 from pipeline.gate import SETTINGS
 from pipeline.gitcmd import git, revision
@@ -157,7 +157,7 @@ def points(commits: list[Commit], paths: params.Paths) -> list[Point]:
     files = {"train": paths.train_metrics, "evaluate": paths.evaluate_metrics}
     found = []
     for measure in MEASURES:
-        for model in params.MODEL_NAMES:
+        for model in registry.names():
             path = str(files[measure.kind](model) if measure.kind in files else paths.lstm_step_metrics)
             previous = None
             for index, commit in enumerate(commits):
@@ -248,8 +248,7 @@ def settings_change(before: tuple, after: tuple) -> str:
 # pragma: no mutate start
 def figure(measure: Measure, grouped: dict, commits: list[Commit]) -> go.Figure:
     fig = go.Figure()
-    colours = {"sequential": "#1f77b4", "parallel": "#d62728"}
-    for model in params.MODEL_NAMES:
+    for model in registry.names():
         for number, segment in enumerate(grouped.get((measure.key, model), []), start=1):
             hover = [f"<b>{p.sha[:7]}</b> {html.escape(p.subject[:80])}<br>{html.escape(p.machine)}<br>"
                      f"{model}: {p.value:.4g} {measure.unit}" + (f" (IQR {p.spread:.3g})" if p.spread is not None else "")
@@ -258,7 +257,7 @@ def figure(measure: Measure, grouped: dict, commits: list[Commit]) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=[p.index for p in segment], y=[p.value for p in segment], mode="lines+markers",
                 name=f"{model}, settings {number}", legendgroup=model,
-                line={"color": colours.get(model), "dash": DASHES[(number - 1) % len(DASHES)]},
+                line={"color": registry.MODELS[model].colour, "dash": DASHES[(number - 1) % len(DASHES)]},
                 error_y={"type": "data", "array": [p.spread or 0 for p in segment], "visible": measure.spread is not None},
                 hovertext=hover, hoverinfo="text", meta={"role": "runs", "model": model}))
             changed = [p for p in segment if p.changed]
@@ -324,7 +323,7 @@ def main(argv=None) -> None:
     if args.since is not None:
         revision(args.since, "--since")
     p = params.load().paths
-    files = sorted({str(p.train_metrics(m)) for m in params.MODEL_NAMES} | {str(p.evaluate_metrics(m)) for m in params.MODEL_NAMES}
+    files = sorted({str(p.train_metrics(m)) for m in registry.names()} | {str(p.evaluate_metrics(m)) for m in registry.names()}
                    | {str(p.lstm_step_metrics), "dvc.lock"})
     commits = read_commits(args.rev, files)
     if not commits:

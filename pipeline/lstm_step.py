@@ -4,7 +4,7 @@ Reads params `train.batch_size` and `lstm_step.*`; writes `<paths.metrics_dir>/l
 Runs under any Keras 3 backend: `KERAS_BACKEND=torch|jax dvc repro lstm-step` (the backend and its
 version are recorded), and without TensorFlow installed (requirements-gpu.txt, scripts/gpu-check).
 
-For each core of `models.LSTM_CORES` (256 steps x 50 features, 1024 steps x 3), at the training
+For each model's LSTM core (`registry.lstm_cores()`), at the training
 batch size, it times one full training step (forward, backward, Adam update) of Input -> LSTM(50)
 with a mean-squared-error loss:
 - CPU path: on the CPU with the generic kernel (`use_cudnn=False`).
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import keras
 
-from pipeline import backends, cli, environment, models, params
+from pipeline import backends, cli, environment, models, params, registry
 from pipeline.atomic import write_json
 from pipeline.steps import CPU, cudnn_ineligibility, lstm_train_flops, parity, sgemm_gflops, time_cudnn_step, time_train_step
 
@@ -80,7 +80,7 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
         "gpu_sgemm_tf32_gflops": gpu_peak_tf32,
         "parity_atol": cfg.parity_atol,
     }
-    for model_name, (length, features) in models.LSTM_CORES.items():
+    for model_name, (length, features) in registry.lstm_cores().items():
         shape = (length, features, models.LSTM_UNITS, batch)
         print(f"lstm-step: {model_name} core, {length} steps x {features} features, batch {batch}", flush=True)
         timing = lambda device, use_cudnn: time_train_step(  # noqa: E731

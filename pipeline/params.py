@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 import typing
 from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
 
+from pipeline import registry
+
 PARAMS_FILE = Path("params.yaml")
-# The one list of each set of names. pipeline/models.py maps MODEL_NAMES and LOSSES to code
-# (tests/test_models.py checks that the maps cover exactly these).
-MODEL_NAMES = ("sequential", "parallel")
+# The one list of each set of names (the models' is pipeline/registry.py's). pipeline/models.py maps LOSSES
+# to code (tests/test_models.py checks that the map covers exactly these).
 NORMALIZE_MODES = ("raw", "unit", "standardize")
 LOSSES = ("crossentropy", "clipped_crossentropy")
 DISTRIBUTIONS = ("none", "data_parallel")
@@ -127,8 +129,11 @@ class Preprocess:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelTrain:
+class Model:
+    """One registered model's entry in params.yaml's `models:` map."""
+
     epochs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    max_accuracy_drop: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1 (absolute test accuracy)"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +144,6 @@ class Train:
     loss: str = dataclasses.field(metadata=_one_of(LOSSES))
     distribution: str = dataclasses.field(metadata=_one_of(DISTRIBUTIONS))
     devices: int = dataclasses.field(metadata=_check(non_negative, "0 (every GPU) or N >= 1"))
-    sequential: ModelTrain
-    parallel: ModelTrain
-
-    def epochs(self, model_name: str) -> int:
-        return getattr(self, model_name).epochs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +163,7 @@ class LstmStep:
 
 @dataclasses.dataclass(frozen=True)
 class Collapse:
+    model: str = dataclasses.field(metadata=_one_of(registry.names()))
     seeds: int = dataclasses.field(metadata=_check(positive, ">= 1 (seeds 0 .. seeds-1)"))
     epochs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     train_limit: int = dataclasses.field(metadata=_SUBSET_LIMIT)
@@ -173,17 +174,7 @@ class Collapse:
 
 
 @dataclasses.dataclass(frozen=True)
-class AccuracyDrop:
-    sequential: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1"))
-    parallel: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1"))
-
-    def of(self, model_name: str) -> float:
-        return getattr(self, model_name)
-
-
-@dataclasses.dataclass(frozen=True)
 class Gate:
-    max_accuracy_drop: AccuracyDrop
     max_slowdown: float = dataclasses.field(metadata=_check(positive, "> 0 (a fraction: 0.10 is 10%)"))
     noise_z: float = dataclasses.field(metadata=_check(positive, "> 0"))
     ab_processes: int = dataclasses.field(metadata=_check(lambda n: n >= 2, ">= 2 (a process effect needs two)"))
@@ -206,6 +197,7 @@ class Params:
     paths: Paths
     download: Download
     preprocess: Preprocess
+    models: types.MappingProxyType  # model name -> Model, for exactly the models of pipeline/registry.py
     train: Train
     evaluate: Evaluate
     lstm_step: LstmStep
@@ -213,8 +205,25 @@ class Params:
     gate: Gate
 
 
+def _models(mapping, key: str, source: str) -> types.MappingProxyType:
+    """The `models:` map: one `Model` entry for each registered model, in the registry's order."""
+    if not isinstance(mapping, dict):
+        raise PipelineError(f"{source}: {key} must be a mapping of model names, got {type(mapping).__name__}")
+    known = registry.names()
+    unknown = sorted(str(k) for k in mapping if k not in known)
+    if unknown:
+        raise PipelineError(f"{source}: unknown model {key}.{unknown[0]}; the models of pipeline/registry.py: "
+                            f"{', '.join(known)}")
+    missing = [name for name in known if name not in mapping]
+    if missing:
+        raise PipelineError(f"{source}: missing key {key}.{missing[0]} (every model of pipeline/registry.py needs one)")
+    return types.MappingProxyType({name: _build(Model, mapping[name], f"{key}.{name}", source) for name in known})
+
+
 def _convert(value, kind, key: str, source: str):
-    """Return `value` as `kind` (a dataclass or a scalar type), or raise naming `key`."""
+    """Return `value` as `kind` (a dataclass, the models map or a scalar type), or raise naming `key`."""
+    if kind is types.MappingProxyType:
+        return _models(value, key, source)
     if dataclasses.is_dataclass(kind):
         return _build(kind, value, key, source)
     # bool is an int subclass in Python; `epochs: true` is a typo, not 1.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-from pipeline import cli, data, diagnostics, models, params
+from pipeline import cli, data, diagnostics, models, params, registry
 
 
 def main(argv=None) -> None:
@@ -26,7 +26,7 @@ def main(argv=None) -> None:
     p = params.load()
     split = data.load_split(p.paths.train_arrays)
     keep = data.balanced_subset(split.labels, args.images, p.preprocess.seed, "--images")
-    for name in params.MODEL_NAMES:
+    for name in registry.names():
         for loss in params.LOSSES:
             keras.utils.set_random_seed(args.seed)
             model = models.build(name, p.train.learning_rate, loss)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import cli, models, params, runs as exported
+from pipeline import cli, params, registry, runs as exported
 from pipeline.atomic import write_text
 from pipeline.params import PipelineError
 
@@ -86,7 +86,7 @@ def _rows(exp: dict, paths: params.Paths) -> list[dict]:
     rows = []
     m = exp["metrics"]
     where = {"experiment": exp["name"], "rev": exp["rev"][:7], "timestamp": exp["timestamp"]}
-    for name in params.MODEL_NAMES:
+    for name in registry.names():
         trained, scored = m.get(str(paths.train_metrics(name))), m.get(str(paths.evaluate_metrics(name)))
         if not trained or not scored or "test_accuracy" not in scored:
             continue
@@ -104,6 +104,10 @@ def _rows(exp: dict, paths: params.Paths) -> list[dict]:
     return rows
 
 
+REPORTED_ACCURACY = {name: m.reported.accuracy for name, m in registry.MODELS.items() if m.reported}
+REPORTED_EPOCHS = {name: m.reported.epochs for name, m in registry.MODELS.items() if m.reported}
+
+
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample std, min and max test accuracy over seeds; collapsed = runs below params.COLLAPSED_BELOW."""
     grouped = table.groupby(SETTING, dropna=False)
@@ -114,8 +118,8 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     tutorial = (summary["source"].str.startswith("train-") & (summary["normalize"] == "raw")
                 & (summary["loss"] == "crossentropy")
                 & (summary["train_images"] == 50_000)
-                & (summary["epochs"] == summary["model"].map(models.REPORTED_EPOCHS)))
-    summary["tutorial"] = summary["model"].map(models.REPORTED_TEST_ACCURACY).where(tutorial)
+                & (summary["epochs"] == summary["model"].map(REPORTED_EPOCHS)))
+    summary["tutorial"] = summary["model"].map(REPORTED_ACCURACY).where(tutorial)
     return summary
 
 

@@ -1,10 +1,10 @@
 """What the speed gate times (`python -m pipeline.gate ab`): one rev's benchmarks, each a callable that
 runs one step and returns when the step has completed.
 
-For each model (`models.BUILDERS`):
+For each model of the registry (`registry.MODELS`):
 - `<model> fit loop`: one epoch of the train stage's own loop (`training.EpochLoop`: the seeded
-  permutation and indexing, then `model.fit` with the stage's callbacks) over FIT_LOOP_BATCHES[model]
-  batches of raw 0-255 images held in memory, on the model the train stage trains (`models.build`: the same
+  permutation and indexing, then `model.fit` with the stage's callbacks) over the model's
+  `fit_loop_batches` (pipeline/registry.py) of raw 0-255 images held in memory, on the model the train stage trains (`models.build`: the same
   layers, loss, Adam optimizer and compiled train function). Each batch is one training step (forward,
   backward, the Adam update), so a slower model, loss or optimizer shows here, and so does what the
   stage adds around the step (a callback, per-batch bookkeeping). It times itself (`FitLoop`): from the
@@ -36,15 +36,13 @@ from typing import Callable
 import keras
 import numpy as np
 
-from pipeline import distribute, models, training
+from pipeline import distribute, models, registry, training
 
-# Batches per `fit loop` step, per model: enough that the epoch's fixed cost (permutation, data adapter,
-# fit's set-up: about 30 ms sequential, 120 ms parallel here) and its noise do not drown a per-batch
-# slowdown, few enough that a step stays under a second on the CPU (docs/gates.md). The sequential
-# model's batches are the shorter (about 85 ms against 210 ms here), so it takes more of them. The
-# permutation and indexing cover these images only, not the stage's 10,000: a per-epoch cost that grows
-# with the split shows only in the stage.
-FIT_LOOP_BATCHES = {"sequential": 6, "parallel": 3}
+# Batches per `fit loop` step are each model's `fit_loop_batches` (pipeline/registry.py): enough that the
+# epoch's fixed cost (permutation, data adapter, fit's set-up) and its noise do not drown a per-batch
+# slowdown, few enough that a step stays under a second on the CPU (docs/gates.md). The permutation and
+# indexing cover these images only, not the stage's 10,000: a per-epoch cost that grows with the split
+# shows only in the stage.
 
 
 def model_inputs(batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,16 +96,24 @@ class FitLoop:
         return (self.ended - self.loop.began) * 1000 / self.batches
 
 
+KINDS = ("fit loop", "inference batch")
+
+
+def names() -> list[str]:
+    """The benchmarks' names, `<model> <kind>` for every model of the registry, without building any."""
+    return [f"{model} {kind}" for model in registry.names() for kind in KINDS]
+
+
 def benchmarks(batch_size: int, inference_batch_size: int, learning_rate: float, loss: str,
                seed: int = 0) -> dict[str, Callable[[], object]]:
-    """Every benchmark of this rev, by name; each call runs one step to completion."""
+    """Every benchmark of this rev, by name (in the order of `names`); each call runs one step to completion."""
     found = {}
-    for name in models.BUILDERS:
+    for name, entry in registry.MODELS.items():
         keras.utils.set_random_seed(seed)
         model = models.build(name, learning_rate, loss)
-        images, targets = model_inputs(batch_size * FIT_LOOP_BATCHES[name], seed + 2)
-        found[f"{name} fit loop"] = FitLoop(model, images, targets, batch_size=batch_size, seed=seed)
+        images, targets = model_inputs(batch_size * entry.fit_loop_batches, seed + 2)
+        found[f"{name} {KINDS[0]}"] = FitLoop(model, images, targets, batch_size=batch_size, seed=seed)
         x_infer, _ = model_inputs(inference_batch_size, seed + 1)
         scorer = models.classifier(model)
-        found[f"{name} inference batch"] = lambda m=scorer, x=x_infer: m.predict_on_batch(x)
+        found[f"{name} {KINDS[1]}"] = lambda m=scorer, x=x_infer: m.predict_on_batch(x)
     return found

@@ -3,7 +3,7 @@ of it (the lstm-step stage and `make bench`; the speed gate timed it too until b
 its FLOPs, and CPU/GPU parity.
 
 A core is Input(steps, features) -> LSTM(50), trained with Adam(0.001) on a mean-squared-error loss
-against fixed random targets; `models.LSTM_CORES` gives each model's (steps, features). Every timing
+against fixed random targets; `registry.lstm_cores()` gives each model's (steps, features). Every timing
 records the kernel that actually ran (pipeline/backends.py), and a cuDNN time is reported only when
 the cuDNN kernel ran.
 """
@@ -16,7 +16,7 @@ import time
 import keras
 import numpy as np
 
-from pipeline import backends, gradients, models, stats
+from pipeline import backends, gradients, models, registry, stats
 
 # Not "cpu:0": under the torch backend (Keras 3.15) building a model inside keras.device("cpu:0")
 # copies each variable off its Parameter and fails on integer variables; "cpu" works on all backends.
@@ -59,7 +59,7 @@ class CoreStep:
     """
 
     def __init__(self, core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
-        steps, features = models.LSTM_CORES[core]
+        steps, features = registry.MODELS[core].lstm_core
         self.core, self.batch, self.device = core, batch, device
         with keras.device(device):
             keras.utils.set_random_seed(seed)
@@ -98,7 +98,7 @@ def time_step(step: CoreStep, warmup_steps: int, rounds: int, kernel: dict | Non
         start = time.perf_counter()
         step()
         (warmup_ms if i < warmup_steps else times_ms).append((time.perf_counter() - start) * 1000)
-    flops = lstm_train_flops(step.batch, *models.LSTM_CORES[step.core], models.LSTM_UNITS)
+    flops = lstm_train_flops(step.batch, *registry.MODELS[step.core].lstm_core, models.LSTM_UNITS)
     result = {"kernel": kernel["kernel"], "kernel_evidence": kernel["evidence"],
               "warmup_ms": [round(t, 3) for t in warmup_ms], "rounds": rounds, **stats.spread(times_ms)}
     median_s = result["step_time_ms_median"] / 1000

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 
-from pipeline import cli, data, distribute, environment, params, training
+from pipeline import cli, data, distribute, environment, params, registry, training
 from pipeline.atomic import atomic_output, write_json
 
 
 def main(argv=None) -> None:
     parser = cli.ArgumentParser(prog="python -m pipeline.train", description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=params.MODEL_NAMES)
+    parser.add_argument("model", choices=registry.names())
     parser.add_argument("--time-limit-s", type=float, default=None, metavar="S",
                         help="stop before an epoch that would end more than S seconds after the start "
                              "(the checkpoint stays, so a rerun continues); not for dvc repro")
@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     cfg = p.train
     replicas = distribute.setup(cfg.distribution, cfg.devices, cfg.batch_size)  # before any device work
     split = data.load_split(p.paths.train_arrays)
-    epochs = cfg.epochs(name)
+    epochs = p.models[name].epochs
     print(f"train-{name}: {len(split.labels)} images, {epochs} epochs, batch {cfg.batch_size}, "
           f"lr {cfg.learning_rate}, loss {cfg.loss}, seed {cfg.seed}, normalize={split.normalize}, "
           f"{cfg.distribution} on {replicas.count} replica(s): {', '.join(replicas.devices)}")

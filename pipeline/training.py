@@ -1,7 +1,7 @@
 """The training loop both train stages and the collapse study share: seeded epochs, checkpoint and
 resume, step timing, and a clean stop on SIGINT/SIGTERM.
 
-`fit` builds one of `models.BUILDERS` and trains it epoch by epoch. Each epoch sees the images in a
+`fit` builds one of the registry's models (`registry.MODELS`) and trains it epoch by epoch. Each epoch sees the images in a
 permutation seeded by (seed, epoch), and every completed epoch can be checkpointed (`Checkpoint`), so a
 run killed midway resumes from its last completed epoch and reaches the same final weights as an
 uninterrupted one. Throughput is steady state: the first step, where the backend traces and compiles

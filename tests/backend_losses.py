@@ -18,12 +18,12 @@ import json
 
 import numpy as np
 
-from pipeline import models, params
+from pipeline import models, params, registry
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.backend_losses", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=params.MODEL_NAMES, required=True)
+    parser.add_argument("--model", choices=registry.names(), required=True)
     parser.add_argument("--loss", choices=params.LOSSES, nargs="+", action="extend", required=True)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--save-weights", action="store_true")

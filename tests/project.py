@@ -18,17 +18,18 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import cli, profiles
+from pipeline import cli, profiles, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", "studies/dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 # What the scratch-project tests override, so that every stage runs in seconds on the tiny archive.
-TINY = {"preprocess.train_limit": 0, "preprocess.test_limit": 0, "train.sequential.epochs": 1, "train.parallel.epochs": 1, "lstm_step.warmup_steps": 1,
+TINY = {"preprocess.train_limit": 0, "preprocess.test_limit": 0, **{f"models.{m}.epochs": 1 for m in registry.names()},
+        "lstm_step.warmup_steps": 1,
         "lstm_step.rounds": 3, "collapse.seeds": 1, "collapse.epochs": 1, "collapse.train_limit": 0,
         "collapse.test_limit": 0, "collapse.probe_images": 20, "collapse.probe_every": 2, "collapse.keras2": False}
 # What a plain `dvc repro` of a fresh scratch project runs, in order (the studies are not in dvc.yaml).
-STAGES = ["download", "preprocess", "train@sequential", "train@parallel", "evaluate@sequential",
-          "evaluate@parallel", "lstm-step"]
+STAGES = ["download", "preprocess", *(f"{stage}@{m}" for stage in ("train", "evaluate") for m in registry.names()),
+          "lstm-step"]
 
 
 def run(cmd, cwd) -> str:
@@ -111,6 +112,6 @@ def scratch_params(project: Path, **changes) -> Path:
 
 
 def set_params(project: Path, **changes) -> None:
-    """Set dotted keys (`"train.parallel.epochs": 2`) in `project`/params.yaml; new keys too."""
+    """Set dotted keys (`"models.parallel.epochs": 2`) in `project`/params.yaml; new keys too."""
     path = project / "params.yaml"
     path.write_text(yaml.safe_dump(profiles.apply(yaml.safe_load(path.read_text()), changes, allow_new=True), sort_keys=False))

@@ -57,7 +57,7 @@ def test_gradient_norms_per_branch_match_gradient_tape(split):
         loss = keras.losses.categorical_crossentropy(probe.targets, model(probe.images), from_logits=True)
         loss = tf.reduce_mean(loss)
     grads = dict(zip([v.path for v in model.trainable_variables], tape.gradient(loss, model.trainable_variables)))
-    for branch, names in models.BRANCHES["parallel"].items():
+    for branch, names in models.MODELS["parallel"].branches.items():
         expected = np.sqrt(sum(float(tf.reduce_sum(g ** 2)) for path, g in grads.items() if path.split("/")[0] in names))
         assert norms[f"grad_norm_{branch}"] == pytest.approx(expected, rel=1e-3), branch
 

@@ -53,7 +53,7 @@ def weights(project: Path, backend: str) -> list[np.ndarray]:
 
 @pytest.fixture
 def project(tmp_path):
-    project = scratch_params(tmp_path / "project", **{"train.sequential.epochs": 2})
+    project = scratch_params(tmp_path / "project", **{"models.sequential.epochs": 2})
     write_prepared(project, 200, seed=5, normalize="raw")  # the tutorial's unscaled pixels
     return project
 

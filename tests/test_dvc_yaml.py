@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from dvc.repo import Repo
 
-from pipeline import params
+from pipeline import params, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK = {"download", "preprocess", "lstm-step",
-             *(f"{stage}@{model}" for stage in ("train", "evaluate") for model in params.MODEL_NAMES)}
+             *(f"{stage}@{model}" for stage in ("train", "evaluate") for model in registry.names())}
 STUDIES = {"collapse"}
 
 
@@ -86,8 +86,8 @@ def test_stage_outputs_are_the_paths_the_code_writes(stages):
     expected = {
         "download": {paths.archive},
         "preprocess": {paths.train_arrays, paths.test_arrays},
-        **{f"train@{m}": {paths.model(m), paths.train_metrics(m), paths.train_history(m)} for m in params.MODEL_NAMES},
-        **{f"evaluate@{m}": {paths.evaluate_metrics(m), paths.confusion(m)} for m in params.MODEL_NAMES},
+        **{f"train@{m}": {paths.model(m), paths.train_metrics(m), paths.train_history(m)} for m in registry.names()},
+        **{f"evaluate@{m}": {paths.evaluate_metrics(m), paths.confusion(m)} for m in registry.names()},
         "lstm-step": {paths.lstm_step_metrics},
         "collapse": {paths.collapse_metrics, paths.collapse_plots_dir},
     }
@@ -100,7 +100,7 @@ def test_the_training_curves_plot_the_files_the_train_stages_write():
     paths = params.load(ROOT / "params.yaml").paths
     with Repo(str(ROOT)) as repo:
         plots = repo.index._plots[str(ROOT / "dvc.yaml")]  # the top-level plots, templating resolved
-    histories = {paths.train_history(m) for m in params.MODEL_NAMES}
+    histories = {paths.train_history(m) for m in registry.names()}
     assert [name for plot in plots for name in plot] == ["training loss", "training accuracy"]
     for plot in plots:
         (definition,) = plot.values()

@@ -18,16 +18,16 @@ def test_the_tutorial_profile_is_the_tutorials_protocol():
     p = experiment.check(ROOT / "params.yaml", experiment.overrides("tutorial", []))
     assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 0, 0)
     assert (p.train.batch_size, p.train.learning_rate, p.train.loss) == (100, 0.001, "crossentropy")
-    assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (100, 10)
+    assert (p.models["sequential"].epochs, p.models["parallel"].epochs) == (100, 10)
     assert p.lstm_step.rounds == profiles.PROFILES["tutorial"]["lstm_step.rounds"]
     # a later override wins over the profile's; values are typed as DVC types them (1e-3 is a float)
-    p = experiment.check(ROOT / "params.yaml", experiment.overrides("tutorial", ["train.parallel.epochs=2",
+    p = experiment.check(ROOT / "params.yaml", experiment.overrides("tutorial", ["models.parallel.epochs=2",
                                                                                 "train.learning_rate=1e-3"]))
-    assert (p.train.epochs("parallel"), p.train.learning_rate) == (2, 0.001)
+    assert (p.models["parallel"].epochs, p.train.learning_rate) == (2, 0.001)
 
 
 @pytest.mark.parametrize("given, message", [
-    (["train.sequential.epochs=-1"], "train.sequential.epochs = -1 is invalid; allowed: >= 1"),
+    (["models.sequential.epochs=-1"], "models.sequential.epochs = -1 is invalid; allowed: >= 1"),
     (["train.seed=abc"], "train.seed must be int, got str 'abc'"),
     (["train.sequentail.epochs=3"], "params.yaml has no key train.sequentail.epochs to override"),
     (["train.seed=[1"], "cannot be applied"),
@@ -68,10 +68,10 @@ def _state(project):
 @pytest.mark.slow
 def test_an_invalid_override_never_starts_dvc(project):
     before = _state(project)
-    code, out, err = run_stage(project, "pipeline.experiment", "train.sequential.epochs=-1")
+    code, out, err = run_stage(project, "pipeline.experiment", "models.sequential.epochs=-1")
     assert code == 1 and "Running stage" not in out + err
     assert err.strip().splitlines() == ["pipeline.experiment: error: params.yaml with the overrides "
-                                        "train.sequential.epochs=-1: train.sequential.epochs = -1 is invalid; "
+                                        "models.sequential.epochs=-1: models.sequential.epochs = -1 is invalid; "
                                         "allowed: >= 1"]
     assert _state(project) == before
 
@@ -105,7 +105,7 @@ def test_the_metrics_and_plots_folders_are_put_back_file_for_file(tmp_path, monk
 
 
 @pytest.mark.parametrize("args, command", [
-    (["SET=train.seed=1 train.parallel.epochs=2"], "-m pipeline.experiment train.seed=1 train.parallel.epochs=2"),
+    (["SET=train.seed=1 models.parallel.epochs=2"], "-m pipeline.experiment train.seed=1 models.parallel.epochs=2"),
     (["PROFILE=tutorial", "SET=train.seed=1"], "-m pipeline.experiment --profile tutorial train.seed=1"),
     ([], "dvc repro"),
 ])

@@ -36,7 +36,7 @@ def error_lines(err: str) -> list[str]:
 @pytest.fixture
 def project(tmp_path):
     """A scratch project: params.yaml with tiny settings, and a good archive already in place."""
-    scratch_params(tmp_path, **{"download.retries": 1, "download.timeout_s": 5, "train.sequential.epochs": 3})
+    scratch_params(tmp_path, **{"download.retries": 1, "download.timeout_s": 5, "models.sequential.epochs": 3})
     (tmp_path / "data").mkdir()
     (tmp_path / ARCHIVE).write_text(GOOD)
     return tmp_path
@@ -199,10 +199,10 @@ def test_bad_prepared_data_never_trains_nor_scores(tmp_path):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"train.sequential.extra": 1}, "unknown key train.sequential.extra; allowed keys in train.sequential: epochs"),
+        ({"models.sequential.extra": 1}, "unknown key models.sequential.extra; allowed keys in models.sequential: epochs, max_accuracy_drop"),
         ({"train.batch_size": "big"}, "train.batch_size must be int"),
-        ({"train.parallel.epochs": 0}, "train.parallel.epochs = 0 is invalid; allowed: >= 1"),
-        ({"train.sequential.epochs": -1}, "train.sequential.epochs = -1 is invalid; allowed: >= 1"),
+        ({"models.parallel.epochs": 0}, "models.parallel.epochs = 0 is invalid; allowed: >= 1"),
+        ({"models.sequential.epochs": -1}, "models.sequential.epochs = -1 is invalid; allowed: >= 1"),
         ({"preprocess.normalize": "zscore"}, "allowed: raw | unit | standardize"),
         ({"download.url": "ftp://example.org/c.tar.gz"}, "allowed: a URL with scheme http | https | file"),
     ],

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from pipeline import cli, gate, params
+from pipeline import cli, gate, params, registry
 from tests import gate_sim
 from tests.project import ROOT, set_params
 
@@ -199,6 +200,93 @@ def test_each_model_is_compared_with_its_own_baseline(tmp_path, in_root, capsys)
     assert _row(out, "parallel").endswith("| -0.0500 (-100 images) | >= -0.0300 (-60 images) | **FAIL** |")
 
 
+def _with_model(directory, model, accuracy, step_ms=80.0):
+    """`directory` (a metrics folder) with the train and evaluate files of one more model, and its LSTM core."""
+    lstm = json.loads((directory / "lstm-step.json").read_text())
+    lstm[model] = {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
+    (directory / "lstm-step.json").write_text(json.dumps(lstm))
+    (directory / f"train-{model}.json").write_text(json.dumps({**TRAIN, "model": model, "step_time_ms_median": step_ms}))
+    (directory / f"evaluate-{model}.json").write_text(json.dumps(
+        {"model": model, "test_accuracy": accuracy, "test_images": 2000, "backend": "tensorflow"}))
+    return directory
+
+
+@pytest.fixture
+def third_model(tmp_path, root, monkeypatch):
+    """A registry and a params.yaml with a third model, `extra` (the sequential model's entry under another
+    name), in a scratch working directory."""
+    monkeypatch.setitem(registry.MODELS, "extra", dataclasses.replace(registry.MODELS["sequential"], name="extra"))
+    mapping = params.load_mapping(root / "params.yaml")
+    mapping["models"]["extra"] = {"epochs": 1, "max_accuracy_drop": 0.01}
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params.yaml").write_text(yaml.safe_dump(mapping))
+    monkeypatch.chdir(work)
+    return "extra"
+
+
+def test_a_model_the_baseline_lacks_is_a_new_advisory_row_and_the_others_stay_gated(tmp_path, third_model, capsys):
+    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
+    current = _with_model(_metrics(tmp_path, "cur", accuracy=PER_MODEL), third_model, 0.2)
+    assert _compare(tmp_path, base, current) == 0
+    out = capsys.readouterr().out
+    assert _row(out, third_model) == ("| extra test_accuracy | not in baseline | 0.2000 (400 of 2000) | - | "
+                                      "not gated: new model | advisory |")
+    assert "**PASS**: 0 of 2 checks failed." in out and "- new since the baseline, so not gated: extra\n" in out
+    assert "train-extra step time" not in out and "lstm-step extra core" not in out  # nothing to compare them with
+    assert "| train-sequential step time |" in out and "| lstm-step sequential core, CPU step |" in out
+    # the others are still gated: a drop of one of them fails as before
+    worse = _with_model(_metrics(tmp_path, "worse", accuracy={"sequential": 0.25, "parallel": 0.36}), third_model, 0.2)
+    assert _compare(tmp_path, base, worse) == 1
+    assert capsys.readouterr().err == "pipeline.gate: FAIL: sequential test_accuracy\n"
+    # once the baseline has it, it is gated with its own allowance (0.01: 20 images of 2,000)
+    with_it = _with_model(_metrics(tmp_path, "with", accuracy=PER_MODEL), third_model, 0.2)
+    assert _compare(tmp_path, with_it, _with_model(_metrics(tmp_path, "d20", accuracy=PER_MODEL), third_model, 0.19)) == 0
+    out = capsys.readouterr().out
+    assert _row(out, third_model).endswith("| -0.0100 (-20 images) | >= -0.0100 (-20 images) | pass |")
+    assert "| train-extra step time |" in out and "| lstm-step extra core, CPU step |" in out
+    assert _compare(tmp_path, with_it, _with_model(_metrics(tmp_path, "d21", accuracy=PER_MODEL), third_model, 0.1895)) == 1
+    assert capsys.readouterr().err == "pipeline.gate: FAIL: extra test_accuracy\n"
+    # a baseline with only one of its two files is broken, not new: one line naming the missing file
+    (with_it / "train-extra.json").unlink()
+    assert _compare(tmp_path, with_it, current) == 2
+    assert capsys.readouterr().err.endswith(f"baseline {with_it}: cannot read train-extra.json: "
+                                            f"[Errno 2] No such file or directory: '{with_it / 'train-extra.json'}'\n")
+
+
+def test_a_model_the_registry_no_longer_has_is_reported_as_removed(tmp_path, in_root, capsys):
+    base = _with_model(_metrics(tmp_path, "base", accuracy=PER_MODEL), "retired", 0.4)
+    assert _compare(tmp_path, base, _metrics(tmp_path, "cur", accuracy=PER_MODEL)) == 0
+    out = capsys.readouterr().out
+    assert _row(out, "retired") == ("| retired test_accuracy | 0.4000 (800 of 2000) | removed | - | "
+                                    "not gated: removed model | advisory |")
+    assert "- in the baseline but no longer in the registry: retired\n" in out
+    assert _compare(tmp_path, base, _metrics(tmp_path, "worse", accuracy={"sequential": 0.31, "parallel": 0.2})) == 1
+    assert capsys.readouterr().err == "pipeline.gate: FAIL: parallel test_accuracy\n"
+
+
+def test_the_models_of_a_baseline_are_read_from_its_file_names(root):
+    paths = params.load(root / "params.yaml").paths
+    files = {"train-sequential.json", "evaluate-parallel.json", "evaluate-old.json", "lstm-step.json",
+             "train-.json", "evaluate-.json", "notes.txt", "train-x.csv"}
+    assert gate.models_in(files, paths) == ["sequential", "parallel", "old"]
+    assert gate.models_in(set(), paths) == []
+
+
+def test_a_baseline_rev_lists_its_metrics_files(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "metrics").mkdir(parents=True)
+    for cmd in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True)
+    (repo / "metrics" / "evaluate-a.json").write_text("{}")
+    (repo / "metrics" / "train-b.json").write_text("{}")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "m"], cwd=repo, check=True)
+    monkeypatch.chdir(repo)
+    assert gate.files_at_rev("HEAD", "metrics") == {"evaluate-a.json", "train-b.json"}
+    assert gate.files_at_rev("HEAD", "nothing") == set() and gate.files_at_rev("no-such-rev", "metrics") == set()
+
+
 # The whole compare report for one case that uses every part of it: one model 61 images down (fails), the
 # other with new settings (advisory), every timing 10% slower, and the timings from another device.
 COMPARE_REPORT = (
@@ -238,17 +326,18 @@ def test_the_compare_report_word_for_word(tmp_path, in_root, capsys):
 
 
 def test_compare_refuses_new_settings_unless_allowed_and_names_a_device_change_of_either_model(tmp_path):
-    files = gate.metric_files(params.load(ROOT / "params.yaml").paths)
+    files = gate.metric_files(params.load(ROOT / "params.yaml").paths, registry.names())
     read = lambda d: gate.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
     base = read(_metrics(tmp_path, "base"))
     newer = read(_metrics(tmp_path, "newer", changes={"parallel": {"train": {"epochs": 3}}}))
+    drops = {m: 0.03 for m in registry.names()}
     with pytest.raises(gate.SettingsChanged, match="train-parallel.json: .*epochs 2 vs 3"):
-        gate.compare(base, newer, params.load(ROOT / "params.yaml").gate, files)
+        gate.compare(base, newer, params.load(ROOT / "params.yaml").gate, files, drops)
     for model, devices in (("sequential", "cpu vs cpu, other cpu"), ("parallel", "cpu vs cpu, other cpu")):
         moved = read(_metrics(tmp_path, f"moved-{model}", changes={model: {"train": {"device_name": "other cpu"}}}))
-        _, notes = gate.compare(base, moved, params.load(ROOT / "params.yaml").gate, files)
+        _, notes = gate.compare(base, moved, params.load(ROOT / "params.yaml").gate, files, drops)
         assert notes[-1] == f"timings come from different devices ({devices})"
-    _, notes = gate.compare(base, base, params.load(ROOT / "params.yaml").gate, files)
+    _, notes = gate.compare(base, base, params.load(ROOT / "params.yaml").gate, files, drops)
     assert not any("devices" in note for note in notes)
 
 
@@ -311,7 +400,7 @@ def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, caps
 @pytest.mark.parametrize("recorded", [{"time_limit_s": None}, {}])
 def test_a_setting_recorded_as_null_is_not_a_setting_left_unrecorded(tmp_path, recorded):
     # null (no limit) in one run and no key in the other differ; two differing settings are listed in order
-    files = gate.metric_files(params.load(ROOT / "params.yaml").paths)
+    files = gate.metric_files(params.load(ROOT / "params.yaml").paths, registry.names())
     read = lambda d: gate.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
     base, cur = read(_metrics(tmp_path, "base")), read(_metrics(tmp_path, "cur"))
     for model in ("sequential", "parallel"):
@@ -1048,3 +1137,13 @@ def test_any_command_whose_reader_has_gone_ends_quietly_with_141():
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == cli.BROKEN_PIPE_EXIT == 141 and err == ""
+
+
+def test_ab_list_prints_the_working_trees_rows_and_measures_nothing(in_root, capsys):
+    from pipeline import speed
+
+    assert gate.main(["ab", "--list"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == speed.names() == [
+        "sequential fit loop", "sequential inference batch", "parallel fit loop", "parallel inference batch"]
+    assert captured.err == ""

@@ -1,6 +1,7 @@
 """The lstm-step stage: its output schema, the cuDNN eligibility report, and the generic kernel's
 numerics against a plain NumPy LSTM written here."""
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -11,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import backends, environment, lstm_step, models, steps
+from pipeline import backends, environment, lstm_step, models, registry, steps
 from tests.project import ROOT, run_stage, scratch_params
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
@@ -168,14 +169,14 @@ def test_every_timing_records_the_kernel_that_ran():
 @pytest.mark.parametrize("name", ["sequential", "parallel"])
 def test_eligibility_describes_the_models_own_lstm_layer(monkeypatch, name):
     assert lstm_step.eligibility(name) == []
-    original = models.BUILDERS[name]
+    original = registry.MODELS[name]
 
     def with_recurrent_dropout():
-        model = original()
+        model = original.build()
         model.get_layer(models.LSTM).cell.recurrent_dropout = 0.1  # what the layer's get_config reports
         return model
 
-    monkeypatch.setitem(models.BUILDERS, name, with_recurrent_dropout)
+    monkeypatch.setitem(registry.MODELS, name, dataclasses.replace(original, build=with_recurrent_dropout))
     assert lstm_step.eligibility(name) == ["recurrent_dropout is 0.1, cuDNN needs 0"]
 
 

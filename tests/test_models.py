@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline import models, params
+from pipeline import models, params, registry
 
 SUMMARIES = {
     "sequential": (
@@ -99,8 +99,16 @@ def test_models_build_with_either_loss_and_the_clipped_one_survives_save_and_loa
 
 
 def test_the_code_maps_cover_exactly_the_names_params_allows():
-    # params.py holds the one list of model and loss names; models.py maps each to code.
-    assert tuple(models.BUILDERS) == params.MODEL_NAMES
+    # params.py holds the one list of loss names and models.py maps each to code; the registry holds the models
     assert tuple(models.LOSSES) == params.LOSSES
-    assert set(models.REPORTED_TEST_ACCURACY) == set(models.REPORTED_EPOCHS) == set(params.MODEL_NAMES)
-    assert set(models.LSTM_CORES) == set(models.BRANCHES) == set(params.MODEL_NAMES)
+    assert registry.names() == ("sequential", "parallel") and tuple(params.load().models) == registry.names()
+    assert {n: (m.reported, m.lstm_core) for n, m in registry.MODELS.items()} == {
+        "sequential": (registry.Reported(0.5927, 100), (256, 50)), "parallel": (registry.Reported(0.10000001, 10), (1024, 3))}
+    for name, entry in registry.MODELS.items():  # every branch names trainable layers the model has, each once
+        layers = [layer.name for layer in entry.build().layers if layer.trainable_weights]
+        assert sorted(n for names in entry.branches.values() for n in names) == sorted(layers), name
+
+
+def test_a_model_is_registered_once():
+    with pytest.raises(ValueError, match="model 'sequential' is registered twice"):
+        registry.register(colour="#000000", branches={}, fit_loop_batches=2)(registry.sequential)

@@ -44,7 +44,7 @@ def test_a_partial_line_such_as_a_progress_bar_is_forwarded_at_once():
 @pytest.mark.parametrize("command, exit_code", [
     ("pipeline.evaluate sequential", 1),  # no prepared arrays: a PipelineError
     ("pipeline.lstm_step --bogus", 2),    # a usage error
-    ("pipeline.train bogus", 2),          # a model name params.MODEL_NAMES does not hold
+    ("pipeline.train bogus", 2),          # a model name the registry does not hold
 ])
 def test_a_stage_that_loads_tensorflow_prints_only_its_own_line(tmp_path, command, exit_code):
     # Each stage loads Keras (and TensorFlow) at import, then refuses with one line.

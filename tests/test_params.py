@@ -18,7 +18,7 @@ def test_committed_params_are_the_official_source_and_the_benchmark_profile(root
     assert p.download.md5 == "c58f30108f718f92721af3b95e74349a"
     assert (p.preprocess.normalize, p.preprocess.train_limit, p.preprocess.test_limit) == ("raw", 10_000, 2_000)
     assert (p.train.batch_size, p.train.learning_rate) == (100, 0.001)
-    assert (p.train.epochs("sequential"), p.train.epochs("parallel")) == (10, 3)
+    assert {m: (e.epochs, e.max_accuracy_drop) for m, e in p.models.items()} == {"sequential": (10, 0.03), "parallel": (3, 0.03)}
 
 
 @pytest.mark.parametrize(
@@ -26,8 +26,8 @@ def test_committed_params_are_the_official_source_and_the_benchmark_profile(root
     [
         (lambda d: d["train"].update(epochs=3), "unknown key train.epochs"),
         (lambda d: d.update(extra={}), "unknown key extra"),
-        (lambda d: d["train"]["parallel"].update(epochs=0), "train.parallel.epochs = 0 is invalid; allowed: >= 1"),
-        (lambda d: d["train"]["sequential"].update(epochs=-2), "train.sequential.epochs = -2 is invalid"),
+        (lambda d: d["models"]["parallel"].update(epochs=0), "models.parallel.epochs = 0 is invalid; allowed: >= 1"),
+        (lambda d: d["models"]["sequential"].update(epochs=-2), "models.sequential.epochs = -2 is invalid"),
         (lambda d: d["train"].update(batch_size="100"), "train.batch_size must be int, got str"),
         (lambda d: d["train"].update(seed=True), "train.seed must be int, got bool"),
         (lambda d: d["preprocess"].update(normalize="minmax"), "allowed: raw | unit | standardize"),
@@ -36,6 +36,14 @@ def test_committed_params_are_the_official_source_and_the_benchmark_profile(root
         (lambda d: d["download"].update(md5="abc"), "download.md5 = 'abc' is invalid"),
         (lambda d: d["download"].pop("md5"), "missing key download.md5"),
         (lambda d: d.update(train=[1, 2]), "train must be a mapping"),
+        (lambda d: d["models"].update(gru={"epochs": 1, "max_accuracy_drop": 0.03}),
+         "unknown model models.gru; the models of pipeline/registry.py: sequential, parallel"),
+        (lambda d: d["models"].pop("parallel"),
+         "missing key models.parallel (every model of pipeline/registry.py needs one)"),
+        (lambda d: d.update(models=["sequential", "parallel"]), "models must be a mapping of model names, got list"),
+        (lambda d: d["models"]["sequential"].pop("max_accuracy_drop"), "missing key models.sequential.max_accuracy_drop"),
+        (lambda d: d["models"]["parallel"].update(max_accuracy_drop=1.5),
+         "models.parallel.max_accuracy_drop = 1.5 is invalid; allowed: 0 .. 1 (absolute test accuracy)"),
     ],
 )
 def test_invalid_params_are_refused_naming_the_key(raw, edit, message):
@@ -59,8 +67,7 @@ def test_unreadable_and_malformed_files(tmp_path):
 @pytest.mark.parametrize("edit, key", [
     (lambda text: text.replace("  seed: 0\n  batch_size", "  seed: 0\n  seed: 1\n  batch_size"), "train.seed"),
     (lambda text: text + "gate:\n  max_slowdown: 0.5\n", "gate"),
-    (lambda text: text.replace("    sequential: 0.03\n", "    sequential: 0.03\n    sequential: 0.5\n"),
-     "gate.max_accuracy_drop.sequential"),
+    (lambda text: text.replace("    epochs: 3\n", "    epochs: 3\n    epochs: 4\n"), "models.parallel.epochs"),
 ])
 def test_a_key_given_twice_is_refused_naming_it(root, tmp_path, edit, key):
     # YAML itself would keep the last value silently
@@ -72,7 +79,7 @@ def test_a_key_given_twice_is_refused_naming_it(root, tmp_path, edit, key):
 
 
 def test_a_profile_overrides_only_keys_that_exist(raw):
-    assert profiles.apply(raw, {"train.parallel.epochs": 7})["train"]["parallel"]["epochs"] == 7
-    assert raw["train"]["parallel"]["epochs"] == 3  # the input is left alone
+    assert profiles.apply(raw, {"models.parallel.epochs": 7})["models"]["parallel"]["epochs"] == 7
+    assert raw["models"]["parallel"]["epochs"] == 3  # the input is left alone
     with pytest.raises(PipelineError, match="params.yaml has no key train.paralel.epochs to override"):
         profiles.apply(raw, {"train.paralel.epochs": 7})

@@ -53,7 +53,7 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
         run(["git", "add", "-A"], project)
         run(["git", "commit", "-qm", "one epoch"], project)
 
-        set_params(project, **{"train.parallel.epochs": 2})
+        set_params(project, **{"models.parallel.epochs": 2})
         assert stages_ran(run(["dvc", "repro"], project)) == ["train@parallel", "evaluate@parallel"]
         assert len(server.requests) == 1  # nothing downloaded again
 

@@ -78,16 +78,16 @@ def test_the_speed_gates_fit_loop_is_the_stages_epoch_loop(split):
 
 
 def test_every_model_has_a_fit_loop_of_its_own_batch_count():
-    from pipeline import models, speed
+    from pipeline import registry, speed
 
-    assert set(speed.FIT_LOOP_BATCHES) == set(models.BUILDERS)
-    assert all(type(n) is int and n >= 2 for n in speed.FIT_LOOP_BATCHES.values())
+    batches = {name: m.fit_loop_batches for name, m in registry.MODELS.items()}
+    assert batches == {"sequential": 6, "parallel": 3}
     found = speed.benchmarks(100, 100, 0.001, "crossentropy")
-    assert list(found) == [f"{model} {what}" for model in models.BUILDERS
-                           for what in ("fit loop", "inference batch")]
-    assert {m: found[f"{m} fit loop"].batches for m in models.BUILDERS} == speed.FIT_LOOP_BATCHES
-    assert {m: len(found[f"{m} fit loop"].loop.targets) for m in models.BUILDERS} == {
-        m: 100 * n for m, n in speed.FIT_LOOP_BATCHES.items()}
+    assert list(found) == speed.names() == [f"{model} {what}" for model in registry.names()
+                                            for what in ("fit loop", "inference batch")]
+    assert {m: found[f"{m} fit loop"].batches for m in registry.names()} == batches
+    assert {m: len(found[f"{m} fit loop"].loop.targets) for m in registry.names()} == {
+        m: 100 * n for m, n in batches.items()}
 
 
 def test_the_fit_loop_benchmark_times_the_epoch_and_reports_it_before_fit_returns(split):

@@ -53,8 +53,8 @@ def main() -> None:
     settings = [("none", 0), ("data_parallel", args.devices)]
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        project = scratch_params(Path(scratch), **{"train.sequential.epochs": args.epochs,
-                                                   "train.parallel.epochs": args.epochs})
+        project = scratch_params(Path(scratch), **{"models.sequential.epochs": args.epochs,
+                                                   "models.parallel.epochs": args.epochs})
         write_prepared(project, args.images, seed=0, normalize="raw")
         for model in args.models:
             for round_ in range(args.rounds):

@@ -12,15 +12,15 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import cifar, models, params, steps
+from pipeline import cifar, models, params, registry, steps
 from tests import archives, pickles
 
 BATCH = params.load().train.batch_size
 
 
-@pytest.mark.parametrize("core", list(models.LSTM_CORES))
+@pytest.mark.parametrize("core", list(registry.lstm_cores()))
 def test_lstm_core_train_step_cpu(benchmark, environment, core):
-    length, features = models.LSTM_CORES[core]
+    length, features = registry.MODELS[core].lstm_core
     step = steps.CoreStep(core, BATCH)
     benchmark.group = "lstm-core"
     benchmark.extra_info.update(steps=length, features=features, batch_size=BATCH, kernel="generic",
@@ -37,7 +37,7 @@ def _model_and_batch(name):
     return model, x, y
 
 
-@pytest.mark.parametrize("name", list(models.BUILDERS))
+@pytest.mark.parametrize("name", registry.names())
 def test_model_train_step(benchmark, environment, name):
     model, x, y = _model_and_batch(name)
     benchmark.group = "train-step"
@@ -45,7 +45,7 @@ def test_model_train_step(benchmark, environment, name):
     benchmark.pedantic(model.train_on_batch, args=(x, y), rounds=10, warmup_rounds=3)
 
 
-@pytest.mark.parametrize("name", list(models.BUILDERS))
+@pytest.mark.parametrize("name", registry.names())
 def test_model_inference_batch(benchmark, environment, name):
     model, x, _ = _model_and_batch(name)
     benchmark.group = "inference-batch"
