@@ -40,7 +40,7 @@ import yaml
 
 from pipeline import cli, params, registry
 from pipeline.atomic import write_text
-from pipeline.gate import SETTINGS
+from pipeline.gate.compare import SETTINGS
 from pipeline.gitcmd import git, revision
 from pipeline.params import PipelineError
 

@@ -23,7 +23,7 @@ Earlier revs had more rows, which `gate ab` against such a rev notes as no longe
   both fit loops (most of each training step), the lstm-step stage still times it for every commit,
   and its rows cost the gate an estimated 11 s of its 90 s (docs/gates.md).
 
-The gate's worker (pipeline/ab_worker.py) imports each rev's copy of this module, so a change to the
+The gate's worker (pipeline/gate/ab_worker.py) imports each rev's copy of this module, so a change to the
 models, the loss, the optimizer or the LSTM code shows in that rev's times. Inputs are seeded random
 images and labels: speed does not depend on their values.
 """

@@ -1,4 +1,4 @@
-"""A stand-in for pipeline/ab_worker.py that answers scripted step times: `gate ab` end to end in seconds.
+"""A stand-in for pipeline/gate/ab_worker.py that answers scripted step times: `gate ab` end to end in seconds.
 
 Run by the gate in place of the real worker (tests monkeypatch `gate.WORKER`), in the worktree of its side
 (`base`, or `head` for any other folder: its worktree or the working tree), with the command line the real
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("ab_worker", Path(__file__).resolve().parent.parent / "pipeline" / "ab_worker.py")
+spec = importlib.util.spec_from_file_location("ab_worker", Path(__file__).resolve().parent.parent / "pipeline" / "gate" / "ab_worker.py")
 worker = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(worker)
 given = {"args": vars(worker.arguments().parse_args()), "cwd": os.getcwd(),

@@ -5,7 +5,7 @@ code on both sides). For each benchmark and worker pair it splits the per-pair l
 into the worker pair's offset (its median: a process slow or fast for its whole life) and the residuals
 around it (step noise, heavy tails and all). A simulated worker pair draws one recorded offset and then,
 for every pair, one recorded residual of the same benchmark, and adds the true slowdown. `run_gate`
-drives the real `gate.sample` loop and `gate.ab_verdict` with such workers, so the sequential stopping
+drives the real `gate_ab.sample` loop and `gate_ab.ab_verdict` with such workers, so the sequential stopping
 rule, the pooled interval and the verdict are the code under test; only the timer is replaced by draws
 of the measured noise.
 """
@@ -17,7 +17,8 @@ import json
 
 import numpy as np
 
-from pipeline import gate, params
+from pipeline import params
+from pipeline.gate import ab as gate_ab, statistics as gate_statistics
 from tests.project import ROOT
 
 RECORDS = ROOT / "reports" / "gate-power" / "runs"
@@ -82,8 +83,8 @@ def sim_workers(noise: Noise, slowdown: dict, processes: int, rng, clock: Clock)
 def run_gate(noise: Noise, names: list[str], slowdown: dict, cfg: params.Gate, rng) -> tuple[bool, int, float]:
     """One simulated gate run: (failed, pairs taken per benchmark, seconds of measuring)."""
     clock = Clock()
-    samples, _ = gate.sample(sim_workers(noise, slowdown, cfg.ab_processes, rng, clock), names, cfg, clock=clock)
-    rows = [gate.ab_verdict(name, samples.groups(name), cfg.max_slowdown, cfg.ab_confidence) for name in names]
+    samples, _ = gate_ab.sample(sim_workers(noise, slowdown, cfg.ab_processes, rng, clock), names, cfg, clock=clock)
+    rows = [gate_ab.ab_verdict(name, samples.groups(name), cfg.max_slowdown, cfg.ab_confidence) for name in names]
     return any(not row.passed for row in rows), samples.pairs(), clock.now
 
 
@@ -94,7 +95,7 @@ def fixed_samples(noise: Noise, name: str, slowdown: float, processes: int, pair
             for p in range(processes)]
 
 
-def coverage(noise: Noise, processes: int, pairs: int, pool=gate.pooled_slowdown, sims: int = 300,
+def coverage(noise: Noise, processes: int, pairs: int, pool=gate_statistics.pooled_slowdown, sims: int = 300,
              slowdown: float = 0.15, confidence: float = 0.95) -> float:
     """How often `pool`'s interval contains what the statistic estimates, over simulated samples of every
     benchmark in turn: the slowdown times a worker pair's mean offset."""
@@ -112,4 +113,4 @@ def coverage(noise: Noise, processes: int, pairs: int, pool=gate.pooled_slowdown
 def unpooled(groups, confidence: float, seed: int = 0):
     """The pooled statistic with the worker pairs ignored: every pair as if from one process."""
     merged = [(np.concatenate([b for b, _ in groups]), np.concatenate([h for _, h in groups]))]
-    return gate.pooled_slowdown(merged, confidence, seed)
+    return gate_statistics.pooled_slowdown(merged, confidence, seed)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from pipeline import gate, history, lockcheck, report, runs
+from pipeline import history, lockcheck, report, runs
+from pipeline.gate import command as gate
 
 
 @pytest.mark.parametrize("module, args, what", [
@@ -20,5 +21,6 @@ from pipeline import gate, history, lockcheck, report, runs
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_a_command_line_a_tool_cannot_take_is_one_line_naming_it(module, args, what, in_process, tmp_path):
     code, out, err = in_process(tmp_path, module, *args)
-    help_ = "" if what.endswith(")") else f" (see python -m {module.__name__} --help)"
-    assert (code, out, err) == (2, "", f"{module.__name__}: error: {what}{help_}\n")
+    name = module.__name__.removesuffix(".command")  # a tool that is a package: its command module runs it
+    help_ = "" if what.endswith(")") else f" (see python -m {name} --help)"
+    assert (code, out, err) == (2, "", f"{name}: error: {what}{help_}\n")

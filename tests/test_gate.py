@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 from pipeline import cli, gate, params, registry
+from pipeline.gate import ab as gate_ab, command as gate_command, compare as gate_compare
+from pipeline.gate import report as gate_report, statistics as gate_statistics, workers as gate_workers
 from tests import gate_sim
 from tests.project import ROOT, set_params
 
@@ -20,16 +23,16 @@ TIGHT = dict(iqr_ms=1.0, n=50)
 
 
 def _scored(accuracy, images=2000):
-    return gate.Scored(round(accuracy * images), images)
+    return gate_compare.Scored(round(accuracy * images), images)
 
 
 def test_accuracy_drop_beyond_tolerance_fails():
-    assert not gate.accuracy_verdict("acc", _scored(0.50), _scored(0.47), max_drop=0.02).passed
+    assert not gate_compare.accuracy_verdict("acc", _scored(0.50), _scored(0.47), max_drop=0.02).passed
 
 
 def test_accuracy_change_within_tolerance_passes():
-    assert gate.accuracy_verdict("acc", _scored(0.50), _scored(0.485), max_drop=0.02).passed
-    assert gate.accuracy_verdict("acc", _scored(0.50), _scored(0.60), max_drop=0.02).passed
+    assert gate_compare.accuracy_verdict("acc", _scored(0.50), _scored(0.485), max_drop=0.02).passed
+    assert gate_compare.accuracy_verdict("acc", _scored(0.50), _scored(0.60), max_drop=0.02).passed
 
 
 @pytest.mark.parametrize("images, max_drop, allowed", [(2000, 0.03, 60), (10000, 0.03, 300), (2000, 0.0305, 61),
@@ -37,20 +40,20 @@ def test_accuracy_change_within_tolerance_passes():
 def test_the_boundary_is_exact_in_images_for_every_baseline(images, max_drop, allowed):
     # Every baseline count of the test set, as the evaluate stage records it (5 decimals) and the gate reads
     # it back: a drop of exactly the tolerance passes, one image more fails (0.3115 -> 0.2815 used to fail).
-    assert gate.allowed_drop_images(max_drop, images) == allowed
+    assert gate_compare.allowed_drop_images(max_drop, images) == allowed
     for correct in range(allowed, images + 1):
         base = {"e.json": {"test_accuracy": round(correct / images, 5), "test_images": images}}
         at = {"e.json": {"test_accuracy": round((correct - allowed) / images, 5), "test_images": images}}
-        verdict = gate.accuracy_verdict("acc", gate.scored(base, "e.json"), gate.scored(at, "e.json"), max_drop)
+        verdict = gate_compare.accuracy_verdict("acc", gate_compare.scored(base, "e.json"), gate_compare.scored(at, "e.json"), max_drop)
         assert verdict.passed, (correct, verdict)
         if correct - allowed >= 1:
             past = {"e.json": {"test_accuracy": round((correct - allowed - 1) / images, 5), "test_images": images}}
-            assert not gate.accuracy_verdict("acc", gate.scored(base, "e.json"), gate.scored(past, "e.json"),
+            assert not gate_compare.accuracy_verdict("acc", gate_compare.scored(base, "e.json"), gate_compare.scored(past, "e.json"),
                                              max_drop).passed, correct
 
 
 def test_the_accuracy_row_shows_counts():
-    row = gate.accuracy_verdict("acc", _scored(0.3115), _scored(0.2815), 0.03)
+    row = gate_compare.accuracy_verdict("acc", _scored(0.3115), _scored(0.2815), 0.03)
     assert (row.baseline, row.current, row.change, row.allowed, row.passed) == (
         "0.3115 (623 of 2000)", "0.2815 (563 of 2000)", "-0.0300 (-60 images)", ">= -0.0300 (-60 images)", True)
 
@@ -68,7 +71,7 @@ def test_the_accuracy_row_shows_counts():
 ])
 def test_an_accuracy_that_is_no_count_is_refused(evaluate, message):
     with pytest.raises(gate.GateUsageError) as info:
-        gate.scored({"e.json": evaluate}, "e.json")
+        gate_compare.scored({"e.json": evaluate}, "e.json")
     assert str(info.value).startswith(f"e.json: {message}")
 
 
@@ -76,20 +79,20 @@ def test_an_accuracy_that_is_no_count_is_refused(evaluate, message):
                                                       (1.0, 2000, 2000), (0.0, 2000, 0), (0.33333, 3, 1), (0.66667, 3, 2)])
 def test_an_accuracy_is_the_count_behind_it(accuracy, images, count):
     # recorded to 5 decimals, an accuracy is within 0.05 of its whole count (1/3 -> 0.33333 -> 0.99999 images)
-    assert gate.scored({"e.json": {"test_accuracy": accuracy, "test_images": images}}, "e.json") == \
-        gate.Scored(count, images)
+    assert gate_compare.scored({"e.json": {"test_accuracy": accuracy, "test_images": images}}, "e.json") == \
+        gate_compare.Scored(count, images)
 
 
 def test_timing_across_runs_is_advisory_however_large_the_change():
     # compare mode: a 2x slower step in another run is reported, never failed
-    row = gate.timing_advisory("t", gate.Timing(100, **TIGHT), gate.Timing(200, **TIGHT), z=3)
+    row = gate_compare.timing_advisory("t", gate_compare.Timing(100, **TIGHT), gate_compare.Timing(200, **TIGHT), z=3)
     assert row.passed and row.advisory and row.change == "+100.0%" and "within-run noise" in row.allowed
 
 
 def test_report_is_a_markdown_table_with_separate_sections():
-    rows = {"Accuracy": [gate.accuracy_verdict("sequential test_accuracy", _scored(0.5), _scored(0.4), 0.02)],
-            "Timing": [gate.timing_advisory("t", gate.Timing(100, **TIGHT), gate.Timing(101, **TIGHT), 3)]}
-    text = gate.markdown("Gate", rows, ["a note"])
+    rows = {"Accuracy": [gate_compare.accuracy_verdict("sequential test_accuracy", _scored(0.5), _scored(0.4), 0.02)],
+            "Timing": [gate_compare.timing_advisory("t", gate_compare.Timing(100, **TIGHT), gate_compare.Timing(101, **TIGHT), 3)]}
+    text = gate_report.markdown("Gate", rows, ["a note"])
     assert "| metric | baseline | current | change | allowed | verdict |" in text
     assert "### Accuracy" in text and "### Timing" in text and "**FAIL**" in text and "- a note" in text
     assert "| advisory |" in text and "1 of 1 checks failed" in text  # the advisory row is no check
@@ -132,10 +135,10 @@ def in_root(root, monkeypatch):
 def test_exit_codes(tmp_path, in_root, capsys):
     base = _metrics(tmp_path, "base")
     args = ["compare", "--baseline-dir", str(base), "--current-dir"]
-    assert gate.main(args + [str(_metrics(tmp_path, "same"))]) == 0
-    assert gate.main(args + [str(_metrics(tmp_path, "worse", accuracy=0.4))]) == 1
+    assert gate_command.main(args + [str(_metrics(tmp_path, "same"))]) == 0
+    assert gate_command.main(args + [str(_metrics(tmp_path, "worse", accuracy=0.4))]) == 1
     # timing across runs is advisory: a 2x slower step in another run passes, and the report says so
-    assert gate.main(args + [str(_metrics(tmp_path, "slower", step_ms=160.0))]) == 0
+    assert gate_command.main(args + [str(_metrics(tmp_path, "slower", step_ms=160.0))]) == 0
     assert "+100.0%" in capsys.readouterr().out
 
 
@@ -144,14 +147,14 @@ OTHER = {"epochs": 3, "epochs_completed": 1, "train_images": 10000, "batch_size"
          "loss": "clipped_crossentropy", "seed": 1, "normalize": "unit", "distribution": "data_parallel",
          "replicas": 2, "processes": 2, "time_limit_s": 60.0, "backend": "jax", "test_images": 10000,
          "units": 64, "warmup_steps": 1, "rounds": 10, "float32": "tf32", "cpu_sgemm_n": 512, "gpu_sgemm_n": 4096}
-DIFFERENT = [(kind, key) for kind, keys in gate.SETTINGS.items() for key in keys if key != "model"]
+DIFFERENT = [(kind, key) for kind, keys in gate_compare.SETTINGS.items() for key in keys if key != "model"]
 
 
 @pytest.mark.parametrize("kind,key", DIFFERENT, ids=[f"{k}.{key}" for k, key in DIFFERENT])
 def test_compare_refuses_runs_of_different_settings(tmp_path, in_root, capsys, kind, key):
     base = _metrics(tmp_path, "base")
     other = _metrics(tmp_path, "other", changes={kind: {key: OTHER[key]}})
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(other)]) == 2
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(other)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different settings" in err and f"{key} " in err
 
@@ -159,14 +162,14 @@ def test_compare_refuses_runs_of_different_settings(tmp_path, in_root, capsys, k
 def test_allow_new_settings_passes_a_profile_change_with_a_notice_but_still_gates_same_settings(tmp_path, in_root, capsys):
     base = _metrics(tmp_path, "base")
     other = _metrics(tmp_path, "other", changes={"train": {"epochs": 10}})
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(other), "--allow-new-settings"]) == 0
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(other), "--allow-new-settings"]) == 0
     out = capsys.readouterr().out
     assert out.count("not gated: new settings") == 2 and "its accuracy is not gated at this commit" in out
     # Only the parallel model's settings changed: the sequential model's accuracy drop still fails.
     mixed = _metrics(tmp_path, "mixed", accuracy=0.1)
     trained = json.loads((mixed / "train-parallel.json").read_text())
     (mixed / "train-parallel.json").write_text(json.dumps({**trained, "epochs": 10}))
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(mixed), "--allow-new-settings"]) == 1
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(mixed), "--allow-new-settings"]) == 1
     out = capsys.readouterr().out
     assert ("| sequential test_accuracy | 0.5000 (1000 of 2000) | 0.1000 (200 of 2000) | -0.4000 (-800 images) | "
             ">= -0.0300 (-60 images) | **FAIL** |") in out
@@ -180,7 +183,7 @@ PER_MODEL = {"sequential": 0.31, "parallel": 0.36}
 
 
 def _compare(tmp_path, base, current, *extra):
-    return gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current), *extra])
+    return gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current), *extra])
 
 
 def _row(out, model):
@@ -269,8 +272,8 @@ def test_the_models_of_a_baseline_are_read_from_its_file_names(root):
     paths = params.load(root / "params.yaml").paths
     files = {"train-sequential.json", "evaluate-parallel.json", "evaluate-old.json", "lstm-step.json",
              "train-.json", "evaluate-.json", "notes.txt", "train-x.csv"}
-    assert gate.models_in(files, paths) == ["sequential", "parallel", "old"]
-    assert gate.models_in(set(), paths) == []
+    assert gate_compare.models_in(files, paths) == ["sequential", "parallel", "old"]
+    assert gate_compare.models_in(set(), paths) == []
 
 
 def test_a_baseline_rev_lists_its_metrics_files(tmp_path, monkeypatch):
@@ -283,8 +286,8 @@ def test_a_baseline_rev_lists_its_metrics_files(tmp_path, monkeypatch):
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "m"], cwd=repo, check=True)
     monkeypatch.chdir(repo)
-    assert gate.files_at_rev("HEAD", "metrics") == {"evaluate-a.json", "train-b.json"}
-    assert gate.files_at_rev("HEAD", "nothing") == set() and gate.files_at_rev("no-such-rev", "metrics") == set()
+    assert gate_compare.files_at_rev("HEAD", "metrics") == {"evaluate-a.json", "train-b.json"}
+    assert gate_compare.files_at_rev("HEAD", "nothing") == set() and gate_compare.files_at_rev("no-such-rev", "metrics") == set()
 
 
 # The whole compare report for one case that uses every part of it: one model 61 images down (fails), the
@@ -326,18 +329,18 @@ def test_the_compare_report_word_for_word(tmp_path, in_root, capsys):
 
 
 def test_compare_refuses_new_settings_unless_allowed_and_names_a_device_change_of_either_model(tmp_path):
-    files = gate.metric_files(params.load(ROOT / "params.yaml").paths, registry.names())
-    read = lambda d: gate.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
+    files = gate_compare.metric_files(params.load(ROOT / "params.yaml").paths, registry.names())
+    read = lambda d: gate_compare.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
     base = read(_metrics(tmp_path, "base"))
     newer = read(_metrics(tmp_path, "newer", changes={"parallel": {"train": {"epochs": 3}}}))
     drops = {m: 0.03 for m in registry.names()}
-    with pytest.raises(gate.SettingsChanged, match="train-parallel.json: .*epochs 2 vs 3"):
-        gate.compare(base, newer, params.load(ROOT / "params.yaml").gate, files, drops)
+    with pytest.raises(gate_compare.SettingsChanged, match="train-parallel.json: .*epochs 2 vs 3"):
+        gate_compare.compare(base, newer, params.load(ROOT / "params.yaml").gate, files, drops)
     for model, devices in (("sequential", "cpu vs cpu, other cpu"), ("parallel", "cpu vs cpu, other cpu")):
         moved = read(_metrics(tmp_path, f"moved-{model}", changes={model: {"train": {"device_name": "other cpu"}}}))
-        _, notes = gate.compare(base, moved, params.load(ROOT / "params.yaml").gate, files, drops)
+        _, notes = gate_compare.compare(base, moved, params.load(ROOT / "params.yaml").gate, files, drops)
         assert notes[-1] == f"timings come from different devices ({devices})"
-    _, notes = gate.compare(base, base, params.load(ROOT / "params.yaml").gate, files, drops)
+    _, notes = gate_compare.compare(base, base, params.load(ROOT / "params.yaml").gate, files, drops)
     assert not any("devices" in note for note in notes)
 
 
@@ -393,53 +396,53 @@ def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, caps
         train = json.loads((base / f"train-{model}.json").read_text())
         del train["loss"]
         (base / f"train-{model}.json").write_text(json.dumps(train))
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(newer)]) == 2
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(newer)]) == 2
     assert "loss (not recorded) vs crossentropy" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recorded", [{"time_limit_s": None}, {}])
 def test_a_setting_recorded_as_null_is_not_a_setting_left_unrecorded(tmp_path, recorded):
     # null (no limit) in one run and no key in the other differ; two differing settings are listed in order
-    files = gate.metric_files(params.load(ROOT / "params.yaml").paths, registry.names())
-    read = lambda d: gate.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
+    files = gate_compare.metric_files(params.load(ROOT / "params.yaml").paths, registry.names())
+    read = lambda d: gate_compare.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
     base, cur = read(_metrics(tmp_path, "base")), read(_metrics(tmp_path, "cur"))
     for model in ("sequential", "parallel"):
         del cur[f"train-{model}.json"]["time_limit_s"]
         cur[f"train-{model}.json"].update(recorded, seed=5)
-    changed = gate.changed_settings(base, cur, files)
+    changed = gate_compare.changed_settings(base, cur, files)
     what = "seed 0 vs 5" if recorded else "seed 0 vs 5; time_limit_s None vs (not recorded)"
     assert changed == {f"train-{m}": f"train-{m}.json: baseline and current come from different settings ({what})"
                        for m in ("sequential", "parallel")}
     # and the other way round: absent in the baseline, null in the current run
-    assert gate.changed_settings(cur, base, files)["train-sequential"].endswith(
+    assert gate_compare.changed_settings(cur, base, files)["train-sequential"].endswith(
         "(seed 5 vs 0)" if recorded else "(seed 5 vs 0; time_limit_s (not recorded) vs None)")
 
 
 def test_the_error_lines_name_the_source_the_file_and_the_nested_key(tmp_path, root):
     with pytest.raises(gate.GateUsageError) as exc:
-        gate.metrics_at_rev("HEAD", "no-such-dir", ["train-sequential.json"])
+        gate_compare.metrics_at_rev("HEAD", "no-such-dir", ["train-sequential.json"])
     assert str(exc.value).startswith("baseline HEAD: cannot read train-sequential.json: ")
     assert str(exc.value).count("\n") == 0 and not str(exc.value).endswith(": ?")
     with pytest.raises(gate.GateUsageError, match=r"^label: cannot read x.json: Expecting value: line 1 column 1 \(char 0\)$"):
         (tmp_path / "x.json").write_text("not json")
-        gate.metrics_in_dir(tmp_path, ["x.json"], "label")
+        gate_compare.metrics_in_dir(tmp_path, ["x.json"], "label")
     metrics = {"lstm-step.json": {"sequential": {"cpu_generic": {"rounds": "20"}}}}
     with pytest.raises(gate.GateUsageError, match=r"^lstm-step.json: missing metric sequential.cpu_generic.median$"):
-        gate._get(metrics, "lstm-step.json", "sequential", "cpu_generic", "median")
+        gate_compare._get(metrics, "lstm-step.json", "sequential", "cpu_generic", "median")
     with pytest.raises(gate.GateUsageError, match=r"^lstm-step.json: metric sequential.cpu_generic.rounds is '20', not a number$"):
-        gate._get(metrics, "lstm-step.json", "sequential", "cpu_generic", "rounds")
+        gate_compare._get(metrics, "lstm-step.json", "sequential", "cpu_generic", "rounds")
 
 
 def test_a_test_set_of_one_image_counts_and_the_count_tolerance_is_inclusive():
-    assert gate.scored({"e": {"test_images": 1, "test_accuracy": 1.0}}, "e") == gate.Scored(1, 1)
+    assert gate_compare.scored({"e": {"test_images": 1, "test_accuracy": 1.0}}, "e") == gate_compare.Scored(1, 1)
     # 0.05 of an image away from a whole count is the most the recorded decimals may be off
-    assert gate.scored({"e": {"test_images": 1, "test_accuracy": 0.05}}, "e") == gate.Scored(0, 1)
+    assert gate_compare.scored({"e": {"test_images": 1, "test_accuracy": 0.05}}, "e") == gate_compare.Scored(0, 1)
     with pytest.raises(gate.GateUsageError, match="not a whole number of the 1 test images"):
-        gate.scored({"e": {"test_images": 1, "test_accuracy": 0.0500001}}, "e")
+        gate_compare.scored({"e": {"test_images": 1, "test_accuracy": 0.0500001}}, "e")
 
 
 def test_an_accuracy_row_on_different_test_sets_shows_no_image_counts():
-    row = gate.accuracy_verdict("m", gate.Scored(600, 2000), gate.Scored(2900, 10000), 0.03)
+    row = gate_compare.accuracy_verdict("m", gate_compare.Scored(600, 2000), gate_compare.Scored(2900, 10000), 0.03)
     assert (row.change, row.allowed, row.passed) == ("-0.0100", ">= -0.0300", True)
 
 
@@ -455,17 +458,17 @@ def test_compare_reads_the_baseline_committed_on_main_by_default(tmp_path, monke
     subprocess.run(["git", "checkout", "-q", "-b", "work"], cwd=repo, check=True)
     monkeypatch.chdir(repo)
     current = _metrics(tmp_path, "cur", accuracy={"sequential": 0.2, "parallel": 0.36})
-    assert gate.main(["compare", "--current-dir", str(current)]) == 1
+    assert gate_command.main(["compare", "--current-dir", str(current)]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"## Gate: {current} against main\n") and "| 0.3100 (620 of 2000) | 0.2000 (400 of 2000) |" in out
 
 
 def test_missing_baseline_exits_2(tmp_path, in_root, capsys):
     current = _metrics(tmp_path, "cur")
-    assert gate.main(["compare", "--baseline-dir", str(tmp_path / "none"), "--current-dir", str(current)]) == 2
+    assert gate_command.main(["compare", "--baseline-dir", str(tmp_path / "none"), "--current-dir", str(current)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read train-sequential.json" in err
-    assert gate.main(["compare", "--baseline", "no-such-rev", "--current-dir", str(current)]) == 2
+    assert gate_command.main(["compare", "--baseline", "no-such-rev", "--current-dir", str(current)]) == 2
 
 
 def test_missing_metric_exits_2(tmp_path, in_root, capsys):
@@ -473,7 +476,7 @@ def test_missing_metric_exits_2(tmp_path, in_root, capsys):
     evaluate = json.loads((current / "evaluate-sequential.json").read_text())
     del evaluate["test_accuracy"]
     (current / "evaluate-sequential.json").write_text(json.dumps(evaluate))
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
     assert "evaluate-sequential.json: missing metric test_accuracy" in capsys.readouterr().err
 
 
@@ -481,16 +484,16 @@ def test_a_report_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, in_roo
     base = _metrics(tmp_path, "base")
     (tmp_path / "a-file").write_text("")
     args = ["compare", "--baseline-dir", str(base), "--current-dir", str(base)]
-    assert gate.main(args + ["--report", str(tmp_path / "a-file" / "gate.md")]) == 2
+    assert gate_command.main(args + ["--report", str(tmp_path / "a-file" / "gate.md")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a-file/gate.md: cannot create its folder" in err
-    assert gate.main(args + ["--report", str(tmp_path / "gate.md")]) == 0
+    assert gate_command.main(args + ["--report", str(tmp_path / "gate.md")]) == 0
     assert (tmp_path / "gate.md").read_text().startswith("## Gate:")
 
 
 def test_a_command_line_the_gate_cannot_take_exits_2(in_root, capsys):
-    assert gate.main(["compare", "--no-such-option"]) == 2
-    assert gate.main([]) == 2
+    assert gate_command.main(["compare", "--no-such-option"]) == 2
+    assert gate_command.main([]) == 2
     assert "pipeline.gate: error: unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
@@ -538,7 +541,7 @@ def test_a_real_ab_run_times_every_row_in_common_side_by_side(tmp_path):
 ])
 def test_every_ab_override_is_checked_like_params_yaml(in_root, capsys, flag, value, message):
     # refused before any worker starts: one line, exit 2
-    assert gate.main(["ab", "--base", "HEAD", flag, value]) == 2
+    assert gate_command.main(["ab", "--base", "HEAD", flag, value]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     if not message.startswith("argument"):  # a value argparse took, refused by params' checks
@@ -565,7 +568,7 @@ def defaults():
     return params.load(ROOT / "params.yaml").gate
 
 
-def _coverage(noise, processes, pairs, pool=gate.pooled_slowdown, sims=300):
+def _coverage(noise, processes, pairs, pool=gate_statistics.pooled_slowdown, sims=300):
     return gate_sim.coverage(noise, processes, pairs, pool, sims)
 
 
@@ -583,7 +586,7 @@ def test_an_interval_that_ignores_the_worker_pairs_is_caught_by_the_coverage_tes
 
 def test_a_min_to_max_interval_is_caught_by_the_coverage_test(noise, defaults):
     def min_max(groups, confidence, seed=0):
-        p = gate.pooled_slowdown(groups, confidence, seed)
+        p = gate_statistics.pooled_slowdown(groups, confidence, seed)
         ratios = np.concatenate([np.asarray(h) / np.asarray(b) for b, h in groups])
         return dataclasses.replace(p, low=float(ratios.min() - 1), high=float(ratios.max() - 1))
     assert _coverage(noise, defaults.ab_processes, 8, pool=min_max) > 0.94
@@ -591,7 +594,7 @@ def test_a_min_to_max_interval_is_caught_by_the_coverage_test(noise, defaults):
 
 def test_an_interval_twice_as_wide_is_caught_by_the_coverage_test(noise, defaults):
     def doubled(groups, confidence, seed=0):
-        p = gate.pooled_slowdown(groups, confidence, seed)
+        p = gate_statistics.pooled_slowdown(groups, confidence, seed)
         return dataclasses.replace(p, low=p.slowdown - 2 * (p.slowdown - p.low), high=p.slowdown + 2 * (p.high - p.slowdown))
     assert _coverage(noise, defaults.ab_processes, 8, pool=doubled) > 0.94
 
@@ -623,28 +626,28 @@ def test_a_precise_small_slowdown_within_the_allowance_passes_and_one_beyond_it_
     base = [100 * np.exp(0.01 * rng.standard_normal(20)) for _ in range(3)]
     for slowdown, passes in ((0.06, True), (0.14, False)):
         groups = [(b, b * (1 + slowdown) * np.exp(0.01 * rng.standard_normal(20))) for b in base]
-        assert gate.ab_verdict("t", groups, max_slowdown=0.10, confidence=0.95).passed is passes
+        assert gate_ab.ab_verdict("t", groups, max_slowdown=0.10, confidence=0.95).passed is passes
 
 
 def test_a_large_slowdown_on_wildly_noisy_pairs_is_no_evidence():
     # estimate +20% beyond the allowance, but the interval reaches below 0: the interval is what passes it
     groups = [([100, 100, 100], [60, 120, 300]), ([100, 100, 100], [70, 125, 250])]
-    pooled = gate.pooled_slowdown(groups, 0.95)
+    pooled = gate_statistics.pooled_slowdown(groups, 0.95)
     assert pooled.slowdown > 0.10 and pooled.low < 0
-    assert gate.ab_verdict("t", groups, max_slowdown=0.10, confidence=0.95).passed
+    assert gate_ab.ab_verdict("t", groups, max_slowdown=0.10, confidence=0.95).passed
 
 
 def test_one_slow_worker_pair_does_not_fail_identical_code_and_one_fast_one_does_not_hide_a_regression():
     rng = np.random.default_rng(6)
     noisy = lambda: 100 * np.exp(0.03 * rng.standard_normal(12))  # noqa: E731
     # A/A with one worker pair +12% slower for its whole life: pooled about +4%, passes
-    assert gate.ab_verdict("t", [(noisy(), noisy() * 1.12), (noisy(), noisy()), (noisy(), noisy())], 0.10, 0.95).passed
+    assert gate_ab.ab_verdict("t", [(noisy(), noisy() * 1.12), (noisy(), noisy()), (noisy(), noisy())], 0.10, 0.95).passed
     # +20% everywhere but one worker pair 10% fast, so that pair alone shows about +8%: pooled, the gate
     # fails it; a rule that needs every worker pair past the allowance (this gate's earlier one) did not
     slow = [(noisy(), noisy() * 1.2 * offset) for offset in (0.90, 1.0, 1.0)]
-    pooled = gate.pooled_slowdown(slow, 0.95)
+    pooled = gate_statistics.pooled_slowdown(slow, 0.95)
     assert min(pooled.per_process) < 0.10 < pooled.slowdown
-    assert not gate.ab_verdict("t", slow, 0.10, 0.95).passed
+    assert not gate_ab.ab_verdict("t", slow, 0.10, 0.95).passed
 
 
 def test_worker_pairs_of_unequal_length_get_the_same_interval_as_equal_ones():
@@ -652,8 +655,8 @@ def test_worker_pairs_of_unequal_length_get_the_same_interval_as_equal_ones():
     rng = np.random.default_rng(7)
     groups = [(100 * np.exp(0.05 * rng.standard_normal(16)), 110 * np.exp(0.05 * rng.standard_normal(16)))
               for _ in range(3)]
-    equal = gate.pooled_slowdown(groups, 0.95)
-    unequal = gate.pooled_slowdown([(b[:15], h[:15]) if i == 0 else (b, h) for i, (b, h) in enumerate(groups)], 0.95)
+    equal = gate_statistics.pooled_slowdown(groups, 0.95)
+    unequal = gate_statistics.pooled_slowdown([(b[:15], h[:15]) if i == 0 else (b, h) for i, (b, h) in enumerate(groups)], 0.95)
     assert abs(unequal.slowdown - equal.slowdown) < 0.01
     assert abs(unequal.low - equal.low) < 0.015 and abs(unequal.high - equal.high) < 0.015
 
@@ -665,11 +668,11 @@ BEFORE_ANY_BENCHMARK = "65e3e80"
 @pytest.mark.slow
 def test_a_base_with_nothing_to_benchmark_is_one_line_or_a_notice(in_root, capsys):
     args = ["ab", "--base", BEFORE_ANY_BENCHMARK, "--processes", "2", "--min-pairs", "6"]
-    assert gate.main(args) == 2
+    assert gate_command.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if not line.startswith("gate ab: ")]) == 1  # progress lines, then one error
     assert f"base ({BEFORE_ANY_BENCHMARK}): benchmark worker exited: this rev has neither pipeline.speed" in err[-1]
-    assert gate.main(args + ["--allow-missing-baseline"]) == 0
+    assert gate_command.main(args + ["--allow-missing-baseline"]) == 0
     assert "no A/B baseline" in capsys.readouterr().out
 
 
@@ -677,7 +680,7 @@ def test_a_rev_that_does_not_exist_is_one_line_and_leaves_no_worktree(in_root, c
     def worktrees():
         return subprocess.run(["git", "worktree", "list"], capture_output=True, text=True, check=True).stdout
     before = worktrees()
-    assert gate.main(["ab", "--base", "HEAD", "--head", "no-such-rev"]) == 2
+    assert gate_command.main(["ab", "--base", "HEAD", "--head", "no-such-rev"]) == 2
     assert capsys.readouterr().err.strip().endswith("git rev 'no-such-rev': cannot check out: fatal: invalid reference: no-such-rev")
     assert worktrees() == before  # the base worktree made first is removed again
 
@@ -721,10 +724,10 @@ def test_the_worker_answers_a_self_timed_benchmark_with_its_own_time_before_it_r
     (tmp_path / "pipeline" / "speed.py").write_text(SELF_TIMED_SPEED)
     (tmp_path / "go").write_text("")  # the warm-up calls return at once
     worker = subprocess.Popen(
-        [sys.executable, str(gate.WORKER), "--batch", "1", "--inference-batch", "1", "--learning-rate", "0.1",
+        [sys.executable, str(gate_workers.WORKER), "--batch", "1", "--inference-batch", "1", "--learning-rate", "0.1",
          "--loss", "crossentropy", "--warmup", "1"], cwd=tmp_path, text=True, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**gate.os.environ, "PYTHONPATH": str(tmp_path), "KERAS_BACKEND": "numpy"})
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "KERAS_BACKEND": "numpy"})
 
     def ask(name: str) -> dict:
         worker.stdin.write(name + "\n")
@@ -767,8 +770,8 @@ class Scripted:
 def _scripted(cfg, ratio, ms=100.0):
     clock, log = gate_sim.Clock(), []
     workers = {side: [Scripted(side, p, ms, ratio, clock, log) for p in range(cfg.ab_processes)]
-               for side in gate.SIDES}
-    samples, stopped = gate.sample(workers, ["a", "b"], cfg, clock=clock)
+               for side in gate_ab.SIDES}
+    samples, stopped = gate_ab.sample(workers, ["a", "b"], cfg, clock=clock)
     return samples, stopped, log, clock.now
 
 
@@ -814,8 +817,8 @@ def test_the_budget_is_spent_to_the_last_round_that_fits_on_a_clock_that_does_no
     cfg = dataclasses.replace(defaults, ab_processes=3, ab_min_pairs=9, ab_max_pairs=1000, ab_budget_s=10.5)
     clock = gate_sim.Clock()
     clock.now = 1000.0
-    workers = {side: [Exact(side, clock) for _ in range(3)] for side in gate.SIDES}
-    samples, stopped = gate.sample(workers, ["a", "b"], cfg, clock=clock)
+    workers = {side: [Exact(side, clock) for _ in range(3)] for side in gate_ab.SIDES}
+    samples, stopped = gate_ab.sample(workers, ["a", "b"], cfg, clock=clock)
     assert stopped == "undecided at the 10.5 s budget (21 pairs)" and clock.now == 1010.5
 
 
@@ -824,32 +827,32 @@ UNEQUAL = [([100.0, 101.0, 99.0, 100.0], [110.0, 112.0, 108.0, 111.0]), ([100.0,
 
 def test_the_pooled_interval_is_seeded_so_a_verdict_can_be_recomputed_exactly():
     # recorded once from this seeded bootstrap: a change of seed, resampling or pooling moves these digits
-    pooled = gate.pooled_slowdown(UNEQUAL, 0.95)
-    assert pooled == gate.pooled_slowdown(UNEQUAL, 0.95, seed=0)
+    pooled = gate_statistics.pooled_slowdown(UNEQUAL, 0.95)
+    assert pooled == gate_statistics.pooled_slowdown(UNEQUAL, 0.95, seed=0)
     assert (round(pooled.slowdown, 6), round(pooled.low, 6), round(pooled.high, 6)) == (0.071739, 0.014793, 0.15384)
     assert [round(v, 6) for v in pooled.per_process] == [0.104446, 0.04] and pooled.pairs == 7
-    assert gate.ab_verdict("t", UNEQUAL, 0.10, 0.95) == gate.Row(
+    assert gate_ab.ab_verdict("t", UNEQUAL, 0.10, 0.95) == gate_report.Row(
         "t", "100.00 ms", "110.00 ms", "+7.2% [+1.5% .. +15.4%] (7 pairs; per worker pair +10.4%, +4.0%)", "<= +10.0%", True)
     # one pair per worker pair is enough; none is not
-    assert gate.pooled_slowdown([([100.0], [120.0]), ([100.0], [110.0])], 0.9).pairs == 2
+    assert gate_statistics.pooled_slowdown([([100.0], [120.0]), ([100.0], [110.0])], 0.9).pairs == 2
     with pytest.raises(ValueError, match=r"^every worker pair needs at least one \(base, head\) pair$"):
-        gate.pooled_slowdown([([100.0], [120.0]), ([], [])], 0.9)
+        gate_statistics.pooled_slowdown([([100.0], [120.0]), ([], [])], 0.9)
 
 
 def test_a_report_without_notes_ends_in_one_newline():
-    rows = {"Accuracy": [gate.accuracy_verdict("m", gate.Scored(5, 10), gate.Scored(5, 10), 0.03)]}
-    assert gate.markdown("T", rows, []).endswith("| pass |\n")
+    rows = {"Accuracy": [gate_compare.accuracy_verdict("m", gate_compare.Scored(5, 10), gate_compare.Scored(5, 10), 0.03)]}
+    assert gate_report.markdown("T", rows, []).endswith("| pass |\n")
 
 
 def test_the_verdict_and_the_stopping_rule_at_their_lines():
     def pooled(slowdown, low, high):
-        return gate.Pooled(slowdown, low, high, (slowdown,), 12)
+        return gate_statistics.Pooled(slowdown, low, high, (slowdown,), 12)
     # a slowdown of exactly the allowance is no regression, nor is an interval that starts at exactly 0
-    assert not gate.regressed(pooled(0.10, 0.05, 0.2), 0.10) and gate.regressed(pooled(0.1001, 0.05, 0.2), 0.10)
-    assert not gate.regressed(pooled(0.2, 0.0, 0.3), 0.10) and gate.regressed(pooled(0.2, 0.0001, 0.3), 0.10)
+    assert not gate_statistics.regressed(pooled(0.10, 0.05, 0.2), 0.10) and gate_statistics.regressed(pooled(0.1001, 0.05, 0.2), 0.10)
+    assert not gate_statistics.regressed(pooled(0.2, 0.0, 0.3), 0.10) and gate_statistics.regressed(pooled(0.2, 0.0001, 0.3), 0.10)
     # an interval that touches the allowance is not decided
-    assert not gate.decided(pooled(0.05, 0.0, 0.10), 0.10) and gate.decided(pooled(0.05, 0.0, 0.0999), 0.10)
-    assert not gate.decided(pooled(0.2, 0.10, 0.3), 0.10) and gate.decided(pooled(0.2, 0.1001, 0.3), 0.10)
+    assert not gate_statistics.decided(pooled(0.05, 0.0, 0.10), 0.10) and gate_statistics.decided(pooled(0.05, 0.0, 0.0999), 0.10)
+    assert not gate_statistics.decided(pooled(0.2, 0.10, 0.3), 0.10) and gate_statistics.decided(pooled(0.2, 0.1001, 0.3), 0.10)
 
 
 def test_sampling_stops_at_the_most_pairs_when_undecided(defaults):
@@ -864,7 +867,7 @@ def test_a_metric_that_is_not_a_number_is_one_line(tmp_path, in_root, capsys, va
     evaluate = json.loads((current / "evaluate-sequential.json").read_text())
     evaluate["test_accuracy"] = value
     (current / "evaluate-sequential.json").write_text(json.dumps(evaluate))
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "evaluate-sequential.json: metric test_accuracy is" in err and "not a number" in err
 
@@ -872,12 +875,12 @@ def test_a_metric_that_is_not_a_number_is_one_line(tmp_path, in_root, capsys, va
 def test_a_metrics_file_that_is_not_an_object_is_one_line(tmp_path, in_root, capsys):
     base, current = _metrics(tmp_path, "base"), _metrics(tmp_path, "cur")
     (current / "train-parallel.json").write_text("[1, 2]")
-    assert gate.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(current)]) == 2
     assert "train-parallel.json is not a metrics object (a JSON list)" in capsys.readouterr().err
 
 
 # Stand-in workers for the gate's error paths: (name, script). Each reads the gate's protocol like
-# pipeline/ab_worker.py and misbehaves in one way.
+# pipeline/gate/ab_worker.py and misbehaves in one way.
 WORKERS = {
     "chatter": 'import sys; print("Loading weights...", flush=True); sys.stdin.readline()',
     "long": 'import sys; print("x" * 100, flush=True); sys.stdin.readline()',
@@ -900,10 +903,10 @@ WORKERS = {
 def test_a_worker_that_misbehaves_is_one_line_and_exit_2(tmp_path, in_root, monkeypatch, capsys, kind, message):
     script = tmp_path / "worker.py"
     script.write_text(WORKERS[kind] + "\n")
-    monkeypatch.setattr(gate, "WORKER", script)
-    monkeypatch.setattr(gate, "START_TIMEOUT_S", 2)
+    monkeypatch.setattr(gate_workers, "WORKER", script)
+    monkeypatch.setattr(gate_workers, "START_TIMEOUT_S", 2)
     # both sides in worktrees named base and head (the backend worker tells them apart by its cwd)
-    assert gate.main(["ab", "--base", "HEAD", "--head", "HEAD", "--processes", "2", "--min-pairs", "6"]) == 2
+    assert gate_command.main(["ab", "--base", "HEAD", "--head", "HEAD", "--processes", "2", "--min-pairs", "6"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("gate ab: ")]
     assert len(err) == 1 and message in err[0], err
 
@@ -916,10 +919,10 @@ def test_a_worker_that_misbehaves_and_then_says_nothing_to_benchmark_is_still_an
     first, wait = ('print("nonsense", flush=True); ', 0.5) if kind == "answers nonsense" else ("", 1.5)
     script = tmp_path / "worker.py"
     script.write_text(f"import sys, time\n{first}time.sleep({wait}); sys.exit(3)\n")
-    monkeypatch.setattr(gate, "WORKER", script)
-    monkeypatch.setattr(gate, "START_TIMEOUT_S", 1)
+    monkeypatch.setattr(gate_workers, "WORKER", script)
+    monkeypatch.setattr(gate_workers, "START_TIMEOUT_S", 1)
     args = ["ab", "--base", "HEAD", "--head", "HEAD", "--processes", "2", "--min-pairs", "6", "--allow-missing-baseline"]
-    assert gate.main(args) == 2
+    assert gate_command.main(args) == 2
 
 
 # ---------------------------------------------------------------- A/B mode end to end, with stand-in workers
@@ -931,14 +934,14 @@ STANDIN = ROOT / "tests" / "ab_standin.py"
 
 @pytest.fixture
 def scratch_repo(tmp_path, monkeypatch):
-    """A git repository holding this checkout's params.yaml, as the current directory; `gate.WORKER` is
+    """A git repository holding this checkout's params.yaml, as the current directory; `gate_workers.WORKER` is
     the stand-in. Returns a function that sets gate keys in params.yaml and commits them."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for cmd in (["init", "-q"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
         subprocess.run(["git", *cmd], cwd=repo, check=True)
     monkeypatch.chdir(repo)
-    monkeypatch.setattr(gate, "WORKER", STANDIN)
+    monkeypatch.setattr(gate_workers, "WORKER", STANDIN)
 
     def commit(**gate_keys):
         set_params(repo, **{f"gate.{key}": value for key, value in gate_keys.items()})
@@ -963,7 +966,7 @@ def _standin_ab(tmp_path, monkeypatch, capsys, base_ms, head_ms, names=("t1", "t
     monkeypatch.setenv("AB_STANDIN", json.dumps({
         "benchmarks": names if isinstance(names, dict) else list(names), "claims": str(claims), "fail": fail or {}, **misbehave,
         "ms": {"base": {n: base_ms for n in every}, "head": {n: head_ms for n in every}}}))
-    code = gate.main(["ab", "--base", "HEAD", *(["--head", head] if head else []), "--processes", str(processes), *extra])
+    code = gate_command.main(["ab", "--base", "HEAD", *(["--head", head] if head else []), "--processes", str(processes), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -1064,7 +1067,7 @@ def test_a_worker_that_stops_reading_or_hangs_on_a_step_is_one_line(tmp_path, sc
     code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, closes=["head"])
     assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: head (HEAD): benchmark worker exited: stdin closed"
     # a step gets STEP_TIMEOUT_S, not the start's START_TIMEOUT_S
-    monkeypatch.setattr(gate, "STEP_TIMEOUT_S", 1)
+    monkeypatch.setattr(gate_workers, "STEP_TIMEOUT_S", 1)
     code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, hangs=["base"])
     assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: base (HEAD): benchmark worker gave no answer in 1 s: no output"
 
@@ -1101,7 +1104,7 @@ def test_a_revision_that_git_would_read_as_an_option_is_refused(scratch_repo, ca
     # in a git repository (scratch_repo), where git could have written the file
     repo = Path.cwd()
     before = sorted(p.name for p in repo.iterdir())
-    assert gate.main(args) == 2
+    assert gate_command.main(args) == 2
     err = capsys.readouterr().err
     option, value = args[1].split("=", 1)
     assert err == (f"pipeline.gate: error: {option} {value!r}: not a revision (a revision never starts with '-' and is "
@@ -1111,7 +1114,7 @@ def test_a_revision_that_git_would_read_as_an_option_is_refused(scratch_repo, ca
 
 def test_the_ab_help_says_both_revisions_code_is_run(in_root, capsys):
     with pytest.raises(SystemExit):
-        gate.main(["ab", "--help"])
+        gate_command.main(["ab", "--help"])
     assert "runs the code of BOTH revisions" in " ".join(capsys.readouterr().out.split())
 
 
@@ -1142,7 +1145,7 @@ def test_any_command_whose_reader_has_gone_ends_quietly_with_141():
 def test_ab_list_prints_the_working_trees_rows_and_measures_nothing(in_root, capsys):
     from pipeline import speed
 
-    assert gate.main(["ab", "--list"]) == 0
+    assert gate_command.main(["ab", "--list"]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == speed.names() == [
         "sequential fit loop", "sequential inference batch", "parallel fit loop", "parallel inference batch"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from pipeline import gate  # noqa: E402
+from pipeline.gate import statistics as gate_statistics  # noqa: E402
 
 FIT_LOOPS = ("sequential fit loop", "parallel fit loop")
 
@@ -35,7 +35,7 @@ def run_noise(record: dict) -> dict:
             residuals.extend(logs - logs.mean())
         model = name.split()[0]
         row[f"{model}_base_ms"] = round(float(np.median(np.concatenate([np.asarray(b) for b, _ in groups]))), 1)
-        row[f"{model}_estimate"] = round(gate.pooled_slowdown(groups, record["gate"]["ab_confidence"]).slowdown, 4)
+        row[f"{model}_estimate"] = round(gate_statistics.pooled_slowdown(groups, record["gate"]["ab_confidence"]).slowdown, 4)
     pairs_per_group = len(record["times"][FIT_LOOPS[0]]["base"][0])
     # ddof: one mean per worker pair and fit loop was taken out of the residuals
     groups_count = len(FIT_LOOPS) * len(record["times"][FIT_LOOPS[0]]["base"])

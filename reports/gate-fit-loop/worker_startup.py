@@ -2,7 +2,7 @@
 
     .venv/bin/python reports/gate-fit-loop/worker_startup.py     (from the repository root, on an idle machine)
 
-Runs in one process what pipeline/ab_worker.py runs at its start (pipeline.speed.benchmarks with the
+Runs in one process what pipeline/gate/ab_worker.py runs at its start (pipeline.speed.benchmarks with the
 defaults in params.yaml), timing each of the first four calls of every benchmark (the first one compiles),
 then the same for `train_on_batch` on each model's fit-loop model: the `<model> train step` row the gate
 had until 68ee5a4, which compiled each model's train function a second way. Writes

@@ -18,7 +18,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import gate  # noqa: E402
+from pipeline.gate import statistics as gate_statistics  # noqa: E402
 from tests import gate_sim  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -34,7 +34,7 @@ def main() -> None:
     for processes in (2, 3, 4):
         for pairs in (8, 14):
             rows.append({"worker_pairs": processes, "pairs_each": pairs,
-                         "coverage_hierarchical": gate_sim.coverage(noise, processes, pairs, gate.pooled_slowdown, 600),
+                         "coverage_hierarchical": gate_sim.coverage(noise, processes, pairs, gate_statistics.pooled_slowdown, 600),
                          "coverage_unpooled": gate_sim.coverage(noise, processes, pairs, gate_sim.unpooled, 600)})
             print(rows[-1], file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)

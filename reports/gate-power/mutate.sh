@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation check: .venv/bin/python must exist; run from anywhere: bash reports/gate-power/mutate.sh
-# Each mutation weakens pipeline/gate.py in a scratch copy; the gate tests must fail on every one.
+# Each mutation weakens pipeline/gate/statistics.py (pipeline/gate.py until the gate became a package) in a scratch copy; the gate tests must fail on every one.
 set -u
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 run() {
@@ -10,7 +10,7 @@ run() {
   python3 - "$old" "$new" <<'PY'
 import sys
 from pathlib import Path
-p = Path("pipeline/gate.py"); s = p.read_text(); old, new = sys.argv[1], sys.argv[2]
+p = Path("pipeline/gate/statistics.py"); s = p.read_text(); old, new = sys.argv[1], sys.argv[2]
 assert s.count(old) == 1, old
 p.write_text(s.replace(old, new))
 PY

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from pipeline import gate  # noqa: E402
+from pipeline.gate import statistics as gate_statistics  # noqa: E402
 
 HERE = Path(__file__).parent
 ORDER = {"aa": "A/A (identical code)", "slow10": "+10% on the train steps", "slow15": "+15% on the train steps",
@@ -56,7 +56,7 @@ def summarize(runs: pd.DataFrame, folder: Path = HERE) -> pd.DataFrame:
     configs = {json.dumps(r["gate"], sort_keys=True) for r in records}
     if len(configs) != 1:
         sys.exit(f"{folder / 'runs.csv'}: the runs were made with {len(configs)} different gate settings")
-    measured = {name: [gate.pooled_slowdown(list(zip(r["times"][name]["base"], r["times"][name]["head"])),
+    measured = {name: [gate_statistics.pooled_slowdown(list(zip(r["times"][name]["base"], r["times"][name]["head"])),
                                             r["gate"]["ab_confidence"]).slowdown for r in records]
                 for name in (*TRAIN_STEPS, *FIT_LOOPS) if all(name in r["times"] for r in records)}
     runs = runs.assign(earlier=[earlier_rule_failed(r) for r in records], **measured)

@@ -20,7 +20,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import gate  # noqa: E402
+from pipeline.gate import command as gate_command  # noqa: E402
 from tests import gate_sim  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -41,7 +41,7 @@ def main() -> None:
     rows = []
     for processes in (2, 3, 4):
         for budget in (20, 30, 40, 60):
-            cfg = gate.with_overrides({"gate.ab_processes": processes, "gate.ab_budget_s": budget,
+            cfg = gate_command.with_overrides({"gate.ab_processes": processes, "gate.ab_budget_s": budget,
                                        "gate.ab_min_pairs": max(12, 3 * processes)}, ROOT / "params.yaml").gate
             row = {"processes": processes, "budget_s": budget}
             measured = []

@@ -2,7 +2,7 @@
 
     .venv/bin/python reports/mutation/score.py LABEL     (from the repository root, after `mutmut run`)
 
-Reads mutmut's results (`mutants/pipeline/*.py.meta`) and writes, in reports/mutation/:
+Reads mutmut's results (`mutants/pipeline/**/*.py.meta`) and writes, in reports/mutation/:
 
 - `scores-LABEL.csv`: per module, how many mutants, and how many were killed (a test failed), timed out
   (counted as killed: a mutant that hangs the code is caught), survived (every test passed), had no
@@ -74,8 +74,8 @@ def main() -> int:
     reasons = yaml.safe_load((HERE / "equivalent.yaml").read_text()) or {}
     rows, survivors, argued, unexplained = [], [], [], 0
     functions: dict[str, Counter] = {}
-    for meta in sorted((ROOT / "mutants" / "pipeline").glob("*.py.meta")):
-        module = f"pipeline/{meta.name[:-len('.meta')]}"
+    for meta in sorted((ROOT / "mutants" / "pipeline").rglob("*.py.meta")):  # packages too (pipeline/gate/)
+        module = str(meta.relative_to(ROOT / "mutants"))[:-len(".meta")]
         results = json.loads(meta.read_text())["exit_code_by_key"]
         counts = Counter(status_by_exit_code[code] for code in results.values())
         known = sum(counts[s] for s in (*KILLED, *UNCAUGHT, "not checked"))

@@ -1,6 +1,6 @@
 """Benchmark worker for `python -m pipeline.gate ab`: one process per rev and side, run with that rev's code.
 
-    python <head>/pipeline/ab_worker.py --batch N --inference-batch N --learning-rate LR --loss NAME --warmup N
+    python <head>/pipeline/gate/ab_worker.py --batch N --inference-batch N --learning-rate LR --loss NAME --warmup N
     (cwd and PYTHONPATH: the rev's checkout)
 
 It builds the rev's benchmarks (`pipeline.speed.benchmarks`: each model's fit loop and inference batch,
