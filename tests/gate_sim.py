@@ -1,7 +1,8 @@
 """Simulated A/B gate runs whose noise is the gate's own, as recorded in its real A/A runs.
 
-`recorded_noise()` reads reports/gate-power/runs/aa-*.json (every step time of every A/A run, identical
-code on both sides). For each benchmark and worker pair it splits the per-pair log ratio log(head/base)
+`recorded_noise()` reads tests/fixtures/gate-noise-74f8242.json (every step time of every A/A run of
+74f8242's rows, identical code on both sides, extracted from reports/gate-power/runs/aa-*.json by
+tests/fixtures/extract_gate_noise.py). For each benchmark and worker pair it splits the per-pair log ratio log(head/base)
 into the worker pair's offset (its median: a process slow or fast for its whole life) and the residuals
 around it (step noise, heavy tails and all). A simulated worker pair draws one recorded offset and then,
 for every pair, one recorded residual of the same benchmark, and adds the true slowdown. `run_gate`
@@ -21,7 +22,7 @@ from pipeline import params
 from pipeline.gate import ab as gate_ab, statistics as gate_statistics
 from tests.project import ROOT
 
-RECORDS = ROOT / "reports" / "gate-power" / "runs"
+RECORDS = ROOT / "tests" / "fixtures" / "gate-noise-74f8242.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,12 +32,12 @@ class Noise:
     base_ms: dict[str, float]  # benchmark -> median base step time (what the budget is spent on)
 
 
-def recorded_noise(pattern: str = "aa-*.json") -> Noise:
+def recorded_noise() -> Noise:
     offsets, residuals, base_ms = {}, {}, {}
-    files = sorted(RECORDS.glob(pattern))
-    assert files, f"no recorded A/A gate runs in {RECORDS}: run reports/gate-power/run.py aa N"
-    for file in files:
-        for name, sides in json.loads(file.read_text())["times"].items():
+    runs = json.loads(RECORDS.read_text())["runs"]
+    assert runs, f"no recorded A/A gate runs in {RECORDS}"
+    for run in runs:
+        for name, sides in run["times"].items():
             for base, head in zip(sides["base"], sides["head"]):
                 logs = np.log(np.asarray(head) / np.asarray(base))
                 offsets.setdefault(name, []).append(np.median(logs))

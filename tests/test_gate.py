@@ -550,7 +550,7 @@ def test_every_ab_override_is_checked_like_params_yaml(in_root, capsys, flag, va
 
 # ---------------------------------------------------------------- the statistic, on the gate's own noise
 # tests/gate_sim.py draws process offsets and step noise from the gate's recorded A/A runs
-# (reports/gate-power/runs, the six rows of 74f8242: train steps, inference batches, LSTM cores): heavy
+# (tests/fixtures/gate-noise-74f8242.json, from reports/gate-power/runs: the six rows of 74f8242: train steps, inference batches, LSTM cores): heavy
 # tails and slow processes as they happen on this machine. These tests hold the sampling loop, the
 # interval and the verdict to their measured rates on that noise; the rows of today's gate (fit loops
 # instead of train steps) have their own real-run rates in docs/gates.md.

@@ -32,6 +32,9 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
+# The folders are named for what they hold, not for the generated experiment names.
+NAMES = {"sewed-tola": "collapse-clipped-raw-e894c4f", "metal-rial": "collapse-clipped-unit-22805d7",
+         "nosed-juba": "tutorial-parallel-seed2"}
 SOURCE_COMMIT = "1987d70"
 TRAIN_FIELDS = ("model", "normalize", "train_images", "epochs", "batch_size", "learning_rate", "loss", "backend",
                 "keras_version", "device_name", "replicas")
@@ -95,7 +98,7 @@ def main() -> None:
             continue
         by_experiment.setdefault(row["experiment"], []).append(row)
     for experiment, found in by_experiment.items():
-        name = experiment.replace("/", "-")
+        name = NAMES.get(experiment, experiment.replace("/", "-"))
         where = HERE / name
         metrics, plots, missing = {}, {}, []
         for row in found:

@@ -1,21 +1,22 @@
 """pytest-benchmark cases for what the pipeline spends its time on, at the training batch size.
 
 Groups: `lstm-core` (one training step of each LSTM(50) core, CPU path, as in the lstm-step stage),
-`train-step` and `inference-batch` (each whole model), `preprocess` (parsing one 10k-image batch
+`gate-rows` (every row of the speed gate, `gate ab`: the same benchmark definitions, pipeline/speed.py, with
+the settings from params.yaml), `preprocess` (parsing one 10k-image batch
 with the safe reader, in both pickle layouts, and with plain `pickle.loads` as the reference). Each case warms up first (compile, first-call costs) and the timed call
 returns a Python float or a NumPy array, so the work has completed inside the timed region.
 """
 
 import pickle
 
-import keras
 import numpy as np
 import pytest
 
-from pipeline import cifar, models, params, registry, steps
+from pipeline import cifar, models, params, registry, speed, steps
 from tests import archives, pickles
 
-BATCH = params.load().train.batch_size
+P = params.load()
+BATCH = P.train.batch_size
 
 
 @pytest.mark.parametrize("core", list(registry.lstm_cores()))
@@ -28,29 +29,27 @@ def test_lstm_core_train_step_cpu(benchmark, environment, core):
     benchmark.pedantic(step, rounds=10, warmup_rounds=3)
 
 
-def _model_and_batch(name):
-    keras.utils.set_random_seed(0)
-    model = models.build(name, 0.001)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (BATCH, *models.INPUT_SHAPE)).astype(np.float32)
-    y = keras.utils.to_categorical(rng.integers(0, 10, BATCH), 10)
-    return model, x, y
+@pytest.fixture(scope="module")
+def gate_suite():
+    """The speed gate's own benchmarks (pipeline/speed.py), with params.yaml's settings as `gate ab` uses them."""
+    return speed.benchmarks(P.train.batch_size, P.evaluate.batch_size, P.train.learning_rate, P.train.loss)
 
 
-@pytest.mark.parametrize("name", registry.names())
-def test_model_train_step(benchmark, environment, name):
-    model, x, y = _model_and_batch(name)
-    benchmark.group = "train-step"
-    benchmark.extra_info.update(model=name, batch_size=BATCH)
-    benchmark.pedantic(model.train_on_batch, args=(x, y), rounds=10, warmup_rounds=3)
-
-
-@pytest.mark.parametrize("name", registry.names())
-def test_model_inference_batch(benchmark, environment, name):
-    model, x, _ = _model_and_batch(name)
-    benchmark.group = "inference-batch"
-    benchmark.extra_info.update(model=name, batch_size=BATCH)
-    benchmark.pedantic(model.predict_on_batch, args=(x,), rounds=10, warmup_rounds=3)
+@pytest.mark.parametrize("name", speed.names())
+def test_gate_row(benchmark, environment, gate_suite, name):
+    """One row of `gate ab`, timed by pytest-benchmark: the same step the gate's workers run. A row that times
+    itself (the fit loops: epoch start to epoch end, per batch) also records those times, `own_ms`, which are
+    what the gate compares; pytest-benchmark's own statistics time the whole call."""
+    step = gate_suite[name]
+    own = []
+    run = (lambda: own.append(step())) if getattr(step, "reports_own_time", False) else step
+    benchmark.group = "gate-rows"
+    benchmark.extra_info.update(row=name, batch_size=P.train.batch_size, inference_batch_size=P.evaluate.batch_size,
+                                learning_rate=P.train.learning_rate, loss=P.train.loss)
+    benchmark.pedantic(run, rounds=10, warmup_rounds=P.gate.ab_warmup)
+    if own:
+        timed = own[-10:]
+        benchmark.extra_info.update(own_ms=timed, own_ms_median=float(np.median(timed)))
 
 
 LAYOUTS = {
