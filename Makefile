@@ -136,7 +136,7 @@ report: setup
 	$(BIN)/python -m pipeline.report --runs reports/runs
 
 # The committed metrics of every commit on this branch as one page, reports/history.html, with the changes
-# its detector marks printed as markdown (pipeline/history.py); SINCE=<rev> lists only those after <rev>.
+# its detector marks printed as markdown (pipeline/history/); SINCE=<rev> lists only those after <rev>.
 SINCE ?=
 history: setup
 	$(BIN)/python -m pipeline.history $(if $(SINCE),--since $(SINCE))

@@ -2,7 +2,8 @@
 
 import pytest
 
-from pipeline import history, lockcheck, report, runs
+from pipeline import lockcheck, report, runs
+from pipeline.history import command as history
 from pipeline.gate import command as gate
 
 

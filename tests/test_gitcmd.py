@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from pipeline import gitcmd, history, params, runs
+from pipeline import gitcmd, params, runs
+from pipeline.history import read as history_read
 from pipeline import gate
 from pipeline.gate import compare as gate_compare
 from pipeline.params import PipelineError
@@ -32,7 +33,7 @@ PATHS = params.Paths(archive="a", prepared_dir="p", models_dir="m", metrics_dir=
                      checkpoints_dir="c")
 CALLS = {
     "gate show": lambda: gate_compare.metrics_at_rev(EVIL, "metrics", ["a.json"]),
-    "history log": lambda: history.read_commits(EVIL, ["metrics/a.json"]),
+    "history log": lambda: history_read.read_commits(EVIL, ["metrics/a.json"]),
     "runs rev-list": lambda: runs.first_parent(EVIL),
     "runs resolve": lambda: runs.resolve(EVIL),
     "runs diff": lambda: runs.written_files("HEAD", EVIL, PATHS),
@@ -54,7 +55,7 @@ def test_a_revision_that_reads_like_an_option_never_makes_git_write_a_file(repo,
 def test_the_same_calls_work_on_a_real_revision(repo):
     # the control: each call above reads what it should when given a revision
     assert gate_compare.metrics_at_rev("HEAD~1", "metrics", ["a.json"]) == {"a.json": {}}
-    assert [c.sha for c in history.read_commits("HEAD", ["metrics/a.json"])] == \
+    assert [c.sha for c in history_read.read_commits("HEAD", ["metrics/a.json"])] == \
         subprocess.run(["git", "rev-list", "--reverse", "HEAD"], capture_output=True, text=True).stdout.split()
     head = runs.resolve("HEAD")[0]
     assert runs.first_parent(head) == runs.resolve("HEAD~1")[0]

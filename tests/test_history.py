@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import history, params
+from pipeline import params
+from pipeline.history import command as history, detect as history_detect, read as history_read
 from tests.project import ROOT, run, run_stage
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -98,7 +99,7 @@ def test_read_commits_gives_each_first_parent_commits_files_exactly(tmp_path):
     git("checkout", "-q", "main")
     commit("two", **{"a.json": "", "b.json": None})
     git("merge", "-q", "--no-ff", "-m", "merge", "side")
-    commits = history.read_commits("HEAD", ["a.json", "b.json", "never.json"], tmp_path)
+    commits = history_read.read_commits("HEAD", ["a.json", "b.json", "never.json"], tmp_path)
     assert [c.subject for c in commits] == ["one", "two", "merge"]  # the side branch's commit is not on the line
     assert [c.files for c in commits] == [
         {"a.json": '{"x": 1}', "b.json": "two\nlines\n", "never.json": None},
@@ -112,8 +113,8 @@ def analysed(repo):
     files = [str(PATHS.train_metrics("sequential")), str(PATHS.evaluate_metrics("sequential")),
              str(PATHS.train_metrics("parallel")), str(PATHS.evaluate_metrics("parallel")), str(PATHS.lstm_step_metrics),
              "dvc.lock"]
-    commits = history.read_commits("HEAD", files, repo)
-    return commits, history.analyse(commits, PATHS)
+    commits = history_read.read_commits("HEAD", files, repo)
+    return commits, history_detect.analyse(commits, PATHS)
 
 
 def test_points_are_new_runs_and_lines_break_where_settings_change(analysed):
@@ -132,7 +133,7 @@ def test_the_detector_marks_the_slowdown_and_nothing_else(analysed):
     # 600 images/s is -40% (throughput) and +67% (step time) against runs within 3% of 1,000.
     assert marked == {("train_images_per_s", "sequential", "slower code"), ("step_time_ms", "sequential", "slower code")}
     slow = grouped[("train_images_per_s", "sequential")][0][-1]
-    assert slow.baseline == pytest.approx(1005.0) and slow.z < -history.Z_THRESHOLD
+    assert slow.baseline == pytest.approx(1005.0) and slow.z < -history_detect.Z_THRESHOLD
     # The second line starts over: its first run has no earlier runs of its settings to be judged against.
     assert grouped[("test_accuracy", "sequential")][1][-1].z is None
 
@@ -141,13 +142,13 @@ def test_a_new_data_source_in_dvc_lock_starts_a_new_line_and_a_broken_lock_does_
     def commit(n, md5, lock=None):
         lock = lock if lock is not None else f"stages:\n  download:\n    params:\n      params.yaml:\n        download.md5: {md5}\n"
         files = {str(PATHS.train_metrics("sequential")): json.dumps(train("sequential", 1000.0 + n)), "dvc.lock": lock}
-        return history.Commit(f"{n:040d}", f"c{n}", "", files)
+        return history_read.Commit(f"{n:040d}", f"c{n}", "", files)
 
     commits = [commit(0, "a" * 32), commit(1, "a" * 32), commit(2, "b" * 32), commit(3, "b" * 32, lock="- not\n- a mapping\n"),
                commit(4, "b" * 32, lock="stages: [1, 2]\n"), commit(5, "b" * 32, lock=": not yaml :\n  - [")]
-    segments = history.analyse(commits, PATHS)[("train_images_per_s", "sequential")]
+    segments = history_detect.analyse(commits, PATHS)[("train_images_per_s", "sequential")]
     assert [[p.subject for p in s] for s in segments] == [["c0", "c1"], ["c2"], ["c3", "c4"], ["c5"]]
-    assert "download.md5" in history.settings_change(segments[0][-1].settings, segments[1][0].settings)
+    assert "download.md5" in history_detect.settings_change(segments[0][-1].settings, segments[1][0].settings)
 
 
 def test_the_data_settings_are_the_archive_and_the_preprocess_params_and_nothing_of_the_mirror():
@@ -159,26 +160,26 @@ def test_the_data_settings_are_the_archive_and_the_preprocess_params_and_nothing
                                   "other.yaml": ["not", "a", "mapping"]}},
         "train@sequential": {"params": {"params.yaml": {"train.seed": 0}}}}}, sort_keys=False)
     assert lock.index("b: 2") < lock.index("a: 1")  # a value's keys in another order than sorted: the same setting
-    assert history._data_settings(lock) == (("download.md5", json.dumps("a" * 32)), ("preprocess.split", '{"a": 1, "b": 2}'),
+    assert history_read._data_settings(lock) == (("download.md5", json.dumps("a" * 32)), ("preprocess.split", '{"a": 1, "b": 2}'),
                                             ("preprocess.train_images", "10000"))
-    assert history._data_settings(": not yaml :\n  - [") == (("dvc.lock", "unreadable"),)
-    assert history._data_settings(None) == history._data_settings("") == ()
+    assert history_read._data_settings(": not yaml :\n  - [") == (("dvc.lock", "unreadable"),)
+    assert history_read._data_settings(None) == history_read._data_settings("") == ()
 
 
 def test_a_settings_change_names_each_changed_key_once_in_order():
     before, after = (("a", "1"), ("b", "2"), ("d", "5")), (("b", "3"), ("c", "4"), ("d", "5"))
-    assert history.settings_change(before, after) == "a 1 -> -, b 2 -> 3, c - -> 4"
+    assert history_detect.settings_change(before, after) == "a 1 -> -, b 2 -> 3, c - -> 4"
 
 
 @pytest.mark.parametrize("data, value", [({"m": {"x": 1.5}}, 1.5), ({"m": 5}, None), ({"m": {"x": "1.5"}}, None),
                                          ({"m": {"x": float("nan")}}, None), ({"m": {"x": True}}, None),
                                          ({"m": {"x": 7}}, 7)])
 def test_a_measure_is_a_finite_number_under_the_models_key_or_nothing(data, value):
-    assert history._dig(data, ("{model}", "x"), "m") == value
+    assert history_read._dig(data, ("{model}", "x"), "m") == value
 
 
 def _changed(measure, index, value, baseline, z, subject="s", changed=True):
-    point = history.Point(measure, "sequential", index, f"{index:x}" * 40, subject, "", value, None, (), 2000)
+    point = history_read.Point(measure, "sequential", index, f"{index:x}" * 40, subject, "", value, None, (), 2000)
     point.baseline, point.z, point.changed = baseline, z, changed
     return point
 
@@ -191,19 +192,19 @@ def test_the_summary_word_for_word():
                                                  [_changed("test_accuracy", 7, 0.2, 0.5, -9.0, "down")]]}
     # changes after commit 3 only (the --since commit's own change is not listed); a zero baseline shows
     # the change as a difference, not a ratio
-    assert history.summary(grouped, 3) == (
+    assert history_detect.summary(grouped, 3) == (
         "Detected changes (lookback z-score, |z| > 3):\n\n"
         "| commit | subject | model | measure | before (mean) | after | change | z | direction |\n"
         "|---|---|---|---|---|---|---|---|---|\n"
         "| 4444444 | a / b" + "x" * 55 + " | sequential | Training throughput | 100 | 50 | -50.0% | -7.1 | worse |\n"
         "| 5555555 | up | sequential | Test accuracy | 0 | 0.5 | +0.5 | +22.4 | better |\n"
         "| 7777777 | down | sequential | Test accuracy | 0.5 | 0.2 | -60.0% | -9.0 | worse |\n")
-    assert history.summary(grouped, 7) == "No change detected in the benchmark history.\n"
+    assert history_detect.summary(grouped, 7) == "No change detected in the benchmark history.\n"
 
 
 def test_a_metrics_file_that_is_no_object_counts_as_empty():
-    assert history._load(None) == history._load("") == history._load("[1, 2]") == history._load("not json") == {}
-    assert history._load('{"epochs": 3}') == {"epochs": 3}
+    assert history_read._load(None) == history_read._load("") == history_read._load("[1, 2]") == history_read._load("not json") == {}
+    assert history_read._load('{"epochs": 3}') == {"epochs": 3}
 
 
 def test_points_read_every_measure_with_its_spread_settings_and_machine():
@@ -228,7 +229,7 @@ def test_points_read_every_measure_with_its_spread_settings_and_machine():
         {t: no_rate, e: json.dumps(evaluate("sequential", 0.33, 960.0, test_images=2000.0)), lstm_file: None,
          "dvc.lock": lock("b" * 32)},
     ]
-    found = history.points([history.Commit(f"{i:040d}", f"c{i}", "", f) for i, f in enumerate(files)], PATHS)
+    found = history_read.points([history_read.Commit(f"{i:040d}", f"c{i}", "", f) for i, f in enumerate(files)], PATHS)
     amd, unknown = "AMD EPYC, 2 threads, tensorflow 2.21.0", "?, ? threads, ? "
     assert [(p.measure, p.model, p.index, p.value, p.spread, p.machine, p.noise_n) for p in found] == [
         ("test_accuracy", "sequential", 0, 0.31, None, amd, 2000),
@@ -265,21 +266,21 @@ def test_points_read_every_measure_with_its_spread_settings_and_machine():
 
 
 def test_the_accuracy_floor_is_the_binomial_standard_error():
-    measure = next(m for m in history.MEASURES if m.key == "test_accuracy")
-    assert history.noise_floor(measure, 0.5, 2000) == pytest.approx((0.25 / 2000) ** 0.5)
+    measure = next(m for m in history_read.MEASURES if m.key == "test_accuracy")
+    assert history_detect.noise_floor(measure, 0.5, 2000) == pytest.approx((0.25 / 2000) ** 0.5)
     # Identical accuracies give a window std of 0; a 1-point move on 2,000 images is within noise.
-    series = [history.Point("test_accuracy", "m", i, "", "", "", v, None, (), 2000) for i, v in enumerate([0.30, 0.30, 0.30, 0.31])]
-    history.detect(series, measure)
-    assert not series[-1].changed and 0 < series[-1].z < history.Z_THRESHOLD
+    series = [history_read.Point("test_accuracy", "m", i, "", "", "", v, None, (), 2000) for i, v in enumerate([0.30, 0.30, 0.30, 0.31])]
+    history_detect.detect(series, measure)
+    assert not series[-1].changed and 0 < series[-1].z < history_detect.Z_THRESHOLD
 
 
-MEASURE = {m.key: m for m in history.MEASURES}
+MEASURE = {m.key: m for m in history_read.MEASURES}
 
 
 def _judged(values, measure="train_images_per_s", noise_n=None):
     """The last point of a line of `values`, after the detector has judged the line."""
-    series = [history.Point(measure, "m", i, "", "", "", v, None, (), noise_n) for i, v in enumerate(values)]
-    history.detect(series, MEASURE[measure])
+    series = [history_read.Point(measure, "m", i, "", "", "", v, None, (), noise_n) for i, v in enumerate(values)]
+    history_detect.detect(series, MEASURE[measure])
     return series[-1]
 
 
@@ -291,7 +292,7 @@ def test_the_z_threshold_and_the_noise_floor_are_where_the_docs_say(value, chang
     assert point.baseline == 100.0 and point.z == pytest.approx((value - 100) / 7.0)
     assert point.changed is changed
     # within 1% of the line on either side: a threshold of 2.97 or 3.03, or a floor of 6.93% or 7.07%, flips one
-    assert abs(abs(point.z) - history.Z_THRESHOLD) < 0.04
+    assert abs(abs(point.z) - history_detect.Z_THRESHOLD) < 0.04
 
 
 @pytest.mark.parametrize("value, changed", [(100 + 0.99 * 30, False), (100 + 1.01 * 30, True)])
@@ -313,7 +314,7 @@ def test_a_point_exactly_on_the_threshold_is_not_a_change():
     # a window of mean 100 and sample std 20 (above the 7.0 floor), exact in floats: z = (value - 100) / 20
     for value in (160.0, 40.0):
         point = _judged([80.0, 120.0, 80.0, 120.0, 100.0] + [value])
-        assert abs(point.z) == history.Z_THRESHOLD and not point.changed
+        assert abs(point.z) == history_detect.Z_THRESHOLD and not point.changed
 
 
 def test_a_flat_line_of_zeros_has_no_spread_and_no_change():
@@ -325,32 +326,32 @@ def test_a_flat_line_of_zeros_has_no_spread_and_no_change():
 def test_the_accuracy_floor_at_the_ends_and_without_a_test_set_size():
     measure = MEASURE["test_accuracy"]
     # an accuracy of 1 (or 0) is clamped to 0.999 (0.001): the floor never collapses to 0
-    assert history.noise_floor(measure, 1.0, 2000) == pytest.approx((0.999 * 0.001 / 2000) ** 0.5)
-    assert history.noise_floor(measure, 0.0, 2000) == pytest.approx((0.999 * 0.001 / 2000) ** 0.5)
+    assert history_detect.noise_floor(measure, 1.0, 2000) == pytest.approx((0.999 * 0.001 / 2000) ** 0.5)
+    assert history_detect.noise_floor(measure, 0.0, 2000) == pytest.approx((0.999 * 0.001 / 2000) ** 0.5)
     # no test-set size recorded (or 0, or 1): the standard error of one image
     for n in (None, 0, 1):
-        assert history.noise_floor(measure, 0.5, n) == pytest.approx(0.5)
+        assert history_detect.noise_floor(measure, 0.5, n) == pytest.approx(0.5)
     # a line of perfect accuracies still sees a drop of 1 point on 2,000 images (z = -0.01 / 0.000707)
     assert _judged([1.0] * 4 + [0.99], "test_accuracy", noise_n=2000).changed
 
 
 def test_the_window_is_the_last_lookback_runs_and_needs_min_lookback():
     assert _judged([100.0]).z is None
-    assert _judged([100.0] * history.MIN_LOOKBACK + [200.0]).changed
-    one_short = [100.0] * (history.MIN_LOOKBACK - 1)
+    assert _judged([100.0] * history_detect.MIN_LOOKBACK + [200.0]).changed
+    one_short = [100.0] * (history_detect.MIN_LOOKBACK - 1)
     assert _judged(one_short + [200.0]).z is None
     # a run older than LOOKBACK runs back no longer counts: 1000 then LOOKBACK runs of 100
-    point = _judged([1000.0] + [100.0] * history.LOOKBACK + [100.0])
+    point = _judged([1000.0] + [100.0] * history_detect.LOOKBACK + [100.0])
     assert point.baseline == 100.0 and point.z == 0.0
-    point = _judged([1000.0] + [100.0] * (history.LOOKBACK - 1) + [100.0])
-    assert point.baseline == pytest.approx((1000 + 100 * (history.LOOKBACK - 1)) / history.LOOKBACK)
+    point = _judged([1000.0] + [100.0] * (history_detect.LOOKBACK - 1) + [100.0])
+    assert point.baseline == pytest.approx((1000 + 100 * (history_detect.LOOKBACK - 1)) / history_detect.LOOKBACK)
 
 
 def test_summary_lists_the_change_and_since_limits_it(analysed):
     _, grouped = analysed
-    text = history.summary(grouped, -1)
+    text = history_detect.summary(grouped, -1)
     assert "-40.3%" in text and "worse" in text and text.count("slower code") == 2
-    assert history.summary(grouped, len(SCRIPT) - 1) == "No change detected in the benchmark history.\n"
+    assert history_detect.summary(grouped, len(SCRIPT) - 1) == "No change detected in the benchmark history.\n"
 
 
 @pytest.mark.parametrize("args", [["--since=--output=written"], ["--rev=--output=written"], ["--since", "-1"]])
@@ -417,7 +418,7 @@ def test_the_page_in_headless_chromium(repo, tmp_path):
     assert errors == []
     # Sequential: 7 runs (the docs commit adds none); parallel: 7. The detector's crosses are extra markers.
     changes = {"chart-train_images_per_s": 1, "chart-step_time_ms": 1}
-    assert set(drawn) == {f"chart-{m.key}" for m in history.MEASURES}
+    assert set(drawn) == {f"chart-{m.key}" for m in history_read.MEASURES}
     for chart, seen in drawn.items():
         assert seen["runs"] == 14 and seen["changes"] == changes.get(chart, 0), (chart, seen)
         assert seen["markers"] == seen["runs"] + seen["changes"], (chart, seen)

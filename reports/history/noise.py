@@ -9,8 +9,8 @@ series of identical code: what `pipeline.history` sees when nothing changed. The
 `slowN` records is that code made N% slower in the two train steps: what it sees after a real slowdown.
 
 - noise.csv: per benchmark, the relative sample standard deviation of the 70 run medians (the floor
-  `history.NOISE_FLOOR_REL` is the largest, rounded up).
-- detector.csv: `history.detect` applied as on the page (same LOOKBACK, MIN_LOOKBACK and floor, at each z threshold in
+  `history_detect.NOISE_FLOOR_REL` is the largest, rounded up).
+- detector.csv: `history_detect.detect` applied as on the page (same LOOKBACK, MIN_LOOKBACK and floor, at each z threshold in
   THRESHOLDS):
   false alarms over the null series (each run judged against the runs before it), and detections of
   each slowN head judged against the LOOKBACK base runs before it; Clopper-Pearson 95% intervals.
@@ -27,11 +27,11 @@ from scipy.stats import beta
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
-from pipeline import history  # noqa: E402
+from pipeline.history import detect as history_detect, read as history_read  # noqa: E402
 
 RECORDS = HERE.parent / "gate-power"
 TRAIN_STEPS = ("sequential train step", "parallel train step")
-THRESHOLDS = (2.5, 3.0, 3.5, 4.0, 5.0)  # the page uses history.Z_THRESHOLD; the others show the trade-off
+THRESHOLDS = (2.5, 3.0, 3.5, 4.0, 5.0)  # the page uses history_detect.Z_THRESHOLD; the others show the trade-off
 
 
 def interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -44,10 +44,10 @@ def run_median(times: list[list[float]]) -> float:
 
 
 def judged(window: list[float], value: float) -> bool:
-    """`history.detect` on the window followed by `value`: is the last point marked?"""
-    measure = next(m for m in history.MEASURES if m.key == "step_time_ms")
-    series = [history.Point("step_time_ms", "m", i, "", "", "", v, None, (), None) for i, v in enumerate([*window, value])]
-    history.detect(series, measure)
+    """`history_detect.detect` on the window followed by `value`: is the last point marked?"""
+    measure = next(m for m in history_read.MEASURES if m.key == "step_time_ms")
+    series = [history_read.Point("step_time_ms", "m", i, "", "", "", v, None, (), None) for i, v in enumerate([*window, value])]
+    history_detect.detect(series, measure)
     return series[-1].changed
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     noise.to_csv(HERE / "noise.csv", index=False, float_format="%.4f")
     rows = []
     for z in THRESHOLDS:
-        history.Z_THRESHOLD = z
+        history_detect.Z_THRESHOLD = z
         found = rates(records, base)
         null = [r for r in found if r["case"] == "identical code"]
         k, n = sum(r["marked"] for r in null), sum(r["judged"] for r in null)
@@ -77,19 +77,19 @@ def main() -> None:
 def rates(records, base) -> list[dict]:
     rows = []
     for b, series in base.items():
-        alarms = sum(judged(series[max(0, i - history.LOOKBACK):i], series[i])
-                     for i in range(history.MIN_LOOKBACK, len(series)))
-        n = len(series) - history.MIN_LOOKBACK
+        alarms = sum(judged(series[max(0, i - history_detect.LOOKBACK):i], series[i])
+                     for i in range(history_detect.MIN_LOOKBACK, len(series)))
+        n = len(series) - history_detect.MIN_LOOKBACK
         rows.append({"benchmark": b, "case": "identical code", "judged": n, "marked": alarms,
                      "rate": alarms / n, "low": interval(alarms, n)[0], "high": interval(alarms, n)[1]})
     for kind in sorted({k for k, _ in records if k.startswith("slow")}):
         for b in TRAIN_STEPS:
             hits = n = 0
             for i, (k, rec) in enumerate(records):
-                if k != kind or i < history.MIN_LOOKBACK:
+                if k != kind or i < history_detect.MIN_LOOKBACK:
                     continue
                 n += 1
-                hits += judged(base[b][max(0, i - history.LOOKBACK):i], run_median(rec["times"][b]["head"]))
+                hits += judged(base[b][max(0, i - history_detect.LOOKBACK):i], run_median(rec["times"][b]["head"]))
             rows.append({"benchmark": b, "case": f"{kind[4:]}% slower", "judged": n, "marked": hits,
                          "rate": hits / n, "low": interval(hits, n)[0], "high": interval(hits, n)[1]})
     return rows
