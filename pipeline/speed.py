@@ -10,18 +10,18 @@ For each model of the registry (`registry.MODELS`):
   stage adds around the step (a callback, per-batch bookkeeping). It times itself (`FitLoop`): from the
   start of the epoch to its end as the stage's StepTimer sees it (after every callback's last batch),
   leaving out what `model.fit` does after the epoch, mostly waiting for its tf.data threads to stop
-  (2 ms to 1.23 s, idle, at random), which is not the stage's per-step work and would drown a
-  per-batch slowdown;
+  (idle, for a time that varies at random; docs/gates.md), which is not the stage's per-step work and
+  would drown a per-batch slowdown;
 - `<model> inference batch`: one batch through the tutorial's classifier (`models.classifier`), the
   compiled predict function that the evaluate stage's `model.predict` runs per batch.
 
 Earlier revs had more rows, which `gate ab` against such a rev notes as no longer gated:
 - `<model> train step`, one `train_on_batch` of the same model: the train stage never calls it, the fit
-  loop runs the same step as the stage does, and compiling it a second way cost each worker about
-  2.5 s (docs/gates.md);
+  loop runs the same step as the stage does, and compiling it a second way cost each worker start-up
+  time (docs/gates.md);
 - `<model> LSTM core step`, the model's LSTM(50) core alone (`steps.CoreStep`): its work is inside
   both fit loops (most of each training step), the lstm-step stage still times it for every commit,
-  and its rows cost the gate an estimated 11 s of its 90 s (docs/gates.md).
+  and its rows cost the gate part of its time budget (docs/gates.md).
 
 The gate's worker (pipeline/gate/ab_worker.py) imports each rev's copy of this module, so a change to the
 models, the loss, the optimizer or the LSTM code shows in that rev's times. Inputs are seeded random

@@ -71,10 +71,8 @@ def timing_advisory(metric: str, baseline: Timing, current: Timing, z: float) ->
 
     It shows the change of the medians and the within-run noise, `z` standard errors of the two
     medians from their recorded IQR and count. That noise leaves out what differs between runs (the
-    machine, its load, the process's memory layout): two runs of the benchmark profile on main, with no
-    timed code changed between them, differed by -11% in sequential training throughput, +40% in
-    sequential inference throughput and +13% in the sequential LSTM core's step time
-    (docs/benchmarks.md). Speed is gated by `ab` instead.
+    machine, its load, the process's memory layout), which moves two runs of unchanged code by more than
+    the allowance (measured in docs/benchmarks.md). Speed is gated by `ab` instead.
     """
     slowdown = current.median_ms / baseline.median_ms - 1
     noise = z * math.hypot(baseline.standard_error_ms, current.standard_error_ms) / baseline.median_ms

@@ -18,9 +18,8 @@ from pipeline.gate import GateUsageError
 WORKER = Path(__file__).with_name("ab_worker.py")
 
 
-# How long a worker may take: to start (import, build, warm up six benchmarks; 35-50 s for 6 workers
-# sharing 2 cores, docs/gates.md) and for one step (up to about 2 s). Past these the gate stops with one
-# line, no hang.
+# How long a worker may take to start (import, build, warm up its benchmarks; docs/gates.md has the measured
+# start times) and for one step, with a wide margin over both. Past these the gate stops with one line, no hang.
 START_TIMEOUT_S = 600
 STEP_TIMEOUT_S = 120
 NOTHING_TO_BENCHMARK = 3  # pipeline/gate/ab_worker.py's exit status for a rev without benchmarks

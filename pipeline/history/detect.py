@@ -13,9 +13,8 @@ from pipeline.history.read import MEASURES, Commit, Measure, Point, points
 LOOKBACK = 8
 MIN_LOOKBACK = 2
 Z_THRESHOLD = 3.0
-# Run-to-run spread of identical code on the development machine: the relative sample standard deviation
-# of the run medians of one benchmark over the 70 A/B-gate records of one commit (reports/gate-power/runs,
-# base side): 4.1% to 6.7% over the six benchmarks, the largest rounded up (reports/history/noise.py).
+# The run-to-run spread of identical code on the development machine, the largest over the benchmarks,
+# rounded up (measured by reports/history/noise.py; docs/history.md).
 NOISE_FLOOR_REL = 0.07
 
 
