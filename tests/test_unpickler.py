@@ -150,20 +150,29 @@ SHAPES = st.one_of(
 )
 
 
-@st.composite
-def streams(draw, max_depth: int = 3) -> bytes:
-    """A protocol-2 stream from the allowed opcodes and globals (and now and then a foreign global):
-    numpy's array and dtype sequences with drawn shapes, dtypes, byte orders and byte counts, views over
-    other values, BUILD / SETITEM / REDUCE on whatever is at hand, and memo references to anything
-    made earlier, assembled into a batch-shaped dict."""
-    asm = pickles.Asm()
-    slots: list[int] = []
+class _Stream:
+    """Draws one stream for `streams`: `value` draws any value (a leaf, a container or a numpy sequence),
+    `view` an ndarray view over another value, `batch` the batch-shaped dict around them."""
 
-    def value(depth: int) -> None:
-        kinds = ["int", "bytes", "text", "const", "global", "array", "labels"] + (["get"] if slots else [])
-        if depth < max_depth:
+    def __init__(self, draw, max_depth: int):
+        self.draw, self.max_depth = draw, max_depth
+        self.asm = pickles.Asm()
+        self.slots: list[int] = []
+
+    def value(self, depth: int) -> None:
+        kinds = ["int", "bytes", "text", "const", "global", "array", "labels"] + (["get"] if self.slots else [])
+        if depth < self.max_depth:
             kinds += ["tuple", "list", "call", "build", "setitem", "view", "array", "dtype", "nest"]
-        kind = draw(st.sampled_from(kinds))
+        kind = self.draw(st.sampled_from(kinds))
+        if kind in ("int", "bytes", "text", "const", "global", "get", "labels"):
+            self.leaf(kind)
+        elif kind in ("tuple", "list", "call", "build", "setitem", "nest"):
+            self.container(kind, depth)
+        else:
+            self.numpy(kind, depth)
+
+    def leaf(self, kind: str) -> None:
+        draw, asm = self.draw, self.asm
         if kind == "int":
             asm.int(draw(st.sampled_from(SMALL_INTS)))
         elif kind == "bytes":
@@ -177,34 +186,48 @@ def streams(draw, max_depth: int = 3) -> bytes:
             allowed = list(cifar.SafeUnpickler.ALLOWED) + [("numpy", "frombuffer"), ("builtins", "getattr")]
             asm.glob(*draw(st.sampled_from(allowed)))
         elif kind == "get":
-            asm.get(draw(st.sampled_from(slots)))
-        elif kind == "labels":
+            asm.get(draw(st.sampled_from(self.slots)))
+        else:  # labels
             asm.op(b"]").mark()
             for label in draw(st.lists(st.integers(-1, 10), max_size=4)):
                 asm.int(label)
             asm.op(b"e")
-        elif kind in ("tuple", "list"):
+
+    def container(self, kind: str, depth: int) -> None:
+        draw, asm = self.draw, self.asm
+        if kind in ("tuple", "list"):
             size = draw(st.integers(0, 4))
             asm.mark() if kind == "tuple" else asm.op(b"]").mark()
             for _ in range(size):
-                value(depth + 1)
+                self.value(depth + 1)
             asm.op(b"t" if kind == "tuple" else b"e")
         elif kind == "call":  # REDUCE: a callable (mostly an allowed global) and an argument tuple
-            value(depth + 1) if draw(st.booleans()) else asm.glob(*draw(st.sampled_from(list(cifar.SafeUnpickler.ALLOWED))))
+            self.value(depth + 1) if draw(st.booleans()) else asm.glob(*draw(st.sampled_from(list(cifar.SafeUnpickler.ALLOWED))))
             asm.mark()
             for _ in range(draw(st.integers(0, 4))):
-                value(depth + 1)
+                self.value(depth + 1)
             asm.op(b"t").reduce()
         elif kind == "build":  # BUILD on anything with any state
-            value(depth + 1)
-            value(depth + 1)
+            self.value(depth + 1)
+            self.value(depth + 1)
             asm.build()
         elif kind == "setitem":  # SETITEM on anything
-            value(depth + 1)
-            value(depth + 1)
-            value(depth + 1)
+            for _ in range(3):
+                self.value(depth + 1)
             asm.op(b"s")
-        elif kind == "dtype":
+        else:  # nest: a value inside many one-item lists or tuples, deeper than the recursion limit
+            levels = draw(st.sampled_from([1, 3, 2000]))
+            if draw(st.booleans()):
+                asm.op(b"]" * levels)
+                self.value(depth + 1)
+                asm.op(b"a" * levels)
+            else:
+                self.value(depth + 1)
+                asm.op(b"\x85" * levels)
+
+    def numpy(self, kind: str, depth: int) -> None:
+        draw, asm = self.draw, self.asm
+        if kind == "dtype":
             pickles.dtype(asm, draw(st.sampled_from(["u1", "i8", "f4", "i2", "u8"])),
                           draw(st.sampled_from([None, "|", "<", ">", "="])), py2=draw(st.booleans()))
         elif kind == "array":
@@ -220,69 +243,77 @@ def streams(draw, max_depth: int = 3) -> bytes:
                 pickles._shape(asm, draw(SHAPES))
                 pickles.dtype(asm)
                 asm.op(b"\x89").bytes(b"\x00").op(b"t").build()
-        elif kind == "nest":  # a value inside many one-item lists or tuples, deeper than the recursion limit
-            levels = draw(st.sampled_from([1, 3, 2000]))
-            if draw(st.booleans()):
-                asm.op(b"]" * levels)
-                value(depth + 1)
-                asm.op(b"a" * levels)
-            else:
-                value(depth + 1)
-                asm.op(b"\x85" * levels)
-        elif kind == "view":  # ndarray(shape, dtype, buffer, offset, strides) over any value, maybe memoized
-            view(draw(SHAPES), depth + 1)
+        else:  # view: ndarray(shape, dtype, buffer, offset, strides) over any value, maybe memoized
+            self.view(draw(SHAPES), depth + 1)
 
-    def view(shape, depth, strides=None, buffer=None):
+    def view(self, shape, depth, strides=None, buffer=None) -> None:
+        draw = self.draw
+
         def any_buffer():
-            value(depth)
+            self.value(depth)
             if draw(st.booleans()):
-                slots.append(asm.put())
+                self.slots.append(self.asm.put())
 
         if strides is None:
             strides = draw(st.one_of(st.none(), st.tuples(st.sampled_from([0, 1, -1, 3072, 2**40])),
                                      st.tuples(st.sampled_from([0, 3072]), st.sampled_from([0, 1, -1]))))
-        source = draw(st.sampled_from(slots)) if slots and draw(st.booleans()) else buffer or any_buffer
-        pickles.view(asm, shape, source, draw(st.sampled_from([0, 0, 1, 2**40])), strides or None)
+        source = draw(st.sampled_from(self.slots)) if self.slots and draw(st.booleans()) else buffer or any_buffer
+        pickles.view(self.asm, shape, source, draw(st.sampled_from([0, 0, 1, 2**40])), strides or None)
         if draw(st.integers(0, 3)) == 0:
-            slots.append(asm.put())
+            self.slots.append(self.asm.put())
 
-    def near(choices):  # the format's own value first and most often, then what breaks it
-        return draw(st.sampled_from([choices[0]] * 3 * len(choices) + list(choices)))
+    def near(self, choices):  # the format's own value first and most often, then what breaks it
+        return self.draw(st.sampled_from([choices[0]] * 3 * len(choices) + list(choices)))
 
-    images = draw(st.integers(1, 3))
-    count = near([images, 100_000, 10**8])  # what views and labels claim; only `images` is within the format
-    asm.op(b"}").mark()
-    for key in draw(st.permutations([b"data", b"labels", b"extra"])):
-        asm.bytes(key)
-        if key == b"data" and draw(st.integers(0, 4)) == 0:  # a view: zero strides, huge shapes, shared memory
-            shape = near([(count, 3072), (count,)])
-            size = near([1, images * 3072, 0])
-            view(shape, 1, near([(0,) * len(shape), (), (3072, 1)]), lambda: asm.bytes(b"\x07" * size))
-        elif key == b"data" and draw(st.integers(0, 3)):  # a batch's images, one knob at a time off the format
-            shape = near([(images, 3072), (images + 1, 3072), (images, 3071), (images * 3072,), (10**8, 3072)])
-            spec = near(["u1", "i8", "f4"])
-            exact = min(int(np.prod(shape, dtype=object)) * int(spec[1]), 4 * 3072 * 8)
-            pickles.array(asm, shape, bytes([draw(st.integers(0, 255))]) * near([exact, exact - 1, exact + 1]), spec,
-                          near([None, "<", "="]), fortran=near([False, True]))
-        elif key == b"labels" and draw(st.integers(0, 3)):
-            if draw(st.integers(0, 3)) == 0:  # zero strides over one byte, as long as `count`
-                view((count,), 1, (0,), lambda: asm.bytes(bytes([near([0, 10])])))
-            elif draw(st.booleans()):
-                asm.op(b"]").mark()
-                for _ in range(near([images, images - 1, images + 1])):
-                    asm.int(near([draw(st.integers(0, 9)), -1, 10, 2**40]))
-                asm.op(b"e")
+    def batch(self) -> bytes:
+        draw, asm, near = self.draw, self.asm, self.near
+        images = draw(st.integers(1, 3))
+        count = near([images, 100_000, 10**8])  # what views and labels claim; only `images` is within the format
+        asm.op(b"}").mark()
+        for key in draw(st.permutations([b"data", b"labels", b"extra"])):
+            asm.bytes(key)
+            if key == b"data" and draw(st.integers(0, 4)) == 0:  # a view: zero strides, huge shapes, shared memory
+                shape = near([(count, 3072), (count,)])
+                size = near([1, images * 3072, 0])
+                self.view(shape, 1, near([(0,) * len(shape), (), (3072, 1)]), lambda: asm.bytes(b"\x07" * size))
+            elif key == b"data" and draw(st.integers(0, 3)):  # a batch's images, one knob at a time off the format
+                shape = near([(images, 3072), (images + 1, 3072), (images, 3071), (images * 3072,), (10**8, 3072)])
+                spec = near(["u1", "i8", "f4"])
+                exact = min(int(np.prod(shape, dtype=object)) * int(spec[1]), 4 * 3072 * 8)
+                pickles.array(asm, shape, bytes([draw(st.integers(0, 255))]) * near([exact, exact - 1, exact + 1]), spec,
+                              near([None, "<", "="]), fortran=near([False, True]))
+            elif key == b"labels" and draw(st.integers(0, 3)):
+                self.labels(images, count)
+            elif key == b"extra" and draw(st.booleans()):
+                asm.op(b"N")
             else:
-                spec = near(["i8", "u1", "f4"])
-                size = near([images, images + 1])
-                pickles.array(asm, (size,), bytes(size * int(spec[1])), spec)
-        elif key == b"extra" and draw(st.booleans()):
-            asm.op(b"N")
+                self.value(0)
+            if draw(st.integers(0, 3)) == 0:
+                self.slots.append(asm.put())
+        return asm.op(b"u").stop()
+
+    def labels(self, images: int, count: int) -> None:
+        draw, asm, near = self.draw, self.asm, self.near
+        if draw(st.integers(0, 3)) == 0:  # zero strides over one byte, as long as `count`
+            self.view((count,), 1, (0,), lambda: asm.bytes(bytes([near([0, 10])])))
+        elif draw(st.booleans()):
+            asm.op(b"]").mark()
+            for _ in range(near([images, images - 1, images + 1])):
+                asm.int(near([draw(st.integers(0, 9)), -1, 10, 2**40]))
+            asm.op(b"e")
         else:
-            value(0)
-        if draw(st.integers(0, 3)) == 0:
-            slots.append(asm.put())
-    return asm.op(b"u").stop()
+            spec = near(["i8", "u1", "f4"])
+            size = near([images, images + 1])
+            pickles.array(asm, (size,), bytes(size * int(spec[1])), spec)
+
+
+@st.composite
+def streams(draw, max_depth: int = 3) -> bytes:
+    """A protocol-2 stream from the allowed opcodes and globals (and now and then a foreign global):
+    numpy's array and dtype sequences with drawn shapes, dtypes, byte orders and byte counts, views over
+    other values, BUILD / SETITEM / REDUCE on whatever is at hand, and memo references to anything
+    made earlier, assembled into a batch-shaped dict."""
+    return _Stream(draw, max_depth).batch()
 
 
 def _canonical(images: int = 3) -> bytes:
