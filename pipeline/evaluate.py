@@ -1,8 +1,9 @@
 """Stage `evaluate@<model>` (dvc.yaml `foreach`): test accuracy, loss and inference throughput.
 
-Run as `python -m pipeline.evaluate sequential|parallel`. One stage per model (a dvc.yaml `foreach`),
-so that an experiment on one model (`dvc exp run evaluate@parallel -S train.seed=3`) neither retrains
-nor re-scores the other; `dvc repro evaluate` runs both.
+Run as `python -m pipeline.evaluate <model>` (a model of pipeline/registry.py). One stage per model (a
+dvc.yaml `foreach` over params.yaml's `models:`), so that an experiment on one model (`dvc exp run
+evaluate@parallel -S train.seed=3`) neither retrains nor re-scores the others; `dvc repro evaluate` runs
+them all.
 
 Reads params `evaluate.batch_size`, `<paths.prepared_dir>/test.npz` and `<paths.models_dir>/<model>.keras`.
 Writes `<paths.metrics_dir>/evaluate-<model>.json` (with the tutorial's reported accuracy beside ours)
@@ -28,9 +29,9 @@ from pipeline.atomic import atomic_output, write_json
 from pipeline.params import PipelineError
 
 
-def evaluate(model: keras.Model, split: data.Split, batch_size: int) -> tuple[dict, np.ndarray]:
-    """Metrics of `model` on `split`, and its predicted class per image."""
-    reported = registry.MODELS[model.name].reported
+def evaluate(model: keras.Model, split: data.Split, batch_size: int, name: str) -> tuple[dict, np.ndarray]:
+    """Metrics of `model`, the registry's model `name`, on `split`, and its predicted class per image."""
+    reported = registry.MODELS[name].reported
     model.predict(split.images[:batch_size], batch_size=batch_size, verbose=0)
     start = time.perf_counter()
     probs = model.predict(split.images, batch_size=batch_size, verbose=1 if sys.stdout.isatty() else 0)
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
     split = data.load_split(p.paths.test_arrays)
     model = load_model(p.paths.model(name))
     print(f"evaluate-{name}: {len(split.labels)} test images")
-    metrics, predicted = evaluate(model, split, p.evaluate.batch_size)
+    metrics, predicted = evaluate(model, split, p.evaluate.batch_size, name)
     names = np.array(split.class_names)
     confusion = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
     with atomic_output(p.paths.confusion(name)) as tmp:

@@ -1,8 +1,8 @@
-"""Stage `train@<model>` (dvc.yaml `foreach`): train one of the tutorial's models.
+"""Stage `train@<model>` (dvc.yaml `foreach` over params.yaml's `models:`): train one registered model.
 
-    python -m pipeline.train sequential|parallel
+    python -m pipeline.train <model>      (a model of pipeline/registry.py)
 
-Reads params `train.*` (`train.<model>.epochs` for the model's own) and `<paths.prepared_dir>/train.npz`.
+Reads params `train.*`, `models.<model>.epochs` and `<paths.prepared_dir>/train.npz`.
 Writes `<paths.models_dir>/<model>.keras`, `<paths.metrics_dir>/train-<model>.json` and the per-epoch
 history `<paths.plots_dir>/train-<model>.csv` (paths from `params.Paths`).
 

@@ -3,8 +3,8 @@ applied as the page says, then the real tools run on real CIFAR-10 images (the s
 model must show up in each: `dvc repro`, lstm-step, `gate compare` against the two-model baseline, `gate ab
 --list`, `history` and `report`.
 
-Slow (about two minutes): `dvc repro` runs twice, the second time every stage again (each depends on
-pipeline/registry.py).
+Slow (about two minutes): `dvc repro` and the tiny collapse study run twice, the second time every stage
+again (each depends on pipeline/registry.py).
 """
 
 from __future__ import annotations
@@ -58,13 +58,17 @@ def follow_the_page(project) -> str:
 def test_a_model_added_as_the_page_says_is_trained_scored_timed_gated_drawn_and_reported(root, tmp_path, real_mirror):
     archive, md5 = real_mirror
     project = copy_project(root, tmp_path / "project")
+    (project / ".mirror").mkdir()  # a URL relative to the project, as make repro-mirror records it (lockcheck)
+    (project / ".mirror" / archive.name).symlink_to(archive)
     small = {**TINY, "preprocess.train_limit": 200, "preprocess.test_limit": 100}
-    set_params(project, **{"download.url": archive.as_uri(), "download.md5": md5, **small})
+    set_params(project, **{"download.url": f"file:.mirror/{archive.name}", "download.md5": md5, **small})
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "two models"], project)
     run(["dvc", "repro"], project)
+    run(["dvc", "repro", "studies/dvc.yaml"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "two-model baseline"], project)
+    assert run_stage(project, "pipeline.lockcheck")[0] == 0
 
     name = follow_the_page(project)
     assert name == "pool4"
@@ -86,10 +90,17 @@ def test_a_model_added_as_the_page_says_is_trained_scored_timed_gated_drawn_and_
     core = metrics["lstm-step.json"][name]
     assert (core["steps"], core["features"]) == (64, 50) and core["cpu_generic"]["step_time_ms_median"] > 0
     assert stages_ran(run(["dvc", "repro"], project)) == []
+    code, out, err = run_stage(project, "pipeline.lockcheck")
+    # dvc.lock is fresh; the collapse study depends on the registry too
+    assert code == 1 and "studies/dvc.lock is stale: collapse: " in err and "pipeline/registry.py modified" in err
+    assert stages_ran(run(["dvc", "repro", "studies/dvc.yaml"], project)) == ["studies/dvc.yaml:collapse"]
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", f"Add the {name} model"], project)
+    code, out, err = run_stage(project, "pipeline.lockcheck")
+    assert code == 0, err
 
-    code, out, err = run_stage(project, "pipeline.gate", "compare", "--baseline", "HEAD~1")
+    # as make gate-accuracy runs it
+    code, out, err = run_stage(project, "pipeline.gate", "compare", "--baseline", "HEAD~1", "--allow-new-settings")
     assert code == 0, err
     assert f"| {name} test_accuracy | not in baseline | {scored['test_accuracy']:.4f} (" in out
     assert "not gated: new model | advisory |" in out and "**PASS**: 0 of 2 checks failed." in out
@@ -104,7 +115,7 @@ def test_a_model_added_as_the_page_says_is_trained_scored_timed_gated_drawn_and_
     code, out, err = run_stage(project, "pipeline.history", "--out", "history.html")
     assert code == 0, err
     page = (project / "history.html").read_text()
-    assert f'"name":"{name}, settings 1"' in page and f'"name":"sequential, settings 1"' in page
+    assert f'"name":"{name}, settings 1"' in page and '"name":"sequential, settings 1"' in page
 
     code, out, err = run_stage(project, "pipeline.runs", "export", "HEAD", "--name", "with-pool4", "--out", "runs")
     assert code == 0, err

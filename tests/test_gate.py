@@ -107,14 +107,15 @@ LSTM_STEP = {"batch_size": 100, "units": 50, "warmup_steps": 3, "rounds": 20, "b
 
 
 def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, changes=None):
-    """A metrics folder as the pipeline writes it; `accuracy` is one for both models or {model: accuracy};
-    `changes` = {file kind: {key: value}} on top, or {model: {file kind: {key: value}}} for one model."""
+    """A metrics folder as the pipeline writes it, for every registered model; `accuracy` is one for every model
+    or {model: accuracy} (0.5 for a model it leaves out); `changes` = {file kind: {key: value}} on top, or
+    {model: {file kind: {key: value}}} for one model."""
     changes = changes or {}
     out = tmp_path / name
     out.mkdir()
-    for model in ("sequential", "parallel"):
+    for model in registry.names():
         own = changes.get(model, {})
-        acc = accuracy[model] if isinstance(accuracy, dict) else accuracy
+        acc = accuracy.get(model, 0.5) if isinstance(accuracy, dict) else accuracy
         train = {**TRAIN, "model": model, "step_time_ms_median": step_ms, **changes.get("train", {}),
                  **own.get("train", {})}
         evaluate = {"model": model, "test_accuracy": acc, "test_images": 2000, "backend": "tensorflow",
@@ -122,7 +123,7 @@ def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, changes=None):
         (out / f"train-{model}.json").write_text(json.dumps(train))
         (out / f"evaluate-{model}.json").write_text(json.dumps(evaluate))
     core = {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
-    lstm = {**LSTM_STEP, "sequential": core, "parallel": core, **changes.get("lstm-step", {})}
+    lstm = {**LSTM_STEP, **{model: core for model in registry.lstm_cores()}, **changes.get("lstm-step", {})}
     (out / "lstm-step.json").write_text(json.dumps(lstm))
     return out
 
@@ -228,8 +229,18 @@ def third_model(tmp_path, root, monkeypatch):
     return "extra"
 
 
+def _without_model(directory, model):
+    """`directory` (a metrics folder) as a run before `model` existed: none of its files, no LSTM core of it."""
+    for kind in ("train", "evaluate"):
+        (directory / f"{kind}-{model}.json").unlink()
+    lstm = json.loads((directory / "lstm-step.json").read_text())
+    lstm.pop(model, None)
+    (directory / "lstm-step.json").write_text(json.dumps(lstm))
+    return directory
+
+
 def test_a_model_the_baseline_lacks_is_a_new_advisory_row_and_the_others_stay_gated(tmp_path, third_model, capsys):
-    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
+    base = _without_model(_metrics(tmp_path, "base", accuracy=PER_MODEL), third_model)
     current = _with_model(_metrics(tmp_path, "cur", accuracy=PER_MODEL), third_model, 0.2)
     assert _compare(tmp_path, base, current) == 0
     out = capsys.readouterr().out
@@ -257,6 +268,16 @@ def test_a_model_the_baseline_lacks_is_a_new_advisory_row_and_the_others_stay_ga
                                             f"[Errno 2] No such file or directory: '{with_it / 'train-extra.json'}'\n")
 
 
+def test_a_model_without_an_lstm_core_has_no_lstm_step_row_and_needs_none(tmp_path, third_model, capsys):
+    registry.MODELS[third_model] = dataclasses.replace(registry.MODELS[third_model], lstm_core=None)
+    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)  # lstm-step.json of the cores only: none for `extra`
+    assert "extra" not in json.loads((base / "lstm-step.json").read_text())
+    assert _compare(tmp_path, base, _metrics(tmp_path, "cur", accuracy=PER_MODEL)) == 0
+    out = capsys.readouterr().out
+    assert "| train-extra step time |" in out and "lstm-step extra" not in out
+    assert "| lstm-step sequential core, CPU step |" in out and "| lstm-step parallel core, CPU step |" in out
+
+
 def test_a_model_the_registry_no_longer_has_is_reported_as_removed(tmp_path, in_root, capsys):
     base = _with_model(_metrics(tmp_path, "base", accuracy=PER_MODEL), "retired", 0.4)
     assert _compare(tmp_path, base, _metrics(tmp_path, "cur", accuracy=PER_MODEL)) == 0
@@ -266,6 +287,13 @@ def test_a_model_the_registry_no_longer_has_is_reported_as_removed(tmp_path, in_
     assert "- in the baseline but no longer in the registry: retired\n" in out
     assert _compare(tmp_path, base, _metrics(tmp_path, "worse", accuracy={"sequential": 0.31, "parallel": 0.2})) == 1
     assert capsys.readouterr().err == "pipeline.gate: FAIL: parallel test_accuracy\n"
+    # only its score is shown, so only its evaluate file is read: a removed model's train file may be gone
+    (base / "train-retired.json").unlink()
+    assert _compare(tmp_path, base, _metrics(tmp_path, "same", accuracy=PER_MODEL)) == 0
+    assert _row(capsys.readouterr().out, "retired").endswith("| removed | - | not gated: removed model | advisory |")
+    (base / "evaluate-retired.json").write_text("[]")
+    assert _compare(tmp_path, base, _metrics(tmp_path, "again", accuracy=PER_MODEL)) == 2
+    assert capsys.readouterr().err.endswith(f"baseline {base}: evaluate-retired.json is not a metrics object (a JSON list)\n")
 
 
 def test_the_models_of_a_baseline_are_read_from_its_file_names(root):
@@ -1148,5 +1176,7 @@ def test_ab_list_prints_the_working_trees_rows_and_measures_nothing(in_root, cap
     assert gate_command.main(["ab", "--list"]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == speed.names() == [
+        f"{model} {kind}" for model in registry.names() for kind in ("fit loop", "inference batch")]
+    assert speed.names()[:4] == [
         "sequential fit loop", "sequential inference batch", "parallel fit loop", "parallel inference batch"]
     assert captured.err == ""

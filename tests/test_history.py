@@ -1,4 +1,4 @@
-"""The history page (pipeline/history.py) on a scratch git repository whose commits hold known metrics:
+"""The history page (pipeline/history/) on a scratch git repository whose commits hold known metrics:
 which commits become points, where lines break, what the detector marks, the markdown summary, and the
 page itself in a real headless Chromium (Debian's package, which .ci/run installs)."""
 

@@ -93,6 +93,19 @@ def test_the_gpu_checks_that_gpu_check_selects_exist():
         assert any(name.startswith(selected) for name in names), selected
 
 
+def test_gpu_check_weighs_each_model_by_its_core_or_by_the_cores_mean_without_one(monkeypatch):
+    from pipeline import gpu_check
+
+    report = {m: {"cpu_generic": {"step_time_ms_median": ms}} for m, ms in (("sequential", 50.0), ("parallel", 150.0))}
+    assert [gpu_check.work_ms(report, m, cpu=True) for m in ("sequential", "parallel")] == [50.0, 150.0]
+    monkeypatch.setitem(registry.MODELS, "coreless", dataclasses.replace(registry.MODELS["sequential"], name="coreless",
+                                                                         lstm_core=None))
+    assert gpu_check.work_ms(report, "coreless", cpu=True) == 100.0
+    for name in ("sequential", "parallel"):
+        monkeypatch.delitem(registry.MODELS, name)
+    assert gpu_check.work_ms({}, "coreless", cpu=True) == 1.0  # no core timed at all: epochs alone weigh
+
+
 def test_flop_count_formula():
     # sequential core at batch 100: 3 * 2 * 100 * 256 * 4*50 * (50 + 50)
     assert steps.lstm_train_flops(100, 256, 50, 50) == 3_072_000_000

@@ -101,8 +101,8 @@ def test_models_build_with_either_loss_and_the_clipped_one_survives_save_and_loa
 def test_the_code_maps_cover_exactly_the_names_params_allows():
     # params.py holds the one list of loss names and models.py maps each to code; the registry holds the models
     assert tuple(models.LOSSES) == params.LOSSES
-    assert registry.names() == ("sequential", "parallel") and tuple(params.load().models) == registry.names()
-    assert {n: (m.reported, m.lstm_core) for n, m in registry.MODELS.items()} == {
+    assert registry.names()[:2] == ("sequential", "parallel") and tuple(params.load().models) == registry.names()
+    assert {n: (registry.MODELS[n].reported, registry.MODELS[n].lstm_core) for n in ("sequential", "parallel")} == {
         "sequential": (registry.Reported(0.5927, 100), (256, 50)), "parallel": (registry.Reported(0.10000001, 10), (1024, 3))}
     for name, entry in registry.MODELS.items():  # every branch names trainable layers the model has, each once
         layers = [layer.name for layer in entry.build().layers if layer.trainable_weights]
@@ -112,3 +112,17 @@ def test_the_code_maps_cover_exactly_the_names_params_allows():
 def test_a_model_is_registered_once():
     with pytest.raises(ValueError, match="model 'sequential' is registered twice"):
         registry.register(colour="#000000", branches={}, fit_loop_batches=2)(registry.sequential)
+
+
+def test_evaluate_takes_the_models_registry_name_from_the_stage_not_from_keras():
+    # a builder that names its keras.Model otherwise (or not at all) still gets its registry entry's record
+    import keras
+
+    from pipeline import evaluate
+    from tests.splits import synthetic_split
+
+    tutorial = models.tutorial("sequential")
+    renamed = keras.Model(tutorial.inputs, tutorial.outputs, name="something_else")
+    metrics, predicted = evaluate.evaluate(renamed, synthetic_split(20, seed=0, normalize="raw"), 10, "sequential")
+    assert (metrics["reported_test_accuracy"], metrics["reported_epochs"], metrics["test_images"]) == (0.5927, 100, 20)
+    assert predicted.shape == (20,)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from pipeline import registry
 from tests.project import STAGES, TINY, copy_project, run, set_params, stages_ran
 from tests.servers import serve
 
@@ -34,8 +35,8 @@ def test_dvc_repro_end_to_end(project, tiny_archive):
         assert stages_ran(run(["dvc", "repro", "studies/dvc.yaml"], project)) == ["studies/dvc.yaml:collapse"]
 
         metrics = {p.name: json.loads(p.read_text()) for p in (project / "metrics").glob("*.json")}
-        assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate-sequential.json",
-                                "evaluate-parallel.json", "lstm-step.json", "collapse.json"}
+        assert set(metrics) == {f"{kind}-{m}.json" for kind in ("train", "evaluate") for m in registry.names()} | {
+            "lstm-step.json", "collapse.json"}
         assert metrics["lstm-step.json"]["sequential"]["cpu_generic"]["rounds"] == 3
         assert metrics["train-sequential.json"]["param_count"] == 22_110
         assert metrics["train-parallel.json"]["param_count"] == 1_299_410

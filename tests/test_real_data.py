@@ -35,6 +35,6 @@ def test_sequential_model_beats_chance_after_one_epoch(splits):
     # standard deviation of 0.0095 over 1,000 test images: 0.15 is five of them above chance.
     train_split, test_split = splits
     model, history, _ = training.fit("sequential", train_split, seed=0, batch_size=50, learning_rate=0.001, epochs=1, verbose=0)
-    metrics, _ = evaluate.evaluate(model, test_split, batch_size=100)
+    metrics, _ = evaluate.evaluate(model, test_split, batch_size=100, name="sequential")
     assert np.isfinite(history["loss"].iloc[0])
     assert metrics["test_accuracy"] > 0.15

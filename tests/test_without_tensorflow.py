@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline import environment
+from pipeline import environment, registry
 from tests.conftest import MIRROR_TOOL
 from tests.project import ROOT, TINY, run_stage, scratch_params
 
@@ -55,8 +55,8 @@ def test_every_stage_runs_and_records_its_backend(tmp_path, tiny_archive, backen
         code, _, err = run_stage(tmp_path, *args, timeout=900, KERAS_BACKEND=backend)
         assert code == 0, f"{args} under {backend}:\n{err[-3000:]}"
     metrics = {path.name: json.loads(path.read_text()) for path in (tmp_path / "metrics").glob("*.json")}
-    assert set(metrics) == {"train-sequential.json", "train-parallel.json", "evaluate-sequential.json",
-                            "evaluate-parallel.json", "lstm-step.json", "collapse.json"}
+    assert set(metrics) == {f"{kind}-{m}.json" for kind in ("train", "evaluate") for m in registry.names()} | {
+        "lstm-step.json", "collapse.json"}
     for name, values in metrics.items():
         assert values["backend"] == backend, name
     for model in ("sequential", "parallel"):

@@ -71,9 +71,10 @@ def _gate(argv) -> int:
         # the baseline's models: those it has files of (a current model it lacks entirely is new); with no
         # model's file there at all, every current model's files are required, so the error names one
         in_base = models_in(present, p.paths) or current
-        base = read(list(metric_files(p.paths, in_base).values()))
         gone = [m for m in in_base if m not in current]
-        removed = {m: metric_files(p.paths, [m])[f"evaluate-{m}"] for m in gone}
+        removed = {m: metric_files(p.paths, [m])[f"evaluate-{m}"] for m in gone}  # only its score is shown
+        kept = [m for m in in_base if m in current]
+        base = read([*metric_files(p.paths, kept).values(), *removed.values()])
         files = metric_files(p.paths, current)
         title = f"Gate: {current_dir} against {label}"
         drops = {m: p.models[m].max_accuracy_drop for m in current}

@@ -20,7 +20,7 @@ started = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import keras  # noqa: E402
 
-from pipeline import models, params, speed  # noqa: E402
+from pipeline import params, registry, speed  # noqa: E402
 
 HERE = Path(__file__).parent
 CALLS = 4
@@ -41,7 +41,7 @@ def main() -> None:
 
     for name, step in found.items():
         timed(name, step)
-    for name in models.BUILDERS:  # the former train-step row, on the fit loop's own (already compiled) model
+    for name in registry.names():  # the former train-step row, on the fit loop's own (already compiled) model
         model = found[f"{name} fit loop"].loop.model
         x, y = speed.model_inputs(p.train.batch_size, 0)
         timed(f"{name} train step (train_on_batch, until 68ee5a4)", lambda m=model, x=x, y=y: m.train_on_batch(x, y))

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline import params
+from pipeline import params, registry
 from tests.project import ROOT, run_stage, scratch_params, set_params
 from tests.splits import write_prepared
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=["sequential", "parallel"])
+    parser.add_argument("--models", nargs="+", default=list(registry.names()))
     parser.add_argument("--out", default="replicas.json")
     args = parser.parse_args()
 
