@@ -98,11 +98,11 @@ def test_gpu_check_weighs_each_model_by_its_core_or_by_the_cores_mean_without_on
 
     report = {m: {"cpu_generic": {"step_time_ms_median": ms}} for m, ms in (("sequential", 50.0), ("parallel", 150.0))}
     assert [gpu_check.work_ms(report, m, cpu=True) for m in ("sequential", "parallel")] == [50.0, 150.0]
-    monkeypatch.setitem(registry.MODELS, "coreless", dataclasses.replace(registry.MODELS["sequential"], name="coreless",
-                                                                         lstm_core=None))
+    # registries of their own (the module's dict is swapped, not edited, so its order stays as it is)
+    coreless = dataclasses.replace(registry.MODELS["sequential"], name="coreless", lstm_core=None)
+    monkeypatch.setattr(registry, "MODELS", {**registry.MODELS, "coreless": coreless})
     assert gpu_check.work_ms(report, "coreless", cpu=True) == 100.0
-    for name in ("sequential", "parallel"):
-        monkeypatch.delitem(registry.MODELS, name)
+    monkeypatch.setattr(registry, "MODELS", {"coreless": coreless})
     assert gpu_check.work_ms({}, "coreless", cpu=True) == 1.0  # no core timed at all: epochs alone weigh
 
 
