@@ -278,6 +278,25 @@ def test_a_model_without_an_lstm_core_has_no_lstm_step_row_and_needs_none(tmp_pa
     assert "| lstm-step sequential core, CPU step |" in out and "| lstm-step parallel core, CPU step |" in out
 
 
+def test_every_new_and_every_removed_model_gets_its_row_and_its_name_in_the_notes(tmp_path, root):
+    cfg = params.load(root / "params.yaml").gate
+    names = ["sequential", "parallel", "new1", "new2"]
+    files = gate_compare.metric_files(params.load(root / "params.yaml").paths, names)
+    base_dir = _with_model(_with_model(_metrics(tmp_path, "base", accuracy=PER_MODEL), "old1", 0.3), "old2", 0.4)
+    cur_dir = _with_model(_with_model(_metrics(tmp_path, "cur", accuracy=PER_MODEL), "new1", 0.2), "new2", 0.25)
+    base = gate_compare.metrics_in_dir(base_dir, [f.name for f in sorted(base_dir.iterdir())], "b")
+    cur = gate_compare.metrics_in_dir(cur_dir, [f.name for f in sorted(cur_dir.iterdir())], "c")
+    sections, notes = gate_compare.compare(base, cur, cfg, files, {m: 0.03 for m in names},
+                                           removed={"old1": "evaluate-old1.json", "old2": "evaluate-old2.json"})
+    rows = {r.metric: (r.baseline, r.current, r.allowed) for r in sections["Accuracy"]}
+    assert rows["new1 test_accuracy"] == ("not in baseline", "0.2000 (400 of 2000)", "not gated: new model")
+    assert rows["new2 test_accuracy"] == ("not in baseline", "0.2500 (500 of 2000)", "not gated: new model")
+    assert rows["old1 test_accuracy"] == ("0.3000 (600 of 2000)", "removed", "not gated: removed model")
+    assert rows["old2 test_accuracy"] == ("0.4000 (800 of 2000)", "removed", "not gated: removed model")
+    assert "new since the baseline, so not gated: new1, new2" in notes
+    assert "in the baseline but no longer in the registry: old1, old2" in notes
+
+
 def test_a_model_the_registry_no_longer_has_is_reported_as_removed(tmp_path, in_root, capsys):
     base = _with_model(_metrics(tmp_path, "base", accuracy=PER_MODEL), "retired", 0.4)
     assert _compare(tmp_path, base, _metrics(tmp_path, "cur", accuracy=PER_MODEL)) == 0
@@ -489,6 +508,12 @@ def test_compare_reads_the_baseline_committed_on_main_by_default(tmp_path, monke
     assert gate_command.main(["compare", "--current-dir", str(current)]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"## Gate: {current} against main\n") and "| 0.3100 (620 of 2000) | 0.2000 (400 of 2000) |" in out
+    # without --current-dir: the workspace's metrics directory (params.yaml's paths.metrics_dir)
+    shutil.rmtree(repo / "metrics")
+    shutil.copytree(current, repo / "metrics")
+    assert gate_command.main(["compare"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("## Gate: metrics against main\n") and "| 0.3100 (620 of 2000) | 0.2000 (400 of 2000) |" in out
 
 
 def test_missing_baseline_exits_2(tmp_path, in_root, capsys):

@@ -52,6 +52,14 @@ def test_a_revision_that_reads_like_an_option_never_makes_git_write_a_file(repo,
     assert sorted(str(p) for p in repo.rglob("*") if ".git" not in p.parts) == before
 
 
+def test_listing_a_revision_that_reads_like_an_option_writes_nothing_and_lists_nothing(repo):
+    (repo / f"{EVIL[len('--output='):]}:metrics").mkdir()
+    before = sorted(str(p) for p in repo.rglob("*") if ".git" not in p.parts)
+    assert gate_compare.files_at_rev(EVIL, "metrics") == set()
+    assert sorted(str(p) for p in repo.rglob("*") if ".git" not in p.parts) == before
+    assert gate_compare.files_at_rev("HEAD~1", "metrics") == {"a.json"}
+
+
 def test_the_same_calls_work_on_a_real_revision(repo):
     # the control: each call above reads what it should when given a revision
     assert gate_compare.metrics_at_rev("HEAD~1", "metrics", ["a.json"]) == {"a.json": {}}
