@@ -268,6 +268,18 @@ def test_a_model_the_baseline_lacks_is_a_new_advisory_row_and_the_others_stay_ga
                                             f"[Errno 2] No such file or directory: '{with_it / 'train-extra.json'}'\n")
 
 
+def test_a_baseline_revision_without_a_model_makes_it_new_not_an_error(tmp_path, third_model, capsys):
+    # the baseline's models are read from the file names committed at the revision
+    for cmd in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *cmd], check=True)
+    _without_model(_metrics(Path.cwd(), "metrics", accuracy=PER_MODEL), third_model)
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "commit", "-qm", "two models"], check=True)
+    current = _with_model(_metrics(tmp_path, "cur", accuracy=PER_MODEL), third_model, 0.2)
+    assert gate_command.main(["compare", "--baseline", "HEAD", "--current-dir", str(current)]) == 0
+    assert _row(capsys.readouterr().out, third_model).startswith("| extra test_accuracy | not in baseline | 0.2000 ")
+
+
 def test_a_model_without_an_lstm_core_has_no_lstm_step_row_and_needs_none(tmp_path, third_model, capsys):
     registry.MODELS[third_model] = dataclasses.replace(registry.MODELS[third_model], lstm_core=None)
     base = _metrics(tmp_path, "base", accuracy=PER_MODEL)  # lstm-step.json of the cores only: none for `extra`
