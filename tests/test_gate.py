@@ -106,6 +106,21 @@ LSTM_STEP = {"batch_size": 100, "units": 50, "warmup_steps": 3, "rounds": 20, "b
              "cpu_sgemm_n": 1024, "gpu_sgemm_n": 8192}
 
 
+def _core(step_ms):
+    """An LSTM core's record in lstm-step.json."""
+    return {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
+
+
+def _write_model(out, model, accuracy, step_ms, changes=None):
+    """One model's train and evaluate files in `out`, with `changes` = {"train"/"evaluate": {key: value}} on top."""
+    changes = changes or {}
+    train = {**TRAIN, "model": model, "step_time_ms_median": step_ms, **changes.get("train", {})}
+    evaluate = {"model": model, "test_accuracy": accuracy, "test_images": 2000, "backend": "tensorflow",
+                **changes.get("evaluate", {})}
+    (out / f"train-{model}.json").write_text(json.dumps(train))
+    (out / f"evaluate-{model}.json").write_text(json.dumps(evaluate))
+
+
 def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, changes=None):
     """A metrics folder as the pipeline writes it, for every registered model; `accuracy` is one for every model
     or {model: accuracy} (0.5 for a model it leaves out); `changes` = {file kind: {key: value}} on top, or
@@ -116,14 +131,9 @@ def _metrics(tmp_path, name, accuracy=0.5, step_ms=80.0, changes=None):
     for model in registry.names():
         own = changes.get(model, {})
         acc = accuracy.get(model, 0.5) if isinstance(accuracy, dict) else accuracy
-        train = {**TRAIN, "model": model, "step_time_ms_median": step_ms, **changes.get("train", {}),
-                 **own.get("train", {})}
-        evaluate = {"model": model, "test_accuracy": acc, "test_images": 2000, "backend": "tensorflow",
-                    **changes.get("evaluate", {}), **own.get("evaluate", {})}
-        (out / f"train-{model}.json").write_text(json.dumps(train))
-        (out / f"evaluate-{model}.json").write_text(json.dumps(evaluate))
-    core = {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
-    lstm = {**LSTM_STEP, **{model: core for model in registry.lstm_cores()}, **changes.get("lstm-step", {})}
+        _write_model(out, model, acc, step_ms, {kind: {**changes.get(kind, {}), **own.get(kind, {})}
+                                                for kind in ("train", "evaluate")})
+    lstm = {**LSTM_STEP, **{model: _core(step_ms) for model in registry.lstm_cores()}, **changes.get("lstm-step", {})}
     (out / "lstm-step.json").write_text(json.dumps(lstm))
     return out
 
@@ -207,11 +217,9 @@ def test_each_model_is_compared_with_its_own_baseline(tmp_path, in_root, capsys)
 def _with_model(directory, model, accuracy, step_ms=80.0):
     """`directory` (a metrics folder) with the train and evaluate files of one more model, and its LSTM core."""
     lstm = json.loads((directory / "lstm-step.json").read_text())
-    lstm[model] = {"cpu_generic": {"step_time_ms_median": step_ms, "step_time_ms_iqr": 1.0, "rounds": 20}}
+    lstm[model] = _core(step_ms)
     (directory / "lstm-step.json").write_text(json.dumps(lstm))
-    (directory / f"train-{model}.json").write_text(json.dumps({**TRAIN, "model": model, "step_time_ms_median": step_ms}))
-    (directory / f"evaluate-{model}.json").write_text(json.dumps(
-        {"model": model, "test_accuracy": accuracy, "test_images": 2000, "backend": "tensorflow"}))
+    _write_model(directory, model, accuracy, step_ms)
     return directory
 
 

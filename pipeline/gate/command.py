@@ -60,8 +60,9 @@ def _gate(argv) -> int:
     cfg = p.gate
     if args.mode == "compare":
         current = registry.names()
+        files = metric_files(p.paths, current)
         current_dir = args.current_dir or Path(p.paths.metrics_dir)
-        cur = metrics_in_dir(current_dir, list(metric_files(p.paths, current).values()), f"current {current_dir}")
+        cur = metrics_in_dir(current_dir, list(files.values()), f"current {current_dir}")
         if args.baseline_dir:
             present, label = files_in_dir(args.baseline_dir), str(args.baseline_dir)
             read = lambda names: metrics_in_dir(args.baseline_dir, names, f"baseline {args.baseline_dir}")  # noqa: E731
@@ -72,10 +73,9 @@ def _gate(argv) -> int:
         # model's file there at all, every current model's files are required, so the error names one
         in_base = models_in(present, p.paths) or current
         gone = [m for m in in_base if m not in current]
-        removed = {m: metric_files(p.paths, [m])[f"evaluate-{m}"] for m in gone}  # only its score is shown
+        removed = {m: Path(p.paths.evaluate_metrics(m)).name for m in gone}  # only its score is shown
         kept = [m for m in in_base if m in current]
         base = read([*metric_files(p.paths, kept).values(), *removed.values()])
-        files = metric_files(p.paths, current)
         title = f"Gate: {current_dir} against {label}"
         drops = {m: p.models[m].max_accuracy_drop for m in current}
         sections, notes = compare(base, cur, cfg, files, drops, args.allow_new_settings, removed)
