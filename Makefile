@@ -27,7 +27,7 @@ EXPERIMENT = $(BIN)/python -m pipeline.experiment $(if $(PROFILE),--profile $(PR
 # dvc runs stage commands (`python -m pipeline...`) through the shell: they must find the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study test test-fast bench bench-replicas gate-ab gate-accuracy report history lockcheck mutate
+.PHONY: setup backends notf gpu-wheels gpu-pack repro repro-mirror mirror study lint test test-fast bench bench-replicas gate-ab gate-accuracy report history lockcheck mutate
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
@@ -104,7 +104,11 @@ repro-mirror: setup $(FULL_MIRROR)
 # worker. The no-TensorFlow suite runs serially: each of its tests trains or runs gpu-check on every core
 # already, and gpu-check's budget is wall time (on 2 workers it took 9 min instead of 5 and missed budgets).
 PARALLEL := -n auto --dist loadgroup
-test: setup notf
+# ruff ([tool.ruff] in pyproject.toml): pyflakes and pycodestyle over pipeline/, tests/ and reports/.
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup notf lint
 	@if [ -x $(MIRROR_TOOL) ]; then $(MAKE) --no-print-directory $(SMALL_MIRROR); fi
 	CIFAR10_SMALL_MIRROR=$(abspath $(SMALL_MIRROR)) $(BIN)/python -m pytest $(PARALLEL)
 	KERAS_BACKEND=jax $(NOTF)/bin/python -m pytest -m "not benchmark" $(NOTF_TESTS)
@@ -113,7 +117,7 @@ test: setup notf
 	done
 
 # The unit tier: no real dvc repro, no training on real data, no stage processes that train (marker `slow`).
-test-fast: setup
+test-fast: setup lint
 	$(BIN)/python -m pytest -m "not slow and not benchmark and not notf"
 
 # Mutation testing ([tool.mutmut] in pyproject.toml) of the gate, lockcheck, the history detector, runs

@@ -28,8 +28,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import cli, params, profiles
-from pipeline.params import PipelineError
+from pipeline import profiles
+
+from pipeline.lib import cli, params
+from pipeline.lib.params import PipelineError
 
 KEPT = ("params.yaml", "dvc.lock", "studies/dvc.lock")
 EXEC_REFS = "refs/exps/exec/"

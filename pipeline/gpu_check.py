@@ -53,9 +53,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline import cli, environment, params, profiles, registry
-from pipeline.atomic import write_json
-from pipeline.params import PipelineError
+from pipeline import profiles
+
+from pipeline.lib import cli, environment, params, registry
+from pipeline.lib.atomic import write_json
+from pipeline.lib.params import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("jax", "torch")
@@ -228,13 +230,13 @@ def protocol(run: Run, p: params.Params, backend: str, reports: dict, cpu: bool)
             continue
         results[model] = {"time_limit_s": round(limit)}
         run.say(f"train {model} --time-limit-s {limit:.0f} under {backend}")
-        code, _ = run.call(["-m", "pipeline.train", model, "--time-limit-s", f"{limit:.0f}"], backend,
+        code, _ = run.call(["-m", "pipeline.stages.train", model, "--time-limit-s", f"{limit:.0f}"], backend,
                            timeout=limit + OVERHEAD_S)
         if code != 0:
             results[model]["status"] = f"train exit {code}"
             continue
         run.say(f"evaluate {model} under {backend}")
-        code, _ = run.call(["-m", "pipeline.evaluate", model], backend)
+        code, _ = run.call(["-m", "pipeline.stages.evaluate", model], backend)
         if code != 0:
             results[model]["status"] = f"evaluate exit {code}"
             continue
@@ -258,7 +260,7 @@ def require_gpus(run: Run) -> None:
     """Refuse, before any work, when no backend sees a GPU (one that does not fails its lstm-step later)."""
     statuses = []
     for backend in BACKENDS:
-        code, out = run.call(["-c", "from pipeline import environment; print(environment.gpu_devices()[1])"],
+        code, out = run.call(["-c", "from pipeline.lib import environment; print(environment.gpu_devices()[1])"],
                              backend, cwd=ROOT, timeout=120)
         status = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
         if code == 0 and not status.startswith("no GPU"):

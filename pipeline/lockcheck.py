@@ -29,8 +29,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from pipeline import cli
-from pipeline.params import PipelineError
+from pipeline.lib import cli
+from pipeline.lib.params import PipelineError
 
 # (pipeline file, its lock, the command that refreshes it on a machine without internet; `make repro`
 # where the official URL is reachable).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-from pipeline import cli, data, diagnostics, models, params, registry
+from pipeline.lib import cli, data, diagnostics, models, params, registry
 
 
 def main(argv=None) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 
-from pipeline import registry
-from pipeline.params import PipelineError
+from pipeline.lib import registry
+from pipeline.lib.params import PipelineError
 
 PROFILES = {
     # each model the tutorial has runs its reported epochs (registry.Model.reported); any other keeps params.yaml's

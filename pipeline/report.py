@@ -33,12 +33,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import cli, params, registry, runs as exported
-from pipeline.atomic import write_text
-from pipeline.params import PipelineError
+from pipeline import runs as exported
 
-SETTING = ["model", "source", "normalize", "train_images", "epochs", "batch_size", "learning_rate", "loss",
-           "backend", "keras_version", "device_name", "replicas"]
+from pipeline.lib import cli, metrics, params, registry
+from pipeline.lib.atomic import write_text
+from pipeline.lib.params import PipelineError
+
+# Runs pool over seeds only when everything else is equal: the metrics contract's settings of the train
+# stage and the collapse study (the train runs' test-image count is their evaluate file's), and the environment.
+SETTING = ["model", "source", *dict.fromkeys(k for kind in ("train", "collapse") for k in metrics.settings(kind)
+                                             if k not in ("model", "seed", "seeds")),
+           *metrics.environment("train")]
 
 
 def experiments(all_commits: bool) -> list[dict]:
@@ -47,7 +52,9 @@ def experiments(all_commits: bool) -> list[dict]:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as exc:
-        raise PipelineError(f"cannot run {cmd[0]}: {exc.strerror} (is the venv's bin on PATH? `make report` sets it)") from None
+        raise PipelineError(
+            f"cannot run {cmd[0]}: {exc.strerror} (is the venv's bin on PATH? `make report` sets it)"
+        ) from None
     if done.returncode != 0:
         raise PipelineError(f"{' '.join(cmd)} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     found = []
@@ -91,15 +98,15 @@ def _rows(exp: dict, paths: params.Paths) -> list[dict]:
         if not trained or not scored or "test_accuracy" not in scored:
             continue
         rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
-                     **{k: trained.get(k) for k in SETTING[2:]}, "loss": trained.get("loss", "crossentropy"),
-                     "replicas": trained.get("replicas", 1),  # metrics before data-parallel: one device
+                     **{k: metrics.value("train", trained, k) for k in SETTING[2:]},
+                     "test_images": metrics.value("evaluate", scored, "test_images"),
                      "test_accuracy": scored["test_accuracy"], **where})
     study = m.get(str(paths.collapse_metrics))
     for arm in params.COLLAPSE_ARMS if study else ():
         for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
             rows.append({"model": study["model"], "source": f"collapse {arm}", "seed": int(seed),
-                         **{k: study.get(k) for k in SETTING[2:]}, "loss": study.get("loss", "crossentropy"),
-                         "keras_version": study[arm]["keras_version"], "replicas": 1,
+                         **{k: metrics.value("collapse", study, k) for k in SETTING[2:]},
+                         "keras_version": study[arm]["keras_version"],
                          "test_accuracy": run["test_accuracy"], **where})
     return rows
 
@@ -125,12 +132,31 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(summary: pd.DataFrame) -> str:
     shown = summary.assign(
-        test_accuracy=[f"{m:.4f} ± {s:.4f}" if pd.notna(s) else f"{m:.4f}" for m, s in zip(summary["mean"], summary["std"])],
+        test_accuracy=[
+            f"{m:.4f} ± {s:.4f}" if pd.notna(s) else f"{m:.4f}" for m, s in zip(summary["mean"], summary["std"])
+        ],
         range=[f"{lo:.4f} .. {hi:.4f}" for lo, hi in zip(summary["min"], summary["max"])],
         tutorial=summary["tutorial"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}"),
     )
-    columns = ["model", "source", "normalize", "train_images", "epochs", "learning_rate", "loss", "keras_version", "backend",
-               "device_name", "replicas", "runs", "seeds", "test_accuracy", "range", "collapsed", "tutorial"]
+    columns = [
+        "model",
+        "source",
+        "normalize",
+        "train_images",
+        "epochs",
+        "learning_rate",
+        "loss",
+        "keras_version",
+        "backend",
+        "device_name",
+        "replicas",
+        "runs",
+        "seeds",
+        "test_accuracy",
+        "range",
+        "collapsed",
+        "tutorial",
+    ]
     return shown[columns].to_markdown(index=False, disable_numparse=True) + "\n"
 
 
@@ -146,8 +172,10 @@ def main(argv=None) -> None:
         raise PipelineError(f"--runs {args.runs}: no such directory")
     table = runs(exported.load(args.runs) if args.runs else experiments(args.all_commits), p.paths)
     if table.empty:
-        raise PipelineError("no run has train-<model>.json with evaluate-<model>.json, or collapse.json; "
-                            "run some first (dvc exp run)" + (f" and export them into {args.runs}" if args.runs else ""))
+        raise PipelineError(
+            "no run has train-<model>.json with evaluate-<model>.json, or collapse.json; "
+            "run some first (dvc exp run)" + (f" and export them into {args.runs}" if args.runs else "")
+        )
     summary = aggregate(table)
     text = markdown(summary)
     for suffix, content in ((".md", text), (".csv", summary.to_csv(index=False)),

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import cli, params
-from pipeline.gitcmd import git, revision
-from pipeline.params import PipelineError
+from pipeline.lib import cli, params
+from pipeline.lib.gitcmd import git, revision
+from pipeline.lib.params import PipelineError
 
 DEFAULT_OUT = Path("reports/runs")
 LOCKS = ("params.yaml", "dvc.lock", "studies/dvc.lock")
@@ -99,9 +99,16 @@ def export(name_or_rev: str, out_root: Path, name: str | None, files: list[str] 
                 continue  # a lock that commit did not have
             (staging / path).parent.mkdir(parents=True, exist_ok=True)
             (staging / path).write_bytes(blob)
-        record = {"name": name, "experiment": experiment or None, "rev": sha, "baseline": parent,
-                  "timestamp": _git("log", "-1", "--format=%cI", "--end-of-options", sha).strip(), "files": chosen,
-                  "exported_with": f"python -m pipeline.runs export {name_or_rev}" + (f" --name {name}" if name != (experiment or sha[:7]) else "")}
+        record = {
+            "name": name,
+            "experiment": experiment or None,
+            "rev": sha,
+            "baseline": parent,
+            "timestamp": _git("log", "-1", "--format=%cI", "--end-of-options", sha).strip(),
+            "files": chosen,
+            "exported_with": f"python -m pipeline.runs export {name_or_rev}"
+            + (f" --name {name}" if name != (experiment or sha[:7]) else ""),
+        }
         (staging / "run.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
         os.replace(staging, dest)
     except BaseException:
@@ -118,9 +125,13 @@ def load(out_root: Path) -> list[dict]:
         where = record_path.parent
         try:
             record = yaml.safe_load(record_path.read_text())
-            metrics = {str(p.relative_to(where)): json.loads(p.read_text()) for p in sorted(where.glob("metrics/**/*.json"))}
+            metrics = {
+                str(p.relative_to(where)): json.loads(p.read_text()) for p in sorted(where.glob("metrics/**/*.json"))
+            }
         except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PipelineError(f"{record_path.parent}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            raise PipelineError(
+                f"{record_path.parent}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            ) from None
         if not isinstance(record, dict) or not {"name", "rev", "timestamp"} <= set(record):
             raise PipelineError(f"{record_path}: needs name, rev and timestamp")
         found.append({"name": record["name"], "rev": record["rev"], "timestamp": str(record["timestamp"]),

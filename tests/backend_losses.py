@@ -18,7 +18,7 @@ import json
 
 import numpy as np
 
-from pipeline import models, params, registry
+from pipeline.lib import models, params, registry
 
 
 def main() -> None:

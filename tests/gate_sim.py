@@ -18,7 +18,7 @@ import json
 
 import numpy as np
 
-from pipeline import params
+from pipeline.lib import params
 from pipeline.gate import ab as gate_ab, statistics as gate_statistics
 from tests.project import ROOT
 

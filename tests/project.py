@@ -18,7 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import cli, profiles, registry
+from pipeline import profiles
+
+from pipeline.lib import cli, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["pipeline", "params.yaml", "dvc.yaml", "studies/dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import data
+from pipeline.lib import data
 from tests import archives
 
 

@@ -4,7 +4,7 @@ model must show up in each: `dvc repro`, lstm-step, `gate compare` against the t
 --list`, `history` and `report`.
 
 Slow (about two minutes): `dvc repro` and the tiny collapse study run twice, the second time every stage
-again (each depends on pipeline/registry.py).
+again (each depends on pipeline/lib/registry.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def follow_the_page(project) -> str:
     assert set(blocks) == {"Append to", "Add under", "Add one line under"}, "the page's three steps"
     code = blocks["Append to"]
     name = re.search(r"^def (\w+)\(\):", code, re.MULTILINE).group(1)
-    registry = project / "pipeline" / "registry.py"
+    registry = project / "pipeline" / "lib" / "registry.py"
     registry.write_text(registry.read_text().rstrip("\n") + "\n\n\n" + code)
     params = project / "params.yaml"
     text = params.read_text()
@@ -92,7 +92,7 @@ def test_a_model_added_as_the_page_says_is_trained_scored_timed_gated_drawn_and_
     assert stages_ran(run(["dvc", "repro"], project)) == []
     code, out, err = run_stage(project, "pipeline.lockcheck")
     # dvc.lock is fresh; the collapse study depends on the registry too
-    assert code == 1 and "studies/dvc.lock is stale: collapse: " in err and "pipeline/registry.py modified" in err
+    assert code == 1 and "studies/dvc.lock is stale: collapse: " in err and "pipeline/lib/registry.py modified" in err
     assert stages_ran(run(["dvc", "repro", "studies/dvc.yaml"], project)) == ["studies/dvc.yaml:collapse"]
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", f"Add the {name} model"], project)

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cifar
-from pipeline.params import PipelineError
+from pipeline.lib import cifar
+from pipeline.lib.cifar import layout, tar
+from pipeline.lib.params import PipelineError
 from tests import archives
 
 
@@ -185,13 +186,13 @@ def test_only_one_gzip_member_is_an_archive(tmp_path, framing, message):
     assert str(refused.value) == f"{path}: {message}"
 
 
-def _inflated(data: bytes) -> "cifar._Inflated":
+def _inflated(data: bytes) -> "tar._Inflated":
     import io
-    return cifar._Inflated(io.BytesIO(gzip.compress(data)), Path("a.tar.gz"))
+    return tar._Inflated(io.BytesIO(gzip.compress(data)), Path("a.tar.gz"))
 
 
 def test_every_inflated_byte_counts_against_the_budget_and_a_larger_request_is_refused_unread(monkeypatch):
-    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 3 << 20)
+    monkeypatch.setattr(tar, "MAX_ARCHIVE_BYTES", 3 << 20)
     refusal = "a.tar.gz: decompresses to more than 3,145,728 bytes; the CIFAR-10 archive needs far less"
     stream = _inflated(bytes(4 << 20))
     assert len(stream.read(-1)) == 3 << 20  # all the budget allows, in 1 MiB chunks
@@ -264,7 +265,7 @@ def test_a_cut_gzip_stream_is_named_as_such(tmp_path, tiny_archive):
     (10 ** 79, str(10 ** 79)), (10 ** 80, str(10 ** 80)[:77] + "..."), (1.5, "1.5"),
 ])
 def test_a_refused_value_is_described_briefly(value, described):
-    assert cifar._describe(value) == described
+    assert layout.describe(value) == described
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -289,7 +290,7 @@ def test_the_compressed_file_is_read_a_chunk_at_a_time():
             return super().read(size)
 
     file = Reads(gzip.compress(os.urandom(3 << 20)))  # incompressible: about 3 MiB to read
-    stream = cifar._Inflated(file, Path("a.tar.gz"))
+    stream = tar._Inflated(file, Path("a.tar.gz"))
     stream.read(-1)
     stream.finish()
-    assert len(file.sizes) >= 3 and set(file.sizes) == {cifar._Inflated.CHUNK, 1}  # and 1 byte to see the end
+    assert len(file.sizes) >= 3 and set(file.sizes) == {tar._Inflated.CHUNK, 1}  # and 1 byte to see the end

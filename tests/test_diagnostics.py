@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import diagnostics, models, params, training
+from pipeline.lib import diagnostics, models, params, training
 from tests.project import run_stage, scratch_params
 from tests.splits import synthetic_split
 
@@ -83,7 +83,7 @@ def test_collapse_stage_runs_both_kerases(tmp_path, tiny_archive):
                                 "collapse.seeds": 2, "collapse.epochs": 1,
                                 "collapse.train_limit": 0, "collapse.test_limit": 0, "collapse.probe_images": 20,
                                 "collapse.probe_every": 2})
-    for module in ("pipeline.preprocess", "pipeline.collapse"):
+    for module in ("pipeline.stages.preprocess", "pipeline.stages.collapse"):
         code, out, err = run_stage(tmp_path, module, timeout=600)
         assert code == 0, err[-2000:]
     assert "collapse: keras2 (keras 2." in out and "seed 2/2" in out  # progress

@@ -1,5 +1,5 @@
 """Data-parallel training (`train.distribution: data_parallel`) on 2 logical CPU devices, through the
-real `pipeline.train` stage, under TensorFlow (MirroredStrategy) and jax (keras.distribution.DataParallel).
+real `pipeline.stages.train` stage, under TensorFlow (MirroredStrategy) and jax (keras.distribution.DataParallel).
 
 The two replicas split each global batch of 100 in halves and combine their gradients, which is the
 same arithmetic as one device up to float32 summation order. So after a few steps the loss and the
@@ -28,7 +28,7 @@ STEPS = 4  # 200 images x 2 epochs / batch 100
 
 
 def start(project: Path, backend: str, **env) -> subprocess.Popen:
-    return start_stage(project, "pipeline.train", "sequential", KERAS_BACKEND=backend, **env)
+    return start_stage(project, "pipeline.stages.train", "sequential", KERAS_BACKEND=backend, **env)
 
 
 def finish(proc: subprocess.Popen, project: Path) -> dict:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline import download
-from pipeline.params import PipelineError
+from pipeline.stages import download
+from pipeline.lib.params import PipelineError
 from tests.servers import serve
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dvc.repo import Repo
 
-from pipeline import params, registry
+from pipeline.lib import params, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARK = {"download", "preprocess", "lstm-step",
@@ -75,7 +75,7 @@ def test_the_benchmark_and_the_studies_are_separate_pipeline_files(stages):
 @pytest.mark.parametrize("name", sorted(BENCHMARK | STUDIES))
 def test_stage_module_deps_are_exactly_its_imports(stages, name):
     stage = stages[name]
-    module = re.fullmatch(r"python -m (pipeline\.\w+)(?: \w+)?", stage.cmd).group(1)
+    module = re.fullmatch(r"python -m (pipeline\.[\w.]+)(?: \w+)?", stage.cmd).group(1)
     listed = {Path(dep.fs_path).relative_to(ROOT).as_posix() for dep in stage.deps
               if Path(dep.fs_path).suffix == ".py"}
     assert listed == module_deps(module), f"{stage.path}: {name} deps differ from what {module} imports"
@@ -110,3 +110,13 @@ def test_the_training_curves_plot_the_files_the_train_stages_write():
 def test_operational_download_knobs_are_not_stage_params(stages):
     listed = {key for dep in stages["download"].deps if hasattr(dep, "params") for key in dep.params}
     assert listed == {"download.url", "download.md5"}
+
+
+def test_each_stage_that_writes_metrics_lists_its_schema(stages):
+    """A metrics writer validates against its kind's schema (pipeline/lib/metrics.py), so the schema is a dep."""
+    kinds = {"train": "train", "evaluate": "evaluate", "lstm-step": "lstm-step", "collapse": "collapse"}
+    for name, stage in stages.items():
+        listed = {Path(dep.fs_path).relative_to(ROOT).as_posix() for dep in stage.deps
+                  if Path(dep.fs_path).suffix == ".json"}
+        kind = kinds.get(name.split("@")[0])
+        assert listed == ({f"pipeline/lib/schemas/{kind}.schema.json"} if kind else set()), name

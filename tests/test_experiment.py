@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from pipeline import experiment, profiles
-from pipeline.params import PipelineError
+from pipeline.lib.params import PipelineError
 from tests.project import ROOT, TINY, copy_project, run, run_stage, set_params
 
 

@@ -29,7 +29,7 @@ PROGRESS = re.compile(r"\d+%\||B/s\]")  # a tqdm progress bar redraw, not a mess
 
 def error_lines(err: str) -> list[str]:
     # Progress bars are not messages; everything else on stderr is (TensorFlow's native start-up
-    # notices never reach it: pipeline/native_log.py).
+    # notices never reach it: pipeline/lib/native_log.py).
     return [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not PROGRESS.search(line)]
 
 
@@ -73,20 +73,20 @@ def test_download_refuses_a_bad_archive_and_keeps_the_good_one(project, tiny_arc
     (served / "cifar-10-python.tar.gz").write_bytes(content(source.read_bytes()))
     with serve(served) as (url, _):
         set_params(project, **{"download.url": f"{url}/cifar-10-python.tar.gz", "download.md5": md5})
-        assert_refused(project, "pipeline.download", "md5 is ")
+        assert_refused(project, "pipeline.stages.download", "md5 is ")
     assert (project / ARCHIVE).read_text() == GOOD
 
 
 def test_dns_failure_gives_up_after_bounded_retries(project):
     set_params(project, **{"download.url": "http://cifar-mirror.invalid/cifar-10-python.tar.gz"})
-    assert_refused(project, "pipeline.download", "cannot download http://cifar-mirror.invalid/cifar-10-python.tar.gz after 2 attempts")
+    assert_refused(project, "pipeline.stages.download", "cannot download http://cifar-mirror.invalid/cifar-10-python.tar.gz after 2 attempts")
 
 
 def test_interrupted_download_exits_promptly_then_resumes(project, tiny_archive):
     source, md5 = tiny_archive
     with serve(source.parent, trickle_s=0.05) as (url, server):
         set_params(project, **{"download.url": f"{url}/{source.name}", "download.md5": md5})
-        proc = start_stage(project, "pipeline.download")
+        proc = start_stage(project, "pipeline.stages.download")
         part = project / (ARCHIVE + ".part")
         deadline = time.time() + 60
         while not (part.exists() and part.stat().st_size > 0) and time.time() < deadline:
@@ -94,13 +94,13 @@ def test_interrupted_download_exits_promptly_then_resumes(project, tiny_archive)
         proc.send_signal(signal.SIGTERM)
         _, _, err = wait_stage(proc, timeout=30)
     assert proc.returncode == 130
-    assert error_lines(err) == ["pipeline.download: interrupted; no output was replaced"]
+    assert error_lines(err) == ["pipeline.stages.download: interrupted; no output was replaced"]
     assert (project / ARCHIVE).read_text() == GOOD  # the previous good file is still in place
     have = part.stat().st_size
     assert 0 < have < source.stat().st_size
     with serve(source.parent) as (url, server):
         set_params(project, **{"download.url": f"{url}/{source.name}"})
-        code, _, err = run_stage(project, "pipeline.download")
+        code, _, err = run_stage(project, "pipeline.stages.download")
     assert code == 0, err
     assert server.requests == [f"bytes={have}-"]
     assert (project / ARCHIVE).read_bytes() == source.read_bytes()
@@ -159,7 +159,7 @@ def test_preprocess_refuses_hostile_archives(project, case):
     prepared.mkdir()
     (prepared / "train.npz").write_text("previous good arrays")
     (prepared / "test.npz").write_text("previous good arrays")
-    assert_refused(project, "pipeline.preprocess", message, untouched="data/prepared/train.npz")
+    assert_refused(project, "pipeline.stages.preprocess", message, untouched="data/prepared/train.npz")
     assert not marker.exists()  # the pickled code never ran
     assert (prepared / "train.npz").read_text() == "previous good arrays"
 
@@ -167,10 +167,10 @@ def test_preprocess_refuses_hostile_archives(project, case):
 # ---------------------------------------------------------------- prepared data that must never train
 
 # (bad split, the stage that reads it): each way the issue names, through the stage that would use it.
-BAD_DATA_STAGES = [("fewer-labels", "pipeline.train sequential"), ("label-10", "pipeline.train parallel"),
-                   ("float-labels", "pipeline.evaluate sequential"), ("float-images", "pipeline.train sequential"),
-                   ("gray-images", "pipeline.evaluate parallel"), ("0-bytes", "pipeline.train parallel"),
-                   ("truncated", "pipeline.evaluate sequential")]
+BAD_DATA_STAGES = [("fewer-labels", "pipeline.stages.train sequential"), ("label-10", "pipeline.stages.train parallel"),
+                   ("float-labels", "pipeline.stages.evaluate sequential"), ("float-images", "pipeline.stages.train sequential"),
+                   ("gray-images", "pipeline.stages.evaluate parallel"), ("0-bytes", "pipeline.stages.train parallel"),
+                   ("truncated", "pipeline.stages.evaluate sequential")]
 
 
 @pytest.mark.slow
@@ -207,7 +207,7 @@ def test_bad_prepared_data_never_trains_nor_scores(tmp_path):
         ({"download.url": "ftp://example.org/c.tar.gz"}, "allowed: a URL with scheme http | https | file"),
     ],
 )
-@pytest.mark.parametrize("module", ["pipeline.download", "pipeline.preprocess"])
+@pytest.mark.parametrize("module", ["pipeline.stages.download", "pipeline.stages.preprocess"])
 def test_invalid_params_are_refused_before_any_work(project, changes, message, module):
     set_params(project, **changes)
     assert_refused(project, module, message)
@@ -231,7 +231,7 @@ def prepared(project):
 def test_collapse_refuses_a_subset_larger_than_the_data(prepared, changes, message):
     write_prepared(prepared, 100, seed=4, split="test")
     set_params(prepared, **changes)
-    assert_refused(prepared, "pipeline.collapse", message)  # before any worker starts: no metrics, no plots
+    assert_refused(prepared, "pipeline.stages.collapse", message)  # before any worker starts: no metrics, no plots
 
 
 @pytest.mark.slow
@@ -241,10 +241,10 @@ def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepa
     project = prepared
     reference = tmp_path_factory.mktemp("reference")
     shutil.copytree(project, reference, dirs_exist_ok=True)
-    code, _, err = run_stage(reference, "pipeline.train", "sequential")
+    code, _, err = run_stage(reference, "pipeline.stages.train", "sequential")
     assert code == 0, err
 
-    proc = start_stage(project, "pipeline.train", "sequential")
+    proc = start_stage(project, "pipeline.stages.train", "sequential")
     seen = []
     for line in proc.stdout:  # verbose=2: "Epoch 2/3" is printed once epoch 1 is checkpointed
         seen.append(line)
@@ -253,12 +253,12 @@ def test_training_killed_after_its_first_epoch_resumes_to_the_same_weights(prepa
             break
     _, out, err = wait_stage(proc, timeout=120)
     assert proc.returncode == 130, "".join(seen) + out + err
-    assert error_lines(err) == ["pipeline.train: interrupted; no output was replaced"]
+    assert error_lines(err) == ["pipeline.stages.train: interrupted; no output was replaced"]
     assert not (project / "models").exists() and not (project / "metrics").exists()
     state = json.loads((project / "checkpoints" / "sequential" / "state.json").read_text())
     assert state["epochs_done"] == 1
 
-    code, out, err = run_stage(project, "pipeline.train", "sequential")
+    code, out, err = run_stage(project, "pipeline.stages.train", "sequential")
     assert code == 0, err
     assert "resuming after epoch 1" in out
     metrics = json.loads((project / "metrics" / "train-sequential.json").read_text())
@@ -291,4 +291,4 @@ def test_data_parallel_refuses_what_it_cannot_do(prepared, backend, env, changes
     for name, value in {"KERAS_BACKEND": backend, **env}.items():
         monkeypatch.setenv(name, value)
     set_params(prepared, **changes)
-    assert_refused(prepared, "pipeline.train sequential", message, untouched="data/prepared/train.npz")
+    assert_refused(prepared, "pipeline.stages.train sequential", message, untouched="data/prepared/train.npz")

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import cli, gate, params, registry
+from pipeline import gate
+
+from pipeline.lib import cli, metrics, params, registry
 from pipeline.gate import ab as gate_ab, command as gate_command, compare as gate_compare
 from pipeline.gate import report as gate_report, statistics as gate_statistics, workers as gate_workers
 from tests import gate_sim
@@ -158,7 +160,7 @@ OTHER = {"epochs": 3, "epochs_completed": 1, "train_images": 10000, "batch_size"
          "loss": "clipped_crossentropy", "seed": 1, "normalize": "unit", "distribution": "data_parallel",
          "replicas": 2, "processes": 2, "time_limit_s": 60.0, "backend": "jax", "test_images": 10000,
          "units": 64, "warmup_steps": 1, "rounds": 10, "float32": "tf32", "cpu_sgemm_n": 512, "gpu_sgemm_n": 4096}
-DIFFERENT = [(kind, key) for kind, keys in gate_compare.SETTINGS.items() for key in keys if key != "model"]
+DIFFERENT = [(kind, key) for kind in ("train", "evaluate", "lstm-step") for key in metrics.settings(kind) if key != "model"]
 
 
 @pytest.mark.parametrize("kind,key", DIFFERENT, ids=[f"{k}.{key}" for k, key in DIFFERENT])
@@ -461,15 +463,31 @@ def test_compare_refuses_a_setting_only_one_run_recorded(tmp_path, in_root, caps
     newer = _metrics(tmp_path, "newer")
     for model in ("sequential", "parallel"):
         train = json.loads((base / f"train-{model}.json").read_text())
-        del train["loss"]
+        del train["batch_size"]
         (base / f"train-{model}.json").write_text(json.dumps(train))
     assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(newer)]) == 2
-    assert "loss (not recorded) vs crossentropy" in capsys.readouterr().err
+    assert "batch_size (not recorded) vs 100" in capsys.readouterr().err
+
+
+def test_a_setting_an_older_writer_left_out_is_the_value_it_implied(tmp_path, in_root, capsys):
+    base = _metrics(tmp_path, "base")
+    newer = _metrics(tmp_path, "newer")
+    for model in ("sequential", "parallel"):  # written before the loss, the processes and the limit existed
+        train = json.loads((base / f"train-{model}.json").read_text())
+        for key in ("loss", "processes", "time_limit_s", "distribution", "epochs_completed"):
+            del train[key]
+        (base / f"train-{model}.json").write_text(json.dumps(train))
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(newer)]) == 0
+    capsys.readouterr()
+    clipped = _metrics(tmp_path, "clipped", changes={"train": {"loss": "clipped_crossentropy"}})
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(clipped)]) == 2
+    assert "loss crossentropy vs clipped_crossentropy" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recorded", [{"time_limit_s": None}, {}])
-def test_a_setting_recorded_as_null_is_not_a_setting_left_unrecorded(tmp_path, recorded):
-    # null (no limit) in one run and no key in the other differ; two differing settings are listed in order
+def test_a_setting_recorded_as_null_and_one_left_unrecorded(tmp_path, recorded):
+    # no time limit recorded (an older writer) reads as null (no limit); a setting with no implied value
+    # that one run left out differs; differing settings are listed in the schema's order
     files = gate_compare.metric_files(params.load(ROOT / "params.yaml").paths, registry.names())
     read = lambda d: gate_compare.metrics_in_dir(d, list(files.values()), "x")  # noqa: E731
     base, cur = read(_metrics(tmp_path, "base")), read(_metrics(tmp_path, "cur"))
@@ -477,12 +495,15 @@ def test_a_setting_recorded_as_null_is_not_a_setting_left_unrecorded(tmp_path, r
         del cur[f"train-{model}.json"]["time_limit_s"]
         cur[f"train-{model}.json"].update(recorded, seed=5)
     changed = gate_compare.changed_settings(base, cur, files)
-    what = "seed 0 vs 5" if recorded else "seed 0 vs 5; time_limit_s None vs (not recorded)"
-    assert changed == {f"train-{m}": f"train-{m}.json: baseline and current come from different settings ({what})"
+    assert changed == {f"train-{m}": f"train-{m}.json: baseline and current come from different settings (seed 0 vs 5)"
                        for m in ("sequential", "parallel")}
-    # and the other way round: absent in the baseline, null in the current run
-    assert gate_compare.changed_settings(cur, base, files)["train-sequential"].endswith(
-        "(seed 5 vs 0)" if recorded else "(seed 5 vs 0; time_limit_s (not recorded) vs None)")
+    for model in ("sequential", "parallel"):
+        del cur[f"train-{model}.json"]["batch_size"]
+    what = "batch_size 100 vs (not recorded); seed 0 vs 5"
+    assert gate_compare.changed_settings(base, cur, files)["train-sequential"].endswith(f"({what})")
+    # and the other way round
+    assert gate_compare.changed_settings(cur, base, files)["train-parallel"].endswith(
+        "(batch_size (not recorded) vs 100; seed 5 vs 0)")
 
 
 def test_the_error_lines_name_the_source_the_file_and_the_nested_key(tmp_path, root):
@@ -572,7 +593,7 @@ def test_a_command_line_the_gate_cannot_take_exits_2(in_root, capsys):
 
 # ---------------------------------------------------------------- A/B mode, real workers
 
-# The last commit whose pipeline/speed.py also had the LSTM-core rows.
+# The last commit whose pipeline/lib/speed.py also had the LSTM-core rows.
 WITH_LSTM_CORE_ROWS = "b811c27"
 BENCHMARKS = [f"{model} {what}" for model in ("sequential", "parallel") for what in ("fit loop", "inference batch")]
 
@@ -734,7 +755,7 @@ def test_worker_pairs_of_unequal_length_get_the_same_interval_as_equal_ones():
     assert abs(unequal.low - equal.low) < 0.015 and abs(unequal.high - equal.high) < 0.015
 
 
-# A commit with neither pipeline/speed.py nor make_train_step: nothing to benchmark.
+# A commit with neither pipeline/lib/speed.py nor make_train_step: nothing to benchmark.
 BEFORE_ANY_BENCHMARK = "65e3e80"
 
 
@@ -744,7 +765,7 @@ def test_a_base_with_nothing_to_benchmark_is_one_line_or_a_notice(in_root, capsy
     assert gate_command.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if not line.startswith("gate ab: ")]) == 1  # progress lines, then one error
-    assert f"base ({BEFORE_ANY_BENCHMARK}): benchmark worker exited: this rev has neither pipeline.speed" in err[-1]
+    assert f"base ({BEFORE_ANY_BENCHMARK}): benchmark worker exited: this rev has no speed module (pipeline.lib.speed, pipeline.speed)" in err[-1]
     assert gate_command.main(args + ["--allow-missing-baseline"]) == 0
     assert "no A/B baseline" in capsys.readouterr().out
 
@@ -758,7 +779,7 @@ def test_a_rev_that_does_not_exist_is_one_line_and_leaves_no_worktree(in_root, c
     assert worktrees() == before  # the base worktree made first is removed again
 
 
-# A rev whose pipeline/speed.py has one benchmark that times itself and one that does not; the first
+# A rev whose pipeline/lib/speed.py has one benchmark that times itself and one that does not; the first
 # answers, then waits for the file `go` before it returns (as a fit loop winds down after its epoch).
 SELF_TIMED_SPEED = """
 import pathlib, time
@@ -1207,7 +1228,7 @@ def test_a_closed_stdout_ends_quietly_with_the_verdict(tmp_path, accuracy, code)
 
 def test_any_command_whose_reader_has_gone_ends_quietly_with_141():
     # a write outside cli.emit (a stage's print) that meets a closed pipe: no traceback, the shell's SIGPIPE status
-    script = "import sys; from pipeline import cli; sys.exit(cli.run(lambda argv: print('x' * 100_000), prog='p'))"
+    script = "import sys; from pipeline.lib import cli; sys.exit(cli.run(lambda argv: print('x' * 100_000), prog='p'))"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     proc.stdout.close()
@@ -1216,7 +1237,7 @@ def test_any_command_whose_reader_has_gone_ends_quietly_with_141():
 
 
 def test_ab_list_prints_the_working_trees_rows_and_measures_nothing(in_root, capsys):
-    from pipeline import speed
+    from pipeline.lib import speed
 
     assert gate_command.main(["ab", "--list"]) == 0
     captured = capsys.readouterr()

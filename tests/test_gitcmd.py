@@ -6,11 +6,13 @@ import subprocess
 
 import pytest
 
-from pipeline import gitcmd, params, runs
+from pipeline import runs
+
+from pipeline.lib import gitcmd, params
 from pipeline.history import read as history_read
 from pipeline import gate
 from pipeline.gate import compare as gate_compare
-from pipeline.params import PipelineError
+from pipeline.lib.params import PipelineError
 
 EVIL = "--output=written"
 

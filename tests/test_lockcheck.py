@@ -13,7 +13,7 @@ from tests.project import TINY, copy_project, run, run_stage, set_params
 # plain strings; changed deps and outs map paths to "modified", "deleted", "not in cache" or, for a
 # params file, each key to how it changed).
 STATUS = {
-    "download": [{"changed deps": {"pipeline/download.py": "modified",
+    "download": [{"changed deps": {"pipeline/stages/download.py": "modified",
                                    "params.yaml": {"download.url": "modified", "download.md5": "modified"}}},
                  {"changed outs": {"data/cifar-10-python.tar.gz": "not in cache"}}],
     "train@sequential": [{"changed deps": {"data/prepared/train.npz": "deleted",
@@ -21,10 +21,10 @@ STATUS = {
                          {"changed outs": {"models/sequential.keras": "not in cache",
                                            "metrics/train-sequential.json": "modified"}}],
     "evaluate@parallel": [{"changed deps": {"data/prepared/test.npz": "deleted", "models/parallel.keras": "deleted"}}],
-    "evaluate@sequential": [{"changed deps": {"data/prepared/test.npz": "deleted", "pipeline/evaluate.py": "deleted"}}],
+    "evaluate@sequential": [{"changed deps": {"data/prepared/test.npz": "deleted", "pipeline/stages/evaluate.py": "deleted"}}],
     "studies/dvc.yaml:collapse": ["changed command"],
     # plain strings beside changed deps: every reason is kept, in DVC's order
-    "preprocess": ["always changed", {"changed deps": {"pipeline/preprocess.py": "modified"}}, "changed command"],
+    "preprocess": ["always changed", {"changed deps": {"pipeline/stages/preprocess.py": "modified"}}, "changed command"],
 }
 
 
@@ -33,11 +33,11 @@ def test_stale_reasons_ignore_what_only_the_missing_data_and_the_mirror_cause():
         return {p for p in paths if p.startswith(("data/", "models/"))}
 
     assert lockcheck.stale_reasons(STATUS, ignored=data) == {
-        "download": ["pipeline/download.py modified"],
+        "download": ["pipeline/stages/download.py modified"],
         "train@sequential": ["param train.seed modified", "metrics/train-sequential.json modified"],
-        "evaluate@sequential": ["pipeline/evaluate.py deleted"],
+        "evaluate@sequential": ["pipeline/stages/evaluate.py deleted"],
         "collapse": ["changed command"],
-        "preprocess": ["always changed", "pipeline/preprocess.py modified", "changed command"],
+        "preprocess": ["always changed", "pipeline/stages/preprocess.py modified", "changed command"],
     }
 
 
@@ -100,11 +100,11 @@ def test_a_fresh_clone_without_data_is_checked_against_its_lock(root, tmp_path, 
     def append(path, text):
         return lambda: (clone / path).write_text((clone / path).read_text() + text)
 
-    stale_after([append("pipeline/evaluate.py", "\n# edited\n"), lambda: set_params(clone, **{"train.seed": 1}),
+    stale_after([append("pipeline/stages/evaluate.py", "\n# edited\n"), lambda: set_params(clone, **{"train.seed": 1}),
                  append("metrics/train-sequential.json", " "), (clone / "metrics" / "lstm-step.json").unlink],
                 "dvc.lock is stale: train@sequential: param train.seed modified, metrics/train-sequential.json "
-                "modified; train@parallel: param train.seed modified; evaluate@sequential: pipeline/evaluate.py "
-                "modified; evaluate@parallel: pipeline/evaluate.py modified; lstm-step: metrics/lstm-step.json "
+                "modified; train@parallel: param train.seed modified; evaluate@sequential: pipeline/stages/evaluate.py "
+                "modified; evaluate@parallel: pipeline/stages/evaluate.py modified; lstm-step: metrics/lstm-step.json "
                 "deleted. Refresh it: make repro-mirror, then `git checkout params.yaml`")
     stale_after([lambda: set_params(clone, **{"collapse.seeds": 2})], "studies/dvc.lock is stale",
                 "collapse: param collapse modified", "Refresh it: make study")
@@ -204,6 +204,7 @@ def test_every_kind_of_stale_lock_is_named_at_once(clone, in_process):
     (clone / "config.txt").unlink()
     (clone / "dvc.yaml").write_text(SCRATCH_DVC.replace("write('x')", "write('y')") + (
         "  new:\n    cmd: python -c \"open('data/new.txt', 'w').write('n')\"\n    outs: [data/new.txt]\n"))
+
     def stale(lock):
         lock["stages"]["gone"] = lock["stages"]["other"]
         lock["stages"]["make"]["params"]["params.yaml"]["download.url"] = "file:///somewhere/a.tar.gz"

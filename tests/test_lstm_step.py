@@ -7,30 +7,31 @@ import json
 import re
 from pathlib import Path
 
-import jsonschema
 import keras
 import numpy as np
 import pytest
 
-from pipeline import backends, environment, lstm_step, models, registry, steps
+from pipeline.lib import backends, environment, models, registry, steps
+from pipeline.lib import metrics as metrics_contract
+
+from pipeline.stages import lstm_step
 from tests.project import ROOT, run_stage, scratch_params
 
-SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
 GPUS, GPU_STATUS = environment.gpu_devices()
 
 
 def stage_report(tmp_path, backend=None):
-    """Run `python -m pipeline.lstm_step` as DVC would, with 3 rounds at batch 8, in a scratch copy."""
+    """Run `python -m pipeline.stages.lstm_step` as DVC would, with 3 rounds at batch 8, in a scratch copy."""
     scratch_params(tmp_path, **{"train.batch_size": 8, "lstm_step.warmup_steps": 1, "lstm_step.rounds": 3,
                                 "lstm_step.cpu_sgemm_n": 128, "paths.metrics_dir": str(tmp_path / "metrics")})
     env = {"KERAS_BACKEND": backend} if backend else {}
-    code, _, err = run_stage(tmp_path, "pipeline.lstm_step", timeout=600, **env)
+    code, _, err = run_stage(tmp_path, "pipeline.stages.lstm_step", timeout=600, **env)
     assert code == 0, err[-3000:]
     return json.loads((tmp_path / "metrics" / "lstm-step.json").read_text())
 
 
 def check_report(report, backend):
-    jsonschema.validate(report, SCHEMA)
+    metrics_contract.validate("lstm-step", report, "lstm-step")
     assert report["backend"] == backend and report["batch_size"] == 8 and report["rounds"] == 3
     for name, length, features in (("sequential", 256, 50), ("parallel", 1024, 3)):
         core = report[name]
@@ -82,7 +83,7 @@ def test_stage_runs_under_other_backends(tmp_path, backend):
 
 def test_the_committed_report_has_the_current_schema():
     # metrics/lstm-step.json on main is the real output of `dvc repro` at that commit.
-    jsonschema.validate(json.loads((ROOT / "metrics" / "lstm-step.json").read_text()), SCHEMA)
+    metrics_contract.validate("lstm-step", json.loads((ROOT / "metrics" / "lstm-step.json").read_text()), "lstm-step")
 
 
 def test_the_gpu_checks_that_gpu_check_selects_exist():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline import models, params, registry
+from pipeline.lib import models, params, registry
 
 SUMMARIES = {
     "sequential": (
@@ -118,7 +118,7 @@ def test_evaluate_takes_the_models_registry_name_from_the_stage_not_from_keras()
     # a builder that names its keras.Model otherwise (or not at all) still gets its registry entry's record
     import keras
 
-    from pipeline import evaluate
+    from pipeline.stages import evaluate
     from tests.splits import synthetic_split
 
     tutorial = models.tutorial("sequential")
@@ -129,7 +129,7 @@ def test_evaluate_takes_the_models_registry_name_from_the_stage_not_from_keras()
 
 
 def test_no_module_outside_the_registry_names_a_model():
-    # every list of models derives from pipeline/registry.py; a model's name as a string elsewhere in the
+    # every list of models derives from pipeline/lib/registry.py; a model's name as a string elsewhere in the
     # package is a list that would miss a model added there
     import ast
 

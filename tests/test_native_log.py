@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline import native_log
+from pipeline.lib import native_log
 from tests.project import ROOT, run_stage, scratch_params
 
 # Captured from TensorFlow 2.21.0 on this 2-core CPU machine, importing keras and running one op.
@@ -29,7 +29,7 @@ NOTICES = [
 
 
 def test_known_notices_are_dropped_and_everything_else_is_kept():
-    kept = [b"pipeline.train: error: data/prepared/train.npz: cannot load prepared arrays",
+    kept = [b"pipeline.stages.train: error: data/prepared/train.npz: cannot load prepared arrays",
             b"E0000 00:00:1796031472.282970    2774 bfc_allocator.cc:291] Allocator ran out of memory",
             b"Epoch 1/3"]
     chunk = b"\n".join(NOTICES[:3] + kept[:1] + NOTICES[3:] + kept[1:]) + b"\n"
@@ -42,9 +42,9 @@ def test_a_partial_line_such_as_a_progress_bar_is_forwarded_at_once():
 
 
 @pytest.mark.parametrize("command, exit_code", [
-    ("pipeline.evaluate sequential", 1),  # no prepared arrays: a PipelineError
-    ("pipeline.lstm_step --bogus", 2),    # a usage error
-    ("pipeline.train bogus", 2),          # a model name the registry does not hold
+    ("pipeline.stages.evaluate sequential", 1),  # no prepared arrays: a PipelineError
+    ("pipeline.stages.lstm_step --bogus", 2),    # a usage error
+    ("pipeline.stages.train bogus", 2),          # a model name the registry does not hold
 ])
 def test_a_stage_that_loads_tensorflow_prints_only_its_own_line(tmp_path, command, exit_code):
     # Each stage loads Keras (and TensorFlow) at import, then refuses with one line.
@@ -57,7 +57,7 @@ def test_a_stage_that_loads_tensorflow_prints_only_its_own_line(tmp_path, comman
 
 def _filtered(code: str, cwd) -> subprocess.Popen:
     """A Python process in `cwd` that installs the stage filter, then runs `code`."""
-    prelude = "import os, sys\nfrom pipeline import native_log\nnative_log.filter_stderr()\n"
+    prelude = "import os, sys\nfrom pipeline.lib import native_log\nnative_log.filter_stderr()\n"
     return subprocess.Popen([sys.executable, "-c", prelude + code], cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

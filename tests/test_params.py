@@ -3,8 +3,10 @@ import copy
 import pytest
 import yaml
 
-from pipeline import params, profiles
-from pipeline.params import PipelineError
+from pipeline import profiles
+
+from pipeline.lib import params
+from pipeline.lib.params import PipelineError
 
 
 @pytest.fixture
@@ -37,9 +39,9 @@ def test_committed_params_are_the_official_source_and_the_benchmark_profile(root
         (lambda d: d["download"].pop("md5"), "missing key download.md5"),
         (lambda d: d.update(train=[1, 2]), "train must be a mapping"),
         (lambda d: d["models"].update(gru={"epochs": 1, "max_accuracy_drop": 0.03}),
-         "unknown model models.gru; the models of pipeline/registry.py: sequential, parallel"),
+         "unknown model models.gru; the models of pipeline/lib/registry.py: sequential, parallel"),
         (lambda d: d["models"].pop("parallel"),
-         "missing key models.parallel (every model of pipeline/registry.py needs one)"),
+         "missing key models.parallel (every model of pipeline/lib/registry.py needs one)"),
         (lambda d: d.update(models=["sequential", "parallel"]), "models must be a mapping of model names, got list"),
         (lambda d: d["models"]["sequential"].pop("max_accuracy_drop"), "missing key models.sequential.max_accuracy_drop"),
         (lambda d: d["models"]["parallel"].update(max_accuracy_drop=1.5),
@@ -83,3 +85,19 @@ def test_a_profile_overrides_only_keys_that_exist(raw):
     assert raw["models"]["parallel"]["epochs"] == 3  # the input is left alone
     with pytest.raises(PipelineError, match="params.yaml has no key train.paralel.epochs to override"):
         profiles.apply(raw, {"train.paralel.epochs": 7})
+
+
+def test_the_collapse_study_takes_only_a_model_with_an_lstm_core(raw, monkeypatch):
+    import dataclasses
+
+    from pipeline.lib import registry
+
+    coreless = dataclasses.replace(registry.MODELS["sequential"], name="coreless", lstm_core=None)
+    monkeypatch.setattr(registry, "MODELS", {**registry.MODELS, "coreless": coreless})  # swapped, not edited
+    edited = copy.deepcopy(raw)
+    edited["models"]["coreless"] = dict(edited["models"]["sequential"])
+    assert params.parse(copy.deepcopy(edited)).collapse.model == "parallel"
+    edited["collapse"]["model"] = "coreless"
+    with pytest.raises(PipelineError, match="collapse.model = 'coreless' is invalid; allowed: a model of "
+                                            "pipeline/lib/registry.py with an LSTM core"):
+        params.parse(edited)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pipeline import registry
+from pipeline.lib import registry
 from tests.project import STAGES, TINY, copy_project, run, set_params, stages_ran
 from tests.servers import serve
 

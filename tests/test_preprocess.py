@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline import data
-from pipeline.params import PipelineError
+from pipeline.lib import data
+from pipeline.lib.params import PipelineError
 from tests import splits
 
 LABELS = np.repeat(np.arange(10), 50)  # 50 per class, as in a balanced split

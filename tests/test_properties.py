@@ -9,8 +9,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline import cifar, params
-from pipeline.params import PipelineError
+from pipeline.lib import cifar, params
+from pipeline.lib.params import PipelineError
 from tests import archives
 
 PARAMS_FILE = Path(__file__).resolve().parent.parent / "params.yaml"

@@ -6,7 +6,9 @@ Skips with a reason when ../shared is absent (see conftest.real_mirror).
 import numpy as np
 import pytest
 
-from pipeline import cifar, data, evaluate, training
+from pipeline.lib import cifar, data, training
+
+from pipeline.stages import evaluate
 
 
 @pytest.fixture(scope="module")

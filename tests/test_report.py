@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import params, report
+from pipeline import report
+
+from pipeline.lib import params
 from tests.project import ROOT, run
 
 PATHS = params.load().paths

@@ -84,4 +84,3 @@ def test_queued_seeds_and_report(root, tmp_path, real_mirror, monkeypatch):
     assert code == 0, err
     from_files = pd.read_csv(project / "reports" / "from-files.csv")
     pd.testing.assert_frame_equal(from_files, summary)
-

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline import training
+from pipeline.lib import training
 from tests.splits import synthetic_split
 
 
@@ -55,10 +55,10 @@ def test_a_time_limit_stops_before_the_next_epoch_and_the_checkpoint_continues(s
 
 
 def test_the_speed_gates_fit_loop_is_the_stages_epoch_loop(split):
-    # pipeline/speed.py's `<model> fit loop` calls EpochLoop.run: the stage's callbacks and its seeded order
+    # pipeline/lib/speed.py's `<model> fit loop` calls EpochLoop.run: the stage's callbacks and its seeded order
     import keras
 
-    from pipeline import distribute, models
+    from pipeline.lib import distribute, models
 
     class Batches(keras.callbacks.Callback):
         def __init__(self):
@@ -78,7 +78,7 @@ def test_the_speed_gates_fit_loop_is_the_stages_epoch_loop(split):
 
 
 def test_every_model_has_a_fit_loop_of_its_own_batch_count():
-    from pipeline import registry, speed
+    from pipeline.lib import registry, speed
 
     batches = {name: m.fit_loop_batches for name, m in registry.MODELS.items()}
     assert batches == {"sequential": 6, "parallel": 3}
@@ -91,11 +91,11 @@ def test_every_model_has_a_fit_loop_of_its_own_batch_count():
 
 
 def test_the_fit_loop_benchmark_times_the_epoch_and_reports_it_before_fit_returns(split):
-    # pipeline/speed.py's FitLoop: from the epoch's start (before its permutation) to its end, after
+    # pipeline/lib/speed.py's FitLoop: from the epoch's start (before its permutation) to its end, after
     # every callback's last batch, per batch; report(ms) is called inside fit, the same ms is returned
     import keras
 
-    from pipeline import models, speed
+    from pipeline.lib import models, speed
 
     class TrainEnd(keras.callbacks.Callback):
         def on_train_end(self, logs=None):

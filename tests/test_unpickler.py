@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline import cifar
-from pipeline.params import PipelineError
+from pipeline.lib import cifar
+from pipeline.lib.cifar import records, tar, unpickler
+from pipeline.lib.params import PipelineError
 from tests import archives, pickles
 from tests.project import ROOT, scratch_params
 
@@ -85,12 +86,12 @@ def test_attack_is_refused_by_the_real_stage(tmp_path, attack):
     (project / ARCHIVE).write_bytes(archives.tar_bytes(members))
     before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.preprocess"], cwd=project, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages.preprocess"], cwd=project, env=env, capture_output=True,
                           text=True, timeout=300, preexec_fn=_limit_memory)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)  # not a signal (negative), not success
     lines = proc.stderr.splitlines()
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("pipeline.preprocess: error: "), lines[0]
+    assert lines[0].startswith("pipeline.stages.preprocess: error: "), lines[0]
     assert f"cifar-10-batches-py/data_batch_3: {message}" in lines[0], lines[0]
     after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
     assert after == before  # nothing written
@@ -125,7 +126,7 @@ def test_the_allowlist_is_exactly_the_formats_five_globals():
     }
     for stand_in in cifar.SafeUnpickler.ALLOWED.values():
         # Inert: an instance of the reader's own stand-in class, never numpy's or a builtin callable.
-        assert type(stand_in).__module__ == "pipeline.cifar" and isinstance(stand_in, cifar._StandIn)
+        assert type(stand_in).__module__ == "pipeline.lib.cifar.records" and isinstance(stand_in, records.StandIn)
 
 
 @given(st.text(max_size=30), st.text(max_size=30))
@@ -347,16 +348,16 @@ def _records(template: bytes, count: int, slots: tuple[int, ...]) -> bytes:
 
 
 SATURATING = {  # streams that fill MAX_ITEMS with the costliest small objects
-    "empty-dicts": b"}" * cifar.MAX_ITEMS,
-    "one-item-dicts": b"}K\x00Ns" * (cifar.MAX_ITEMS // 3),
-    "empty-lists": b"]" * cifar.MAX_ITEMS,
-    "one-item-tuples": b")\x85" * (cifar.MAX_ITEMS // 2),
-    "memo-entries": b"N" + _records(b"r____", cifar.MAX_ITEMS, (1,)),  # LONG_BINPUT to distinct keys
-    "marks": b"(" * cifar.MAX_ITEMS,
+    "empty-dicts": b"}" * unpickler.MAX_ITEMS,
+    "one-item-dicts": b"}K\x00Ns" * (unpickler.MAX_ITEMS // 3),
+    "empty-lists": b"]" * unpickler.MAX_ITEMS,
+    "one-item-tuples": b")\x85" * (unpickler.MAX_ITEMS // 2),
+    "memo-entries": b"N" + _records(b"r____", unpickler.MAX_ITEMS, (1,)),  # LONG_BINPUT to distinct keys
+    "marks": b"(" * unpickler.MAX_ITEMS,
     # both counts full at once: a list of one-item dicts of distinct large ints, then distinct large
     # ints on the stack
-    "both-counts": b"](" + _records(b"}J____J____s", cifar.MAX_ITEMS // 4 - 1, (2, 7)) + b"e"
-                   + _records(b"J____", cifar.MAX_ITEMS - 1, (1,)),
+    "both-counts": b"](" + _records(b"}J____J____s", unpickler.MAX_ITEMS // 4 - 1, (2, 7)) + b"e"
+                   + _records(b"J____", unpickler.MAX_ITEMS - 1, (1,)),
 }
 
 
@@ -365,13 +366,13 @@ def test_a_stream_holds_at_most_max_items_small_objects(stream):
     """What the reader holds beside the stream's own strings, at its worst: in a fresh process, the
     growth of resident memory from just before the read to its peak (Linux's VmHWM, reset first;
     tracemalloc would take minutes)."""
-    code = ("import gc, re; from pipeline import cifar; from tests.test_unpickler import SATURATING; gc.collect()\n"
+    code = ("import gc, re; from pipeline.lib import cifar; from pipeline.lib.params import PipelineError; from tests.test_unpickler import SATURATING; gc.collect()\n"
             "def kib(key): return int(re.search(key + r':\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
             f"payload = b'\\x80\\x02' + SATURATING[{stream!r}] + b'.'\n"
             "open('/proc/self/clear_refs', 'w').write('5')\n"
             "before = kib('VmRSS')\n"
             "try: cifar.unpickle(payload, 'x')\n"
-            "except cifar.PipelineError: pass\n"
+            "except PipelineError: pass\n"
             "print((kib('VmHWM') - before) // 1024)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -441,7 +442,7 @@ def test_streams_outside_the_grammar_are_refused_with_the_reason(payload, messag
 
 def _memo_flood() -> bytes:
     asm = pickles.Asm().op(b"N")
-    for _ in range(cifar.MAX_ITEMS + 1):
+    for _ in range(unpickler.MAX_ITEMS + 1):
         asm.put()
     return asm.stop()
 
@@ -452,13 +453,13 @@ LIMIT = "more than 320,000 objects, memo writes and marks, or stack entries"
 @pytest.mark.parametrize(
     "payload",
     [
-        pickles.Asm().op(b"]" + b"}a" * (cifar.MAX_ITEMS // 2 + 1)).stop(),  # objects, the stack never above 2
-        pickles.Asm().op(b"N" * (cifar.MAX_ITEMS + 1)).op(b"t").stop(),  # stack depth alone (NONE counts nothing)
-        pickles.Asm().op(b"]" + b"Na" * (cifar.MAX_ITEMS + 1)).stop(),  # items, the stack never above 2
+        pickles.Asm().op(b"]" + b"}a" * (unpickler.MAX_ITEMS // 2 + 1)).stop(),  # objects, the stack never above 2
+        pickles.Asm().op(b"N" * (unpickler.MAX_ITEMS + 1)).op(b"t").stop(),  # stack depth alone (NONE counts nothing)
+        pickles.Asm().op(b"]" + b"Na" * (unpickler.MAX_ITEMS + 1)).stop(),  # items, the stack never above 2
         _memo_flood(),  # distinct memo keys: a dict entry each
-        pickles.Asm().op(b"(" * (cifar.MAX_ITEMS + 1)).stop(),  # open marks
-        pickles.Asm().op(b"]" + b"(e" * (cifar.MAX_ITEMS + 1)).stop(),  # opcodes that make nothing
-        pickles.Asm().op(b"N" + b"q\x00" * (cifar.MAX_ITEMS + 1)).stop(),  # ... or rewrite one memo entry
+        pickles.Asm().op(b"(" * (unpickler.MAX_ITEMS + 1)).stop(),  # open marks
+        pickles.Asm().op(b"]" + b"(e" * (unpickler.MAX_ITEMS + 1)).stop(),  # opcodes that make nothing
+        pickles.Asm().op(b"N" + b"q\x00" * (unpickler.MAX_ITEMS + 1)).stop(),  # ... or rewrite one memo entry
     ],
     ids=["objects", "stack", "items", "memo", "marks", "empty-appends", "memo-rewrites"],
 )
@@ -556,7 +557,7 @@ def test_the_official_readme_and_folder_entry_are_accepted(tmp_path):
 def test_decompressed_bytes_are_budgeted_over_skipped_members_too(tmp_path, monkeypatch):
     # A skipped member (the readme) larger than the whole budget: refused while it is being skipped,
     # after decompressing no more than the budget. The budget is lowered so the test stays small.
-    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 1 << 20)
+    monkeypatch.setattr(tar, "MAX_ARCHIVE_BYTES", 1 << 20)
     path = tmp_path / "a.tar.gz"
     archives.write_archive(path, archives.official_members(), archives.member("cifar-10-batches-py/readme.html", size=2 << 20))
     with pytest.raises(PipelineError, match="decompresses to more than 1,048,576 bytes"):
@@ -665,7 +666,7 @@ def test_every_inflated_byte_counts_and_the_stream_only_goes_forward(tmp_path):
     path = tmp_path / "blob.gz"
     path.write_bytes(gzip.compress(bytes(10_000)))
     with open(path, "rb") as file:
-        stream = cifar._Inflated(file, path)
+        stream = tar._Inflated(file, path)
         assert len(stream.read(1_000)) == 1_000 and stream.tell() == 1_000
         assert stream.spent == 10_000  # inflated in one chunk, read or not
         assert stream.seek(4_000) == 4_000 and stream.seek(500, 1) == 4_500
@@ -678,17 +679,17 @@ def test_every_inflated_byte_counts_and_the_stream_only_goes_forward(tmp_path):
 def test_a_compression_bomb_is_inflated_a_chunk_at_a_time(tmp_path, monkeypatch):
     # 64 MiB of zeros is 65 kB of gzip: read a little at a time, it is refused at the (lowered) budget,
     # having inflated at most one chunk past it and held one chunk at a time.
-    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 8 << 20)
+    monkeypatch.setattr(tar, "MAX_ARCHIVE_BYTES", 8 << 20)
     path = tmp_path / "bomb.gz"
     path.write_bytes(_gzipped((b"\0", 64 << 20)))
     with _traced_peak() as traced, open(path, "rb") as file:
-        stream = cifar._Inflated(file, path)
+        stream = tar._Inflated(file, path)
         with pytest.raises(PipelineError, match="decompresses to more than 8,388,608 bytes"):
             while stream.read(1 << 16):
                 pass
     peak = traced[0]
-    assert stream.tell() > (8 << 20) - (1 << 16) and stream.spent <= (8 << 20) + cifar._Inflated.CHUNK
-    assert peak < 4 * cifar._Inflated.CHUNK, peak  # a few chunks, not the 64 MiB
+    assert stream.tell() > (8 << 20) - (1 << 16) and stream.spent <= (8 << 20) + tar._Inflated.CHUNK
+    assert peak < 4 * tar._Inflated.CHUNK, peak  # a few chunks, not the 64 MiB
 
 
 def test_a_skipped_member_is_never_held(tmp_path):
@@ -702,13 +703,13 @@ def test_a_skipped_member_is_never_held(tmp_path):
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 512, 4096])
 def test_reads_and_seeks_across_chunks_match_the_plain_bytes(tmp_path, monkeypatch, chunk):
-    monkeypatch.setattr(cifar._Inflated, "CHUNK", chunk)
+    monkeypatch.setattr(tar._Inflated, "CHUNK", chunk)
     rng = np.random.default_rng(chunk)
     plain = rng.integers(0, 4, 20_000, dtype=np.uint8).tobytes()  # compressible, so chunks of input and output differ
     path = tmp_path / "blob.gz"
     path.write_bytes(gzip.compress(plain))
     with open(path, "rb") as file:
-        stream, expected = cifar._Inflated(file, path), io.BytesIO(plain)
+        stream, expected = tar._Inflated(file, path), io.BytesIO(plain)
         for _ in range(200):
             size = int(rng.integers(0, 700))
             if rng.random() < 0.3:
@@ -1076,7 +1077,7 @@ def test_a_dtype_state_in_the_format_gives_the_byte_order(spec, order):
     text = order if isinstance(order, str) else order.decode()
     byte_order = _text(order) if isinstance(order, str) else _bytes(order)
     record = cifar.unpickle(_built(lambda asm: _unbuilt_dtype(asm, spec), _int(3), byte_order, *TAIL), "src")
-    assert type(record) is cifar.DtypeRecord and record.byteorder == text and record.spec == spec.decode()
+    assert type(record) is records.DtypeRecord and record.byteorder == text and record.spec == spec.decode()
     assert record.numpy() == np.dtype(text + spec.decode())
 
 
@@ -1174,16 +1175,16 @@ def test_each_opcode_counts_exactly_its_objects_items_and_marks(monkeypatch, cas
     (Every stream counts before the opcode it is named for, so counting that one anew shows too.)"""
     body, count, at, value = COUNTED[case]
     payload = PROTO + body + b"."
-    monkeypatch.setattr(cifar, "MAX_ITEMS", count)
+    monkeypatch.setattr(unpickler, "MAX_ITEMS", count)
     assert cifar.unpickle(payload, "src") == value
-    monkeypatch.setattr(cifar, "MAX_ITEMS", count - 1)
+    monkeypatch.setattr(unpickler, "MAX_ITEMS", count - 1)
     assert _refused(payload) == _over(count - 1, at)
 
 
 def test_the_counts_reach_exactly_max_items():
     """At the real limit: MAX_ITEMS counted (a list and MAX_ITEMS - 1 appends) is read, one more is not; a
     stack exactly MAX_ITEMS deep is not refused for its depth, but where the count goes over, one opcode later."""
-    limit = cifar.MAX_ITEMS
+    limit = unpickler.MAX_ITEMS
     assert len(cifar.unpickle(PROTO + b"]" + b"Na" * (limit - 1) + b".", "src")) == limit - 1
     assert _refused(PROTO + b"]" + b"Na" * limit + b".") == _over(limit, 2 + 2 * limit)
     # the list and limit - 1 Nones: the stack at exactly the limit; APPENDS then counts limit + 1

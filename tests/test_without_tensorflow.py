@@ -15,22 +15,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 
-from pipeline import environment, registry
+from pipeline.lib import environment, registry
+from pipeline.lib import metrics as metrics_contract
 from tests.conftest import MIRROR_TOOL
 from tests.project import ROOT, TINY, run_stage, scratch_params
 
 pytestmark = pytest.mark.notf
 BACKENDS = ("jax", "torch")
-SCHEMA = json.loads((Path(__file__).parent / "schemas" / "lstm-step.schema.json").read_text())
 # torch's CPU LSTM is slow (Keras's fallback loop: seconds per parallel-model step): fewer, smaller batches.
 SMALLER = {"torch": {"preprocess.train_limit": 20, "preprocess.test_limit": 10, "train.batch_size": 10,
                      "evaluate.batch_size": 10, "collapse.probe_images": 10, "lstm_step.rounds": 3}}
-STAGES = [("pipeline.download",), ("pipeline.preprocess",), ("pipeline.train", "sequential"),
-          ("pipeline.train", "parallel"), ("pipeline.evaluate", "sequential"), ("pipeline.evaluate", "parallel"),
-          ("pipeline.lstm_step",), ("pipeline.collapse",)]
+STAGES = [("pipeline.stages.download",), ("pipeline.stages.preprocess",), ("pipeline.stages.train", "sequential"),
+          ("pipeline.stages.train", "parallel"), ("pipeline.stages.evaluate", "sequential"), ("pipeline.stages.evaluate", "parallel"),
+          ("pipeline.stages.lstm_step",), ("pipeline.stages.collapse",)]
 
 
 def gpu_check_script(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -62,7 +61,7 @@ def test_every_stage_runs_and_records_its_backend(tmp_path, tiny_archive, backen
     for model in ("sequential", "parallel"):
         assert metrics[f"train-{model}.json"]["loss"] == "crossentropy"
         assert 0 <= metrics[f"evaluate-{model}.json"]["test_accuracy"] <= 1
-    jsonschema.validate(metrics["lstm-step.json"], SCHEMA)
+    metrics_contract.validate("lstm-step", metrics["lstm-step.json"], "lstm-step")
     assert metrics["collapse.json"]["keras3"]["runs"] == 1
 
 
@@ -78,7 +77,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
                                                "lstm-step-gpu-torch.json"}
     for backend in BACKENDS:
         report = json.loads((out / f"lstm-step-gpu-{backend}.json").read_text())
-        jsonschema.validate(report, SCHEMA)
+        metrics_contract.validate("lstm-step", report, "lstm-step")
         assert report["backend"] == backend and report["gpu_status"].startswith("no GPU visible")
         assert report["sequential"]["gpu_cudnn"] is None and report["sequential"]["cpu_generic"]["kernel"] == "generic"
     protocol = json.loads((out / "gpu-protocol.json").read_text())

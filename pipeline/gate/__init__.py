@@ -10,15 +10,16 @@ at REV (default `main`, read with `git show`, so no checkout or DVC cache is nee
 --baseline-dir. A model fails when its test accuracy drops by more than models.<model>.max_accuracy_drop,
 decided in correctly classified images (`accuracy_verdict`): on 2,000 test images a tolerance of 0.03
 allows a drop of exactly 60 images, and 61 fail, whatever the baseline. The models are the registry's
-(pipeline/registry.py): one the baseline has no metrics of is a new, advisory row; one the baseline has
+(pipeline/lib/registry.py): one the baseline has no metrics of is a new, advisory row; one the baseline has
 and the registry no longer does is a removed, advisory row.
-Runs of different settings (any of `SETTINGS`: image counts, epochs and limits, loss, learning rate, seed,
-normalization, distribution, backend, lstm-step settings) are refused, exit 2. Its timing rows are advisory (`timing_advisory`): times from
-two runs differ by more than their within-run noise, so they never fail the gate.
+Runs of different settings (the metrics contract's settings, pipeline/lib/metrics.py: image counts, epochs
+and limits, loss, learning rate, seed, normalization, distribution, backend, lstm-step settings) are
+refused, exit 2. Its timing rows are advisory (`timing_advisory`): times from two runs differ by more than
+their within-run noise, so they never fail the gate.
 
 `ab` gates speed. It measures the base rev and the head rev (default: the working tree) side by side on
 this machine: `gate.ab_processes` worker processes per rev (pipeline/gate/ab_worker.py), each timing its own
-rev's benchmarks (pipeline/speed.py: each model's fit loop, the train stage's own epoch loop over a
+rev's benchmarks (pipeline/lib/speed.py: each model's fit loop, the train stage's own epoch loop over a
 few batches, and its inference batch), driven in interleaved rounds (`sample`). Each benchmark is one
 row: the slowdown pooled over the worker pairs with a hierarchical-bootstrap interval
 (`pooled_slowdown`), failing when the slowdown exceeds gate.max_slowdown and the interval lies above 0
@@ -32,7 +33,7 @@ different settings, an invalid override), the last ones with one clear line on s
 
 The package, one module per job:
 - `compare`: the accuracy verdict in image counts, the advisory timing rows, the metrics files it reads
-  and the settings that make two runs comparable (`SETTINGS`);
+  and the settings that make two runs comparable (through pipeline/lib/metrics.py);
 - `statistics`: the A/B gate's pooled slowdown and its hierarchical-bootstrap interval, the verdict;
 - `workers`: the benchmark worker processes (`ab_worker.py`, run with each rev's code) and their protocol;
 - `ab`: git worktrees of the two revs, the interleaved sampling loop and the A/B rows;
@@ -40,7 +41,7 @@ The package, one module per job:
 - `command`: the command line (`python -m pipeline.gate`, `__main__`).
 """
 
-from pipeline import cli
+from pipeline.lib import cli
 
 
 class GateUsageError(cli.UsageError):

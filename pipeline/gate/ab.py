@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import params
-from pipeline.atomic import write_text
+from pipeline.lib import params
+from pipeline.lib.atomic import write_text
 from pipeline.gate import GateUsageError
 from pipeline.gate.report import Row
 from pipeline.gate.statistics import decided, pooled_slowdown, regressed
-from pipeline.gate.workers import Worker, WorkerError
+from pipeline.gate.workers import Worker, WorkerError, gate_command
 
 
 def ab_verdict(metric: str, groups, max_slowdown: float, confidence: float) -> Row:
@@ -100,8 +100,12 @@ def sample(workers: dict, names: list[str], cfg: params.Gate, progress=None,
             return samples, f"undecided at the {cfg.ab_budget_s:g} s budget ({pairs} pairs)"
 
 
-def ab(base_rev: str, head_rev: str | None, p: params.Params, allow_missing_baseline: bool, record: Path | None = None):
+def ab(base_rev: str, head_rev: str | None, p: params.Params, allow_missing_baseline: bool, record: Path | None = None,
+       command: list[str] | None = None):
+    """A/B the benchmarks of two revs (`command`: the worker and its arguments, by default the gate's own
+    suite, `gate_command`); returns the report's sections and notes, or (None, [why]) with no baseline."""
     cfg = p.gate
+    command = command or gate_command(p)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gate-ab-") as tmp:
         trees, workers = [], {}
@@ -113,7 +117,8 @@ def ab(base_rev: str, head_rev: str | None, p: params.Params, allow_missing_base
             labels = {"base": f"base ({base_rev})", "head": f"head ({head_rev or 'working tree'})"}
             print(f"gate ab: starting {2 * cfg.ab_processes} benchmark workers (import, build, warm-up)",
                   file=sys.stderr, flush=True)
-            workers = {side: [Worker(labels[side], dirs[side], p) for _ in range(cfg.ab_processes)] for side in SIDES}
+            workers = {side: [Worker(labels[side], dirs[side], command) for _ in range(cfg.ab_processes)]
+                       for side in SIDES}
             ready = {}
             for side in SIDES:
                 try:

@@ -3,11 +3,12 @@
     python <head>/pipeline/gate/ab_worker.py --batch N --inference-batch N --learning-rate LR --loss NAME --warmup N
     (cwd and PYTHONPATH: the rev's checkout)
 
-It builds the rev's benchmarks (`pipeline.speed.benchmarks`: each model's fit loop and inference batch,
-and in older revs an LSTM core step and a train step; revs that predate that module offer only the LSTM
+It builds the rev's benchmarks (`benchmarks` of pipeline.lib.speed, or pipeline.speed in older revs:
+each model's fit loop and inference batch, and in older revs an LSTM core step and a train step; revs
+that predate that module offer only the LSTM
 cores, through `make_train_step`), warms each up, prints {"benchmarks", "backend", "warmup_s"}, then for each
 benchmark name read on stdin runs one step and prints {"ms": ...}: its wall time, or what a benchmark
-that `reports_own_time` measured itself (pipeline/speed.py's fit loops), sent when that measurement
+that `reports_own_time` measured itself (pipeline/lib/speed.py's fit loops), sent when that measurement
 ends. The gate drives several of these in interleaved order. Run as a script, not a stage: it may
 import an older rev's package, so it uses nothing of this one but argparse.
 
@@ -32,10 +33,12 @@ sys.path.pop(0)
 
 
 def _benchmarks(args) -> dict:
-    """The rev's benchmarks by name: pipeline.speed, or the LSTM cores alone in revs that predate it."""
-    if importlib.util.find_spec("pipeline.speed") is not None:
-        speed = importlib.import_module("pipeline.speed")  # an error inside the rev's module surfaces as itself
-        return speed.benchmarks(args.batch, args.inference_batch, args.learning_rate, args.loss)
+    """The rev's benchmarks by name: its speed module (pipeline.lib.speed, or pipeline.speed before the
+    package had folders), or the LSTM cores alone in revs that predate it."""
+    for name in ("pipeline.lib.speed", "pipeline.speed"):
+        if importlib.util.find_spec(name.rpartition(".")[0]) and importlib.util.find_spec(name) is not None:
+            speed = importlib.import_module(name)  # an error inside the rev's module surfaces as itself
+            return speed.benchmarks(args.batch, args.inference_batch, args.learning_rate, args.loss)
     for name in ("pipeline.steps", "pipeline.lstm_step"):
         if importlib.util.find_spec(name) is not None:
             module = importlib.import_module(name)
@@ -43,8 +46,8 @@ def _benchmarks(args) -> dict:
                 from pipeline import models
                 return {f"{core} LSTM core step": module.make_train_step(core, args.batch)
                         for core in models.LSTM_CORES}
-    print("this rev has neither pipeline.speed nor make_train_step (pipeline.steps, pipeline.lstm_step) to benchmark",
-          file=sys.stderr)
+    print("this rev has no speed module (pipeline.lib.speed, pipeline.speed) nor make_train_step "
+          "(pipeline.steps, pipeline.lstm_step) to benchmark", file=sys.stderr)
     sys.exit(NOTHING_TO_BENCHMARK)
 
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline import cli, params, profiles, registry
-from pipeline.atomic import write_text
+from pipeline import profiles
+
+from pipeline.lib import cli, params, registry
+from pipeline.lib.atomic import write_text
 from pipeline.gate import __doc__ as GATE_DOC
 from pipeline.gate.ab import ab
-from pipeline.gate.compare import compare, files_at_rev, files_in_dir, metric_files, metrics_at_rev, metrics_in_dir, models_in
+from pipeline.gate.compare import (
+    compare,
+    files_at_rev,
+    files_in_dir,
+    metric_files,
+    metrics_at_rev,
+    metrics_in_dir,
+    models_in,
+)
 from pipeline.gate.report import markdown
-from pipeline.gitcmd import revision
+from pipeline.lib.gitcmd import revision
 
 
 # Command-line overrides of the A/B settings: (flag, gate key, type); each goes through params' checks.
@@ -24,7 +34,7 @@ def with_overrides(overrides: dict, path: Path = params.PARAMS_FILE) -> params.P
     return params.parse(profiles.apply(params.load_mapping(path), overrides), f"{path} with the command-line overrides")
 
 
-def _gate(argv) -> int:
+def _parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="python -m pipeline.gate", description=GATE_DOC.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     cmp_ = sub.add_parser("compare", help="current metrics against a baseline rev or directory")
@@ -37,7 +47,7 @@ def _gate(argv) -> int:
     ab_ = sub.add_parser("ab", help="interleaved same-machine timing of two revs (runs the code of both: "
                                     "use it on revisions you trust)",
                          description="Time the benchmarks of two revisions side by side on this machine. "
-                                     "It imports and runs the code of BOTH revisions (their pipeline/speed.py and "
+                                     "It imports and runs the code of BOTH revisions (their pipeline/lib/speed.py and "
                                      "what it imports): use it only on revisions whose code you trust.")
     ab_.add_argument("--base", default="HEAD~1", help="baseline git rev (default HEAD~1)")
     ab_.add_argument("--head", help="head git rev (default: the working tree)")
@@ -45,12 +55,16 @@ def _gate(argv) -> int:
         ab_.add_argument(flag, dest=key, type=kind, metavar="N", help=f"override gate.{key} (checked like params.yaml)")
     ab_.add_argument("--record", type=Path, help="also write every step time and the verdicts here (JSON)")
     ab_.add_argument("--list", action="store_true",
-                     help="print the head's benchmark rows (the working tree's pipeline/speed.py) and measure nothing")
+                     help="print the head's benchmark rows (the working tree's pipeline/lib/speed.py), measure nothing")
     ab_.add_argument("--allow-missing-baseline", action="store_true",
                      help="pass with a notice when the base rev cannot be benchmarked (e.g. it predates the hook)")
     for p in (cmp_, ab_):
         p.add_argument("--report", type=Path, help="also write the markdown report here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _gate(argv) -> int:
+    args = _parser().parse_args(argv)
     for option in ("baseline", "base", "head"):
         if getattr(args, option, None) is not None:
             revision(getattr(args, option), f"--{option}")
@@ -80,7 +94,7 @@ def _gate(argv) -> int:
         drops = {m: p.models[m].max_accuracy_drop for m in current}
         sections, notes = compare(base, cur, cfg, files, drops, args.allow_new_settings, removed)
     elif args.list:
-        from pipeline import speed  # the working tree's rows; nothing is built or run
+        from pipeline.lib import speed  # the working tree's rows; nothing is built or run
 
         cli.emit("\n".join(speed.names()))
         return 0

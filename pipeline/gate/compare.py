@@ -9,10 +9,10 @@ import math
 from fractions import Fraction
 from pathlib import Path
 
-from pipeline import params, registry
+from pipeline.lib import metrics, params, registry
 from pipeline.gate import GateUsageError
 from pipeline.gate.report import Row
-from pipeline.gitcmd import git
+from pipeline.lib.gitcmd import git
 
 
 # A median's standard error is about 1.2533 * sigma / sqrt(n) for normal noise, and sigma is about
@@ -93,7 +93,9 @@ def _read_metrics(source: str, names: list[str], read) -> dict:
         try:
             metrics[name] = json.loads(read(name))
         except (OSError, params.PipelineError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise GateUsageError(f"{source}: cannot read {name}: {(str(exc).strip().splitlines() or ['?'])[0]}") from None
+            raise GateUsageError(
+                f"{source}: cannot read {name}: {(str(exc).strip().splitlines() or ['?'])[0]}"
+            ) from None
         if not isinstance(metrics[name], dict):
             raise GateUsageError(f"{source}: {name} is not a metrics object (a JSON {type(metrics[name]).__name__})")
     return metrics
@@ -168,25 +170,11 @@ def metric_files(paths: params.Paths, models) -> dict[str, str]:
     return {**files, "lstm-step": Path(paths.lstm_step_metrics).name}
 
 
-# What must be equal for two runs to be compared, per metrics file kind: everything that changes the
-# accuracy (image counts, limits, loss, learning rate, seed, distribution, backend) or what lstm-step times.
-SETTINGS = {
-    "train": ("model", "epochs", "epochs_completed", "train_images", "batch_size", "learning_rate", "loss", "seed",
-              "normalize", "distribution", "replicas", "processes", "time_limit_s", "backend"),
-    "evaluate": ("model", "test_images", "backend"),
-    "lstm-step": ("batch_size", "units", "warmup_steps", "rounds", "backend", "float32", "cpu_sgemm_n",
-                  "gpu_sgemm_n"),
-}
-
-
 def changed_settings(base: dict, cur: dict, files: dict[str, str]) -> dict[str, str]:
-    """{file key: what differs} for every file whose settings differ between the runs."""
+    """{file key: what differs} for every file whose settings (the metrics contract's) differ between the runs."""
     changed = {}
     for key, file in files.items():
-        kind = key if key in SETTINGS else key.split("-")[0]
-        missing = "(not recorded)"
-        differ = [f"{k} {base[file].get(k, missing)} vs {cur[file].get(k, missing)}" for k in SETTINGS[kind]
-                  if base[file].get(k, missing) != cur[file].get(k, missing)]
+        differ = metrics.same_settings(metrics.kind_of(key), base[file], cur[file])
         if differ:
             changed[key] = f"{file}: baseline and current come from different settings ({'; '.join(differ)})"
     return changed
@@ -201,8 +189,15 @@ def _shown(metrics: dict, file: str) -> str:
     return f"{float(score.accuracy):.4f} ({score.correct} of {score.images})"
 
 
-def compare(base: dict, cur: dict, cfg: params.Gate, files: dict[str, str], drops: dict[str, float],
-            allow_new_settings: bool = False, removed: dict[str, str] | None = None) -> tuple[dict[str, list[Row]], list[str]]:
+def compare(
+    base: dict,
+    cur: dict,
+    cfg: params.Gate,
+    files: dict[str, str],
+    drops: dict[str, float],
+    allow_new_settings: bool = False,
+    removed: dict[str, str] | None = None,
+) -> tuple[dict[str, list[Row]], list[str]]:
     """Accuracy rows (gated) and timing rows (advisory) of `cur` against `base`, keyed by `files`.
 
     `drops` holds each current model's allowed accuracy drop (params.yaml's models.<model>.max_accuracy_drop).

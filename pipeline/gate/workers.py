@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline import params
+from pipeline.lib import params
 from pipeline.gate import GateUsageError
 
 WORKER = Path(__file__).with_name("ab_worker.py")
@@ -33,17 +33,24 @@ class WorkerError(GateUsageError):
         self.nothing_to_benchmark = nothing_to_benchmark
 
 
-class Worker:
-    """One rev's benchmark process (pipeline/gate/ab_worker.py), driven line by line over pipes."""
+def gate_command(p: params.Params) -> list[str]:
+    """The gate's worker and its arguments: the speed suite (pipeline/lib/speed.py) at params.yaml's settings."""
+    args = ["--batch", p.train.batch_size, "--inference-batch", p.evaluate.batch_size,
+            "--learning-rate", p.train.learning_rate, "--loss", p.train.loss, "--warmup", p.gate.ab_warmup]
+    return [str(WORKER), *map(str, args)]
 
-    def __init__(self, label: str, rev_dir: Path, p: params.Params):
+
+class Worker:
+    """One rev's benchmark process, driven line by line over pipes: `command` (a script and its arguments,
+    by default the gate's, `gate_command`) run by this Python with the rev's checkout as cwd and PYTHONPATH.
+    The protocol is ab_worker.py's: one line {"benchmarks", "backend", ...}, then {"ms"} per name sent."""
+
+    def __init__(self, label: str, rev_dir: Path, command: list[str]):
         self.label = label
         env = {**os.environ, "PYTHONPATH": str(rev_dir), "PYTHONUNBUFFERED": "1"}
-        args = ["--batch", p.train.batch_size, "--inference-batch", p.evaluate.batch_size,
-                "--learning-rate", p.train.learning_rate, "--loss", p.train.loss, "--warmup", p.gate.ab_warmup]
         # stderr to a file, not a pipe: a worker that logs more than a pipe holds would block on it
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], cwd=rev_dir, env=env,
+        self.proc = subprocess.Popen([sys.executable, *command], cwd=rev_dir, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
 
     def _failed(self, what: str, exit_wait_s: float = 10) -> WorkerError:

@@ -11,9 +11,9 @@ Hovering a point shows the commit, its subject and the machine.
 - **Points are runs.** A commit whose metrics file is byte-identical to its parent's did not run that
   stage again (DVC skipped it, or nothing was rerun); it repeats the previous run and adds no point.
 - **Settings.** A line joins only runs of the same settings: the file's recorded settings (the ones
-  `pipeline.gate compare` refuses to mix, `gate.SETTINGS`), the environment (device, threads, backend
-  and Keras versions) and the data (the archive's md5 and the `preprocess` params in that commit's
-  dvc.lock). A change of settings starts a new line; the page lists what changed.
+  `pipeline.gate compare` refuses to mix; both read them from pipeline/lib/metrics.py), the environment
+  (device, threads, backend and Keras versions) and the data (the archive's md5 and the `preprocess` params
+  in that commit's dvc.lock). A change of settings starts a new line; the page lists what changed.
 - **Detected changes** (`detect`): a lookback z-score, as conbench does it. Each run is compared with up
   to LOOKBACK earlier runs of its line (at least MIN_LOOKBACK): z = (value - their mean) / sigma, where
   sigma is their sample standard deviation or the measure's noise floor, whichever is larger. |z| >

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import cli, params, registry
-from pipeline.atomic import write_text
-from pipeline.gitcmd import git, revision
+from pipeline.lib import cli, params, registry
+from pipeline.lib.atomic import write_text
+from pipeline.lib.gitcmd import git, revision
 from pipeline.history import __doc__ as HISTORY_DOC
 from pipeline.history.detect import analyse, summary
 from pipeline.history.read import read_commits
 from pipeline.history.render import page
-from pipeline.params import PipelineError
+from pipeline.lib.params import PipelineError
 
 
 def _history(argv) -> None:
@@ -25,8 +25,11 @@ def _history(argv) -> None:
     if args.since is not None:
         revision(args.since, "--since")
     p = params.load().paths
-    files = sorted({str(p.train_metrics(m)) for m in registry.names()} | {str(p.evaluate_metrics(m)) for m in registry.names()}
-                   | {str(p.lstm_step_metrics), "dvc.lock"})
+    files = sorted(
+        {str(p.train_metrics(m)) for m in registry.names()}
+        | {str(p.evaluate_metrics(m)) for m in registry.names()}
+        | {str(p.lstm_step_metrics), "dvc.lock"}
+    )
     commits = read_commits(args.rev, files)
     if not commits:
         raise PipelineError(f"{args.rev} has no commits")

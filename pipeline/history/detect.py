@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from pipeline import params
+from pipeline.lib import params
 from pipeline.history.read import MEASURES, Commit, Measure, Point, points
 
 LOOKBACK = 8

@@ -10,11 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import params, registry
-from pipeline.gate.compare import SETTINGS
-from pipeline.gitcmd import git
-
-ENVIRONMENT = ("device_name", "cpu_device_name", "threads", "backend_version", "keras_version")
+from pipeline.lib import metrics, params, registry
+from pipeline.lib.gitcmd import git
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,14 +133,18 @@ def points(commits: list[Commit], paths: params.Paths) -> list[Point]:
                 if not isinstance(data, dict) or value is None:
                     continue
                 spread = _dig(data, measure.spread, model) if measure.spread else None
-                settings = [(k, json.dumps(data.get(k))) for k in (*SETTINGS[measure.kind], *ENVIRONMENT)]
+                kind = measure.kind
+                settings = [(k, json.dumps(metrics.value(kind, data, k)))
+                            for k in (*metrics.settings(kind), *metrics.environment(kind))]
                 if measure.kind == "evaluate":  # accuracy depends on how the model was trained
                     trained = _load(commit.files.get(str(paths.train_metrics(model))))
-                    settings += [(f"train.{k}", json.dumps(trained.get(k))) for k in SETTINGS["train"]]
+                    settings += [(f"train.{k}", json.dumps(metrics.value("train", trained, k)))
+                                 for k in metrics.settings("train")]
                 if measure.kind != "lstm-step":
                     settings += list(_data_settings(commit.files.get("dvc.lock")))
                 machine = str(data.get("device_name") or data.get("cpu_device_name") or "?")
-                machine += f", {data.get('threads', '?')} threads, {data.get('backend', '?')} {data.get('backend_version', '')}"
+                machine += (f", {data.get('threads', '?')} threads, "
+                            f"{data.get('backend', '?')} {data.get('backend_version', '')}")
                 test_images = data.get("test_images")
                 found.append(Point(measure.key, model, index, commit.sha, commit.subject, machine, float(value),
                                    spread, tuple(settings), test_images if isinstance(test_images, int) else None))

@@ -8,7 +8,7 @@ import html
 
 import plotly.graph_objects as go
 
-from pipeline import registry
+from pipeline.lib import registry
 from pipeline.history.detect import LOOKBACK, Z_THRESHOLD, settings_change
 from pipeline.history.read import MEASURES, Commit, Measure
 
@@ -19,16 +19,31 @@ def figure(measure: Measure, grouped: dict, commits: list[Commit]) -> go.Figure:
     fig = go.Figure()
     for model in registry.names():
         for number, segment in enumerate(grouped.get((measure.key, model), []), start=1):
-            hover = [f"<b>{p.sha[:7]}</b> {html.escape(p.subject[:80])}<br>{html.escape(p.machine)}<br>"
-                     f"{model}: {p.value:.4g} {measure.unit}" + (f" (IQR {p.spread:.3g})" if p.spread is not None else "")
-                     + (f"<br>z = {p.z:+.1f} against {p.baseline:.4g}" if p.z is not None else "")
-                     for p in segment]
-            fig.add_trace(go.Scatter(
-                x=[p.index for p in segment], y=[p.value for p in segment], mode="lines+markers",
-                name=f"{model}, settings {number}", legendgroup=model,
-                line={"color": registry.MODELS[model].colour, "dash": DASHES[(number - 1) % len(DASHES)]},
-                error_y={"type": "data", "array": [p.spread or 0 for p in segment], "visible": measure.spread is not None},
-                hovertext=hover, hoverinfo="text", meta={"role": "runs", "model": model}))
+            hover = [
+                f"<b>{p.sha[:7]}</b> {html.escape(p.subject[:80])}<br>{html.escape(p.machine)}<br>"
+                f"{model}: {p.value:.4g} {measure.unit}"
+                + (f" (IQR {p.spread:.3g})" if p.spread is not None else "")
+                + (f"<br>z = {p.z:+.1f} against {p.baseline:.4g}" if p.z is not None else "")
+                for p in segment
+            ]
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.index for p in segment],
+                    y=[p.value for p in segment],
+                    mode="lines+markers",
+                    name=f"{model}, settings {number}",
+                    legendgroup=model,
+                    line={"color": registry.MODELS[model].colour, "dash": DASHES[(number - 1) % len(DASHES)]},
+                    error_y={
+                        "type": "data",
+                        "array": [p.spread or 0 for p in segment],
+                        "visible": measure.spread is not None,
+                    },
+                    hovertext=hover,
+                    hoverinfo="text",
+                    meta={"role": "runs", "model": model},
+                )
+            )
             changed = [p for p in segment if p.changed]
             if changed:
                 fig.add_trace(go.Scatter(

@@ -3,7 +3,8 @@ from the same weights and batches, under every installed backend, for both losse
 max relative difference to the first backend. Run from the repository root:
     PYTHONPATH=. .venv/bin/python reports/backend-loss/agreement.py > reports/backend-loss/agreement.json
 """
-import json, tempfile
+import json
+import tempfile
 from pathlib import Path
 import numpy as np
 from tests.test_backends import losses_per_backend, BACKENDS

@@ -3,9 +3,9 @@ the prepared 10k benchmark split), 1 epoch, batch 100, Adam(0.001), train.loss c
 accuracy on the prepared 2,000 test images. Run from the repository root after `make repro-mirror`:
     PYTHONPATH=. KERAS_BACKEND=jax .venv/bin/python reports/backend-loss/run.py
 """
-import json, sys, time
-import numpy as np
-from pipeline import data, training
+import json
+import time
+from pipeline.lib import data, training
 import keras
 train = data.load_split("data/prepared/train.npz")
 test = data.load_split("data/prepared/test.npz")

@@ -2,7 +2,7 @@
 
     .venv/bin/python reports/gate-fit-loop/winddown.py [EPOCHS]     (from the repository root)
 
-For each model, runs EPOCHS (default 10) calls of pipeline/speed.py's FitLoop (one 3-batch epoch of the
+For each model, runs EPOCHS (default 10) calls of pipeline/lib/speed.py's FitLoop (one 3-batch epoch of the
 train stage's loop each) in this process and prints, per call: the row's own time (epoch start to
 epoch end), the wind-down after it (the end of the epoch to fit's return) in wall-clock ms, and the
 process's CPU time over that wind-down. Run it on an otherwise idle machine.
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from pipeline import speed  # noqa: E402
+from pipeline.lib import speed  # noqa: E402
 
 
 def main() -> None:

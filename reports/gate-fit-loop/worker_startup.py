@@ -2,12 +2,12 @@
 
     .venv/bin/python reports/gate-fit-loop/worker_startup.py     (from the repository root, on an idle machine)
 
-Runs in one process what pipeline/gate/ab_worker.py runs at its start (pipeline.speed.benchmarks with the
+Runs in one process what pipeline/gate/ab_worker.py runs at its start (pipeline.lib.speed.benchmarks with the
 defaults in params.yaml), timing each of the first four calls of every benchmark (the first one compiles),
 then the same for `train_on_batch` on each model's fit-loop model: the `<model> train step` row the gate
 had until 68ee5a4, which compiled each model's train function a second way. Writes
 worker_startup.csv beside this file: phase, benchmark, call, seconds. The CSV on main was recorded
-while pipeline/speed.py still had the LSTM-core rows (6e260a4's rows); run now, the script times
+while pipeline/lib/speed.py still had the LSTM-core rows (6e260a4's rows); run now, the script times
 today's rows, without them.
 """
 
@@ -20,7 +20,7 @@ started = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import keras  # noqa: E402
 
-from pipeline import params, registry, speed  # noqa: E402
+from pipeline.lib import params, registry, speed  # noqa: E402
 
 HERE = Path(__file__).parent
 CALLS = 4

@@ -50,9 +50,9 @@ TRAIN_LINE = 'found[f"{name} train step"] = lambda m=model, x=x, y=y: m.train_on
 
 def spin(fraction: float):
     def edit(root: Path) -> None:
-        path = root / "pipeline/speed.py"
+        path = root / "pipeline/lib/speed.py"
         text = path.read_text()
-        assert TRAIN_LINE in text, "pipeline/speed.py no longer has the train-step line to slow down"
+        assert TRAIN_LINE in text, "pipeline/lib/speed.py no longer has the train-step line to slow down"
         slowed = TRAIN_LINE.replace("= lambda", "= _spin_after(lambda").rstrip() + f", {fraction})"
         path.write_text(text.replace(TRAIN_LINE, slowed) + SPIN)
     return edit
@@ -62,10 +62,10 @@ def lstm_implementation_1(root: Path) -> None:
     """A realistic code change: the models' LSTM layers built with Keras 2's `implementation=1` (four
     small matrix products per step instead of one fused one), as a snippet copied from Keras 2 code
     would. Same math, same weights; only the kernels' shape changes."""
-    path = root / "pipeline/models.py"
+    path = root / "pipeline/lib/models.py"
     text = path.read_text()
     edited, count = re.subn(r"layers\.LSTM\(LSTM_UNITS, ", "layers.LSTM(LSTM_UNITS, implementation=1, ", text)
-    assert count == 2, f"expected 2 LSTM layers in pipeline/models.py, found {count}"
+    assert count == 2, f"expected 2 LSTM layers in pipeline/lib/models.py, found {count}"
     path.write_text(edited)
 
 
@@ -93,9 +93,9 @@ LOOP_CALLBACKS = "callbacks=[self.timer, OneEpoch(), self.stop, *self.callbacks]
 
 def loop_spin(fraction: float):
     def edit(root: Path) -> None:
-        path = root / "pipeline/training.py"
+        path = root / "pipeline/lib/training.py"
         text = path.read_text()
-        assert LOOP_CALLBACKS in text, "pipeline/training.py no longer has EpochLoop's callback list"
+        assert LOOP_CALLBACKS in text, "pipeline/lib/training.py no longer has EpochLoop's callback list"
         slowed = LOOP_CALLBACKS.replace("*self.callbacks]", f"*self.callbacks, _SpinAfterEachBatch({fraction})]")
         path.write_text(text.replace(LOOP_CALLBACKS, slowed) + LOOP_SPIN)
     return edit

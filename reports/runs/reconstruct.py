@@ -79,7 +79,8 @@ def exported_rows() -> set[tuple]:
     """The rows that runs exported from git hold (not rebuilt ones)."""
     root = HERE.parent.parent
     sys.path.insert(0, str(root))
-    from pipeline import params, report, runs  # noqa: E402
+    from pipeline import report, runs
+    from pipeline.lib import params
     genuine = [run for run in runs.load(HERE)
                if not yaml.safe_load((HERE / run["name"] / "run.yaml").read_text()).get("reconstructed")]
     table = report.runs(genuine, params.load(root / "params.yaml").paths)

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare import layouts, write_rows  # noqa: E402 (compare.py puts the repository on sys.path)
-from pipeline import cifar  # noqa: E402
+from pipeline.lib import cifar  # noqa: E402
 
 
 def main() -> None:

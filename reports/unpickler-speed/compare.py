@@ -1,46 +1,33 @@
-"""The batch reader's speed against an earlier revision's, in one process, rounds interleaved.
+"""The archive reader's speed against an earlier revision's, with the A/B gate's own machinery.
 
-    .venv/bin/python reports/unpickler-speed/compare.py [--before 2cfdd19] [--rounds 30]
+    .venv/bin/python reports/unpickler-speed/compare.py [--before REV] [--pairs N] [--out DIR]
 
-Loads `pipeline/cifar.py` as it was at `--before` (by `git show`) beside the current one and parses
-the same 10,000-image batch with each, alternating old and new every round after 3 warm-up rounds
-each, in both pickle layouts (Python 3 protocol 2 as the mirror writes it; the official archive's
-Python 2 cPickle layout as `tests/pickles.py` assembles it). Writes rounds.csv (every round) and summary.csv (median, IQR, and the new/old
-ratio of medians with a 95% bootstrap interval) beside this file, and prints the summary.
+`pipeline.gate.ab` checks `--before` out in a git worktree and runs the gate's workers (two processes per
+side, params.yaml's gate settings) over reader_worker.py, which parses the same 10,000-image batch with
+that rev's reader and with the working tree's, in both pickle layouts (Python 3 protocol 2 as the mirror
+writes it; the official archive's Python 2 cPickle layout as `tests/pickles.py` assembles it). The pairs
+are interleaved as the gate interleaves them and pooled with its statistic (pipeline/gate/statistics.py).
+Writes the gate's markdown report (report.md) and its --record (record.json) to --out, and prints both.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib.util
-import subprocess
+import dataclasses
+import pickle
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import cifar  # noqa: E402
+from pipeline.gate.ab import ab  # noqa: E402
+from pipeline.gate.report import markdown  # noqa: E402
+from pipeline.lib import params  # noqa: E402
+from pipeline.lib.atomic import write_text  # noqa: E402
 from tests import archives, pickles  # noqa: E402
-
-
-def load_revision(rev: str):
-    if rev.startswith("-"):
-        sys.exit(f"{rev!r}: a revision cannot start with '-'")
-    source = subprocess.run(["git", "show", "--end-of-options", f"{rev}:pipeline/cifar.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "cifar_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("cifar_before", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def layouts() -> dict[str, bytes]:
@@ -50,58 +37,24 @@ def layouts() -> dict[str, bytes]:
             "python2-cpickle": pickles.official_batch(list(batch[b"labels"]), batch[b"data"])}
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    """Write rows as CSV and print each as one line."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    for row in rows:
-        print(", ".join(f"{k}={v}" for k, v in row.items()))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="2cfdd19")
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--before", default="HEAD", help="the earlier revision (default HEAD)")
+    parser.add_argument("--pairs", type=int, default=30, help="(before, now) pairs per layout")
+    parser.add_argument("--out", type=Path, default=HERE, help="where report.md and record.json go")
     args = parser.parse_args()
-    readers = {"before": load_revision(args.before), "now": cifar}
-    payloads = layouts()
-    rows = []
-    for layout, payload in payloads.items():
-        results = {}
-        for name, reader in readers.items():  # both must read it, and read it the same
-            results[name] = reader.parse_batch(reader.unpickle(payload, "b"), "b")
-        assert all(np.array_equal(results["before"][i], results["now"][i]) for i in range(2)), layout
-        for _ in range(3):
-            for reader in readers.values():
-                reader.parse_batch(reader.unpickle(payload, "b"), "b")
-        for i in range(args.rounds):
-            for name, reader in readers.items():
-                start = time.perf_counter()
-                reader.parse_batch(reader.unpickle(payload, "b"), "b")
-                rows.append({"layout": layout, "round": i, "reader": name, "ms": 1000 * (time.perf_counter() - start)})
-            print(f"\r{layout}: round {i + 1}/{args.rounds}", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-    with open(HERE / "rounds.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["layout", "round", "reader", "ms"])
-        writer.writeheader()
-        writer.writerows({**r, "ms": f"{r['ms']:.3f}"} for r in rows)
-    rng = np.random.default_rng(0)
-    summary = []
-    for layout in payloads:
-        ms = {name: np.array([r["ms"] for r in rows if r["layout"] == layout and r["reader"] == name]) for name in readers}
-        boot = [np.median(rng.choice(ms["now"], len(ms["now"]))) / np.median(rng.choice(ms["before"], len(ms["before"])))
-                for _ in range(2000)]
-        low, high = np.percentile(boot, [2.5, 97.5])
-        summary.append({"layout": layout, "before": args.before, "rounds": args.rounds,
-                        "before_median_ms": f"{np.median(ms['before']):.1f}",
-                        "before_iqr_ms": f"{np.subtract(*np.percentile(ms['before'], [75, 25])):.1f}",
-                        "now_median_ms": f"{np.median(ms['now']):.1f}",
-                        "now_iqr_ms": f"{np.subtract(*np.percentile(ms['now'], [75, 25])):.1f}",
-                        "ratio": f"{np.median(ms['now']) / np.median(ms['before']):.3f}",
-                        "ratio_ci95": f"{low:.3f}-{high:.3f}"})
-    write_rows(HERE / "summary.csv", summary)
+    p = params.load(ROOT / "params.yaml")
+    # a fixed number of pairs, all of them taken: the gate's stopping rule is for verdicts, not estimates
+    gate = dataclasses.replace(p.gate, ab_min_pairs=args.pairs, ab_max_pairs=args.pairs, ab_budget_s=3600.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        payloads = Path(tmp) / "payloads.pickle"
+        payloads.write_bytes(pickle.dumps(layouts()))
+        command = [str(HERE / "reader_worker.py"), str(payloads), "--warmup", "3"]
+        sections, notes = ab(args.before, None, dataclasses.replace(p, gate=gate), False,
+                             args.out / "record.json", command=command)
+    report = markdown(f"Archive reader: working tree against {args.before}", sections, notes)
+    write_text(args.out / "report.md", report)
+    print(report)
 
 
 if __name__ == "__main__":

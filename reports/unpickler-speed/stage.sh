@@ -19,10 +19,10 @@ echo "step,reader,round,wall_s,peak_rss_kib" > "$out"
 for round in $(seq 1 "$rounds"); do
   for reader in now "$before"; do
     dir=$root; [ "$reader" = now ] || dir=$old
-    (cd "$dir" && /usr/bin/time -f "preprocess,$reader,$round,%e,%M" "$python" -m pipeline.preprocess 2>&1 >/dev/null \
+    (cd "$dir" && /usr/bin/time -f "preprocess,$reader,$round,%e,%M" "$python" -m pipeline.stages.preprocess 2>&1 >/dev/null \
       | tail -1 >> "$out")
     (cd "$dir" && PYTHONPATH=$dir /usr/bin/time -f "load_archive,$reader,$round,%e,%M" "$python" -c \
-      "from pipeline import cifar; cifar.load_archive('$archive')" 2>&1 | tail -1 >> "$out")
+      "from pipeline.lib import cifar; cifar.load_archive('$archive')" 2>&1 | tail -1 >> "$out")
   done
   echo "round $round/$rounds" >&2
 done

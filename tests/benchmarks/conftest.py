@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline import environment as env_record
+from pipeline.lib import environment as env_record
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,7 +4,7 @@
                                         [--epochs 2] [--rounds 3] [--models sequential parallel]
 
 Logical devices must be configured before the backend starts, so every measurement is its own run of
-the real `pipeline.train` stage, in a scratch project on synthetic images of CIFAR-10's shape (timing
+the real `pipeline.stages.train` stage, in a scratch project on synthetic images of CIFAR-10's shape (timing
 does not depend on the pixels). The stage's own metrics give each run's steady-state step time: the
 first step (tracing, compile) is excluded, and the median and IQR are taken over the remaining steps.
 The two settings alternate, round after round, so both see the same machine state; the summary is
@@ -25,17 +25,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline import params, registry
+from pipeline.lib import params, registry
 from tests.project import ROOT, run_stage, scratch_params, set_params
 from tests.splits import write_prepared
 
 
-
 def train_once(project: Path, model: str, backend: str, distribution: str, devices: int) -> dict:
     set_params(project, **{"train.distribution": distribution, "train.devices": devices})
-    code, _, err = run_stage(project, "pipeline.train", model, timeout=None, KERAS_BACKEND=backend)
+    code, _, err = run_stage(project, "pipeline.stages.train", model, timeout=None, KERAS_BACKEND=backend)
     if code:
-        sys.exit(f"replicas: pipeline.train {model} ({distribution}) failed:\n{err[-2000:]}")
+        sys.exit(f"replicas: pipeline.stages.train {model} ({distribution}) failed:\n{err[-2000:]}")
     return json.loads((project / "metrics" / f"train-{model}.json").read_text())
 
 

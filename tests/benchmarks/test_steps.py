@@ -1,7 +1,7 @@
 """pytest-benchmark cases for what the pipeline spends its time on, at the training batch size.
 
 Groups: `lstm-core` (one training step of each LSTM(50) core, CPU path, as in the lstm-step stage),
-`gate-rows` (every row of the speed gate, `gate ab`: the same benchmark definitions, pipeline/speed.py, with
+`gate-rows` (every row of the speed gate, `gate ab`: the same benchmark definitions, pipeline/lib/speed.py, with
 the settings from params.yaml), `preprocess` (parsing one 10k-image batch
 with the safe reader, in both pickle layouts, and with plain `pickle.loads` as the reference). Each case warms up first (compile, first-call costs) and the timed call
 returns a Python float or a NumPy array, so the work has completed inside the timed region.
@@ -12,7 +12,7 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline import cifar, models, params, registry, speed, steps
+from pipeline.lib import cifar, models, params, registry, speed, steps
 from tests import archives, pickles
 
 P = params.load()
@@ -31,7 +31,7 @@ def test_lstm_core_train_step_cpu(benchmark, environment, core):
 
 @pytest.fixture(scope="module")
 def gate_suite():
-    """The speed gate's own benchmarks (pipeline/speed.py), with params.yaml's settings as `gate ab` uses them."""
+    """The speed gate's own benchmarks (pipeline/lib/speed.py), with params.yaml's settings as `gate ab` uses them."""
     return speed.benchmarks(P.train.batch_size, P.evaluate.batch_size, P.train.learning_rate, P.train.loss)
 
 

@@ -1,4 +1,4 @@
-"""Does the train stage add overhead to Keras? `pipeline.train.fit` against a bare `model.fit`.
+"""Does the train stage add overhead to Keras? `pipeline.stages.train.fit` against a bare `model.fit`.
 
 Both build, compile and train the sequential model for the same epochs on the same arrays, so the
 compile cost is identical and the ratio of medians shows only what the pipeline adds (its step
@@ -8,7 +8,7 @@ timer, label encoding and history frame). Target: pipeline >= 0.95x bare through
 import keras
 import pytest
 
-from pipeline import models, training
+from pipeline.lib import models, training
 from tests.splits import synthetic_split
 
 IMAGES, EPOCHS, BATCH = 5000, 2, 100

@@ -1,7 +1,7 @@
 """Stage `preprocess`: turn the verified archive into compact train/test arrays.
 
 Reads params `preprocess.*` and `paths.archive`; writes `<paths.prepared_dir>/train.npz` and
-`test.npz` in the prepared-data format of pipeline/data.py (uint8 images, normalized at load).
+`test.npz` in the prepared-data format of pipeline/lib/data.py (uint8 images, normalized at load).
 
 - normalize `raw`: the tutorial's 0-255 floats; `unit`: / 255; `standardize`: per-channel mean and std
   of the (possibly subset) training split, applied to both splits.
@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import cifar, cli, data, params
+from pipeline.lib import cifar, cli, data, params
 
 
 def main(argv=None) -> None:
-    cli.ArgumentParser(prog="python -m pipeline.preprocess", description=__doc__.splitlines()[0]).parse_args(argv)
+    cli.ArgumentParser(prog="python -m pipeline.stages.preprocess", description=__doc__.splitlines()[0]).parse_args(
+        argv
+    )
     p = params.load()
     cfg = p.preprocess
     archive = cifar.load_archive(Path(p.paths.archive))

@@ -1,6 +1,6 @@
 """Stage `evaluate@<model>` (dvc.yaml `foreach`): test accuracy, loss and inference throughput.
 
-Run as `python -m pipeline.evaluate <model>` (a model of pipeline/registry.py). One stage per model (a
+Run as `python -m pipeline.stages.evaluate <model>` (a model of pipeline/lib/registry.py). One stage per model (a
 dvc.yaml `foreach` over params.yaml's `models:`), so that an experiment on one model (`dvc exp run
 evaluate@parallel -S train.seed=3`) neither retrains nor re-scores the others; `dvc repro evaluate` runs
 them all.
@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
 
-from pipeline import cli, data, environment, models, params, registry
-from pipeline.atomic import atomic_output, write_json
-from pipeline.params import PipelineError
+from pipeline.lib import cli, data, environment, models, params, registry
+from pipeline.lib.atomic import atomic_output
+from pipeline.lib.metrics import write as write_metrics
+from pipeline.lib.params import PipelineError
 
 
 def evaluate(model: keras.Model, split: data.Split, batch_size: int, name: str) -> tuple[dict, np.ndarray]:
@@ -63,7 +64,7 @@ def load_model(path) -> keras.Model:
 
 
 def main(argv=None) -> None:
-    parser = cli.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m pipeline.stages.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=registry.names())
     name = parser.parse_args(argv).model
     p = params.load()
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
     confusion = pd.DataFrame({"actual": names[split.labels], "predicted": names[predicted]})
     with atomic_output(p.paths.confusion(name)) as tmp:
         confusion.to_csv(tmp, index=False)
-    write_json(p.paths.evaluate_metrics(name), {"model": name, **metrics, **environment.record()})
+    write_metrics("evaluate", p.paths.evaluate_metrics(name), {"model": name, **metrics, **environment.record()})
     reported = metrics["reported_test_accuracy"]
     print(f"evaluate-{name}: test accuracy {metrics['test_accuracy']:.4f}"
           + (f" (tutorial reported {reported:.4f})" if reported is not None else ""))

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from pipeline.atomic import atomic_output
-from pipeline.params import NORMALIZE_MODES, PipelineError
+from pipeline.lib.atomic import atomic_output
+from pipeline.lib.params import NORMALIZE_MODES, PipelineError
 
 KEYS = ("images", "labels", "class_names", "normalize", "offset", "scale")
 IMAGE_SHAPE = (32, 32, 3)
@@ -83,7 +83,8 @@ def _problem(arrays: dict) -> str | None:
     images, labels = arrays.get("images"), arrays.get("labels")
     if images is not None and (images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE
                                or len(images) == 0):
-        return f"images must be uint8 N x {' x '.join(map(str, IMAGE_SHAPE))} with N >= 1, got {images.dtype} {images.shape}"
+        return (f"images must be uint8 N x {' x '.join(map(str, IMAGE_SHAPE))} with N >= 1, "
+                f"got {images.dtype} {images.shape}")
     if labels is not None:
         if labels.dtype.kind not in "iu" or labels.ndim != 1:
             return f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"

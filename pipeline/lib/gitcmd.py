@@ -11,8 +11,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pipeline.cli import UsageError
-from pipeline.params import PipelineError
+from pipeline.lib.cli import UsageError
+from pipeline.lib.params import PipelineError
 
 
 def revision(rev: str, option: str) -> str:

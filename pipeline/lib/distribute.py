@@ -38,7 +38,7 @@ import os
 
 import keras
 
-from pipeline.params import PipelineError
+from pipeline.lib.params import PipelineError
 
 
 @dataclasses.dataclass(frozen=True)

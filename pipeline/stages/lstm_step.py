@@ -10,7 +10,7 @@ with a mean-squared-error loss:
 - CPU path: on the CPU with the generic kernel (`use_cudnn=False`).
 - GPU path, when a GPU is visible: `use_cudnn=True`. Its time is reported only when the cuDNN kernel
   actually ran, read from the backend (the torch profiler's op names, JAX's traced program;
-  pipeline/backends.py); otherwise `gpu_cudnn` is null and `gpu_cudnn_status` says why. The generic
+  pipeline/lib/backends.py); otherwise `gpu_cudnn` is null and `gpu_cudnn_status` says why. The generic
   kernel on the GPU is timed too, for reference.
 - Float32 at full IEEE precision for every timing and for parity (`backends.float32("ieee")`); on a
   GPU the cuDNN path and the matmul are timed again with TF32 allowed (`gpu_cudnn_tf32`,
@@ -25,7 +25,7 @@ peak) measured on the same device in the same run.
 
 Parity: with identical weights and inputs, the CPU path and the GPU cuDNN path must agree on outputs
 and gradients within `lstm_step.parity_atol`; the max abs differences are recorded. Gradients are read
-backend-agnostically (pipeline/gradients.py). The cores are built by pipeline/steps.py (the speed gate
+backend-agnostically (pipeline/lib/gradients.py). The cores are built by pipeline/lib/steps.py (the speed gate
 timed them too until b811c27; its fit loops now hold them). `cudnn_ineligible_because` describes the
 models' own LSTM layers.
 
@@ -36,9 +36,17 @@ from __future__ import annotations
 
 import keras
 
-from pipeline import backends, cli, environment, models, params, registry
-from pipeline.atomic import write_json
-from pipeline.steps import CPU, cudnn_ineligibility, lstm_train_flops, parity, sgemm_gflops, time_cudnn_step, time_train_step
+from pipeline.lib import backends, cli, environment, models, params, registry
+from pipeline.lib.metrics import write as write_metrics
+from pipeline.lib.steps import (
+    CPU,
+    cudnn_ineligibility,
+    lstm_train_flops,
+    parity,
+    sgemm_gflops,
+    time_cudnn_step,
+    time_train_step,
+)
 
 
 def eligibility(model_name: str) -> list[str]:
@@ -108,7 +116,9 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
                 core["cpu_generic"]["step_time_ms_median"] / core["gpu_cudnn"]["step_time_ms_median"], 2)
             with backends.float32("ieee"):
                 core.update(parity(CPU, gpu, *shape, cfg.seed))
-            core["parity_ok"] = max(core["parity_output_max_abs_diff"], core["parity_gradient_max_abs_diff"]) <= cfg.parity_atol
+            core["parity_ok"] = (
+                max(core["parity_output_max_abs_diff"], core["parity_gradient_max_abs_diff"]) <= cfg.parity_atol
+            )
         else:
             core.update(gpu_speedup_vs_cpu=None, parity_output_max_abs_diff=None,
                         parity_gradient_max_abs_diff=None, parity_ok=None)
@@ -120,9 +130,9 @@ def measure(batch: int, cfg: params.LstmStep) -> dict:
 
 
 def main(argv=None) -> None:
-    cli.ArgumentParser(prog="python -m pipeline.lstm_step", description=__doc__.splitlines()[0]).parse_args(argv)
+    cli.ArgumentParser(prog="python -m pipeline.stages.lstm_step", description=__doc__.splitlines()[0]).parse_args(argv)
     p = params.load()
-    write_json(p.paths.lstm_step_metrics, measure(p.train.batch_size, p.lstm_step))
+    write_metrics("lstm-step", p.paths.lstm_step_metrics, measure(p.train.batch_size, p.lstm_step))
 
 
 if __name__ == "__main__":

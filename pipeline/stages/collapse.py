@@ -9,14 +9,14 @@ class-balanced subset of the prepared training images, with `train.batch_size` a
 `collapse.keras2: true`, under Keras 2 (`tf_keras`, the tutorial's generation of Keras) with the same
 model code, and with `train.loss` (`clipped_crossentropy`: the loss as the tutorial's Keras computed
 it; Keras 3 only). A `diagnostics.Probe` records, every `collapse.probe_every` steps, the loss, gradient norms
-per branch, LSTM gate saturation, dead ReLUs and logit magnitudes (see pipeline/diagnostics.py).
+per branch, LSTM gate saturation, dead ReLUs and logit magnitudes (see pipeline/lib/diagnostics.py).
 
 Writes `<paths.plots_dir>/collapse/<arm>-seed<k>.csv` (one row per probe) and
 `<paths.metrics_dir>/collapse.json`: per arm, each seed's test accuracy after every epoch, whether it
 collapsed (final test accuracy below `params.COLLAPSED_BELOW`), the first NaN/inf step, and the extremes of
 the diagnostics, plus mean and standard deviation over seeds.
 
-Each arm runs in its own process (`python -m pipeline.collapse --arm keras2 --out FILE`), because
+Each arm runs in its own process (`python -m pipeline.stages.collapse --arm keras2 --out FILE`), because
 Keras 2 is bound to the name `keras` before the model code is imported. Fixes are DVC experiments over the same
 seeds, e.g. `dvc exp run studies/dvc.yaml:collapse -S preprocess.normalize=unit`.
 """
@@ -31,9 +31,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import cli, data, environment, keras2, params
-from pipeline.atomic import atomic_output, write_json
-from pipeline.params import PipelineError
+from pipeline.lib import cli, data, environment, keras2, params
+from pipeline.lib.atomic import atomic_output
+from pipeline.lib.metrics import write as write_metrics
+from pipeline.lib.params import PipelineError
+
 
 def subset(split, limit: int, seed: int, key: str):
     keep = data.balanced_subset(split.labels, limit, seed, key)
@@ -59,7 +61,7 @@ def run_arm(arm: str, out: Path) -> None:
         keras2.bind()
     import keras
 
-    from pipeline import diagnostics, training
+    from pipeline.lib import diagnostics, training
 
     p = params.load()
     cfg, tcfg = p.collapse, p.train
@@ -76,8 +78,17 @@ def run_arm(arm: str, out: Path) -> None:
               f"{cfg.epochs} epochs, normalize={full.normalize}", flush=True)
         probe = diagnostics.Probe(cfg.model, images[probe_keep], labels[probe_keep], cfg.probe_every,
                                   test_images, test_labels, steps_per_epoch)
-        training.fit(cfg.model, split, seed=seed, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate, loss=tcfg.loss,
-                  epochs=cfg.epochs, verbose=2, callbacks=[probe])
+        training.fit(
+            cfg.model,
+            split,
+            seed=seed,
+            batch_size=tcfg.batch_size,
+            learning_rate=tcfg.learning_rate,
+            loss=tcfg.loss,
+            epochs=cfg.epochs,
+            verbose=2,
+            callbacks=[probe],
+        )
         runs.append({"seed": seed, "probes": probe.rows, "epochs": probe.epochs,
                      "first_nonfinite_step": probe.first_nonfinite_step})
     out.write_text(json.dumps({"arm": arm, "keras_version": keras.__version__, "runs": runs,
@@ -86,7 +97,7 @@ def run_arm(arm: str, out: Path) -> None:
 
 
 def main(argv=None) -> None:
-    parser = cli.ArgumentParser(prog="python -m pipeline.collapse", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m pipeline.stages.collapse", description=__doc__.splitlines()[0])
     parser.add_argument("--arm", choices=params.COLLAPSE_ARMS, help="worker: train every seed under this Keras only")
     parser.add_argument("--out", type=Path, help="worker: where the arm's results go (with --arm)")
     args = parser.parse_args(argv)
@@ -105,7 +116,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for arm in arms:
             out = Path(tmp) / f"{arm}.json"
-            code = subprocess.call([sys.executable, "-m", "pipeline.collapse", "--arm", arm, "--out", str(out)])
+            code = subprocess.call([sys.executable, "-m", "pipeline.stages.collapse", "--arm", arm, "--out", str(out)])
             if code != 0:
                 raise PipelineError(f"collapse: the {arm} worker failed (exit {code}); see its output above")
             results[arm] = json.loads(out.read_text())
@@ -117,17 +128,24 @@ def main(argv=None) -> None:
             written.add(p.paths.collapse_plot(arm, run["seed"]))
     for stale in set(p.paths.collapse_plots_dir.glob("*.csv")) - written:  # runs of an earlier, larger study
         stale.unlink()
-    from pipeline import diagnostics  # Keras 3 here; a worker binds its Keras before importing it
+    from pipeline.lib import diagnostics  # Keras 3 here; a worker binds its Keras before importing it
 
     first = next(iter(results.values()))
     metrics = {
-        "model": cfg.model, "normalize": first["normalize"], "train_images": first["train_images"],
-        "test_images": first["test_images"], "epochs": cfg.epochs, "batch_size": p.train.batch_size,
-        "learning_rate": p.train.learning_rate, "loss": p.train.loss, "seeds": cfg.seeds, "collapsed_below": params.COLLAPSED_BELOW,
+        "model": cfg.model,
+        "normalize": first["normalize"],
+        "train_images": first["train_images"],
+        "test_images": first["test_images"],
+        "epochs": cfg.epochs,
+        "batch_size": p.train.batch_size,
+        "learning_rate": p.train.learning_rate,
+        "loss": p.train.loss,
+        "seeds": cfg.seeds,
+        "collapsed_below": params.COLLAPSED_BELOW,
         **{arm: diagnostics.summarize_runs(result) for arm, result in results.items()},
         **environment.record(),
     }
-    write_json(p.paths.collapse_metrics, metrics)
+    write_metrics("collapse", p.paths.collapse_metrics, metrics)
     for arm in results:
         m = metrics[arm]
         print(f"collapse: {arm}: {m['collapsed_runs']}/{m['runs']} runs collapsed, test accuracy "

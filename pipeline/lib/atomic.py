@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from pipeline.params import PipelineError
+from pipeline.lib.params import PipelineError
 
 
 @contextlib.contextmanager

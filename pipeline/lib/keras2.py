@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pipeline.params import PipelineError
+from pipeline.lib.params import PipelineError
 
 
 def bind() -> None:
@@ -17,5 +17,7 @@ def bind() -> None:
     try:
         import tf_keras
     except ImportError:
-        raise PipelineError("collapse.keras2 is true but tf_keras is not installed (pip install -r requirements.txt)") from None
+        raise PipelineError(
+            "collapse.keras2 is true but tf_keras is not installed (pip install -r requirements.txt)"
+        ) from None
     sys.modules["keras"] = tf_keras

@@ -9,7 +9,7 @@ steps it measures, on a fixed probe batch of training images:
   `clipped_share`, the share of probe images whose true class has probability outside
   [1e-7, 1 - 1e-7], to which `models.clipped_crossentropy` (the tutorial-era loss) passes no gradient;
 - `grad_norm_<branch>`: the L2 norm of the training loss's gradient over each branch's weights
-  (`registry.Model.branches`), read backend-agnostically on a clone (pipeline/gradients.py);
+  (`registry.Model.branches`), read backend-agnostically on a clone (pipeline/lib/gradients.py);
 - `sat_input`, `sat_forget`, `sat_cell`, `sat_output`, `sat_cell_state`: the share of the LSTM's
   sigmoid gate outputs within `SATURATION` of 0 or 1, and of its tanh outputs (candidate `cell`, and
   tanh of the cell state) within `SATURATION` of -1 or 1, over all probe images and time steps
@@ -34,8 +34,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import gradients, models
-from pipeline.params import COLLAPSED_BELOW
+from pipeline.lib import gradients, models
+from pipeline.lib.params import COLLAPSED_BELOW
 
 SATURATION = 1e-3  # "saturated": within this of the activation's limits
 
@@ -78,7 +78,9 @@ def logit_stats(logits: np.ndarray, labels: np.ndarray) -> dict:
         "probe_loss": float(-true_log_prob.mean()),
         "probe_accuracy": float((predicted == labels).mean()),
         "majority_share": float(np.bincount(predicted, minlength=z.shape[1]).max() / len(labels)),
-        "clipped_share": float(((true_log_prob < np.log(models.CLIP)) | (true_log_prob > np.log1p(-models.CLIP))).mean()),
+        "clipped_share": float(
+            ((true_log_prob < np.log(models.CLIP)) | (true_log_prob > np.log1p(-models.CLIP))).mean()
+        ),
         "logit_abs_max": float(np.abs(z).max()),
         "logit_range_mean": float((z.max(axis=1) - z.min(axis=1)).mean()),
     }

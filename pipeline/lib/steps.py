@@ -4,7 +4,7 @@ its FLOPs, and CPU/GPU parity.
 
 A core is Input(steps, features) -> LSTM(50), trained with Adam(0.001) on a mean-squared-error loss
 against fixed random targets; `registry.lstm_cores()` gives each model's (steps, features). Every timing
-records the kernel that actually ran (pipeline/backends.py), and a cuDNN time is reported only when
+records the kernel that actually ran (pipeline/lib/backends.py), and a cuDNN time is reported only when
 the cuDNN kernel ran.
 """
 
@@ -16,7 +16,7 @@ import time
 import keras
 import numpy as np
 
-from pipeline import backends, gradients, models, registry, stats
+from pipeline.lib import backends, gradients, models, registry, stats
 
 # Not "cpu:0": under the torch backend (Keras 3.15) building a model inside keras.device("cpu:0")
 # copies each variable off its Parameter and fails on integer variables; "cpu" works on all backends.
@@ -54,8 +54,8 @@ def core_data(batch: int, steps: int, features: int, units: int, seed: int):
 class CoreStep:
     """`core`'s LSTM built once on `device`; calling it runs one training step and returns its loss.
 
-    (The gate's A/B worker builds the LSTM cores of a rev older than pipeline/speed.py through that
-    rev's own `make_train_step`; this rev's gate rows are in pipeline/speed.py.)
+    (The gate's A/B worker builds the LSTM cores of a rev older than pipeline/lib/speed.py through that
+    rev's own `make_train_step`; this rev's gate rows are in pipeline/lib/speed.py.)
     """
 
     def __init__(self, core: str, batch: int, device: str = CPU, use_cudnn=False, seed: int = 0):
@@ -71,7 +71,7 @@ class CoreStep:
             return self.model.train_on_batch(self.x, self.y)  # the loss as a float: the step has completed
 
     def kernel(self) -> dict:
-        """Which LSTM kernel this step runs, read from the backend (pipeline/backends.py)."""
+        """Which LSTM kernel this step runs, read from the backend (pipeline/lib/backends.py)."""
         with keras.device(self.device):
             return backends.lstm_kernel(self.model, self.x, self.y)
 

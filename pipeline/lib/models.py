@@ -1,9 +1,9 @@
 """How a registered model is compiled, trained on and saved: the loss, the optimizer and the softmax.
 
-The models themselves are defined in pipeline/registry.py (`registry.MODELS`: each builds its model up
+The models themselves are defined in pipeline/lib/registry.py (`registry.MODELS`: each builds its model up
 to the logits). Only backend-agnostic `keras.*` is used here, so the models run under the tensorflow,
 torch and jax backends alike, and under Keras 2 (`tf_keras`) for the collapse study's comparison
-(pipeline/collapse.py binds `keras` to it before importing this module).
+(pipeline/stages/collapse.py binds `keras` to it before importing this module).
 
 One loss, one meaning, on every backend. `classifier` puts the tutorial's softmax on top of a model's
 logits as a layer of its own, sharing the weights. `build` compiles the model that training runs on:
@@ -14,7 +14,7 @@ logits as a layer of its own, sharing the weights. `build` compiles the model th
 - `clipped_crossentropy` trains the classifier on the clipped probabilities, on every backend.
 The saved model, the one `evaluate` scores, is always the classifier: the tutorial's layers, softmax last.
 
-The loss names come from pipeline/params.py (LOSSES); `LOSSES` here maps them to code.
+The loss names come from pipeline/lib/params.py (LOSSES); `LOSSES` here maps them to code.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import keras
 from keras import layers
 
 # Re-exported from the registry for the code that builds, probes and scores models.
-from pipeline.registry import HEAD, INPUT_SHAPE, LSTM, LSTM_UNITS, NUM_CLASSES, RELU, SOFTMAX, MODELS  # noqa: E402, F401
+from pipeline.lib.registry import HEAD, INPUT_SHAPE, LSTM, LSTM_UNITS, NUM_CLASSES, RELU, SOFTMAX, MODELS  # noqa: F401
 
 CLIP = 1e-7  # Keras's epsilon
 

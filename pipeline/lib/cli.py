@@ -4,7 +4,7 @@ Each stage and tool ends with `if __name__ == "__main__": cli.main(main)`, where
 its arguments with `cli.ArgumentParser` (the gate calls `run` from its own `main`, which its tests call
 for the exit status). `run` turns a `PipelineError` into one line on stderr
 (`pipeline.<module>: error: ...`) and exit 1, a usage error into one line and exit 2, and Ctrl-C or
-SIGTERM into one line and exit 130. Outputs are written through `pipeline.atomic`, so an error or an
+SIGTERM into one line and exit 130. Outputs are written through `pipeline.lib.atomic`, so an error or an
 interrupt never leaves a half-written file where a good one was.
 
 Reports go to stdout through `emit`: when the reader has gone (`python -m pipeline.gate ... | head`),
@@ -21,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pipeline.params import PipelineError
+from pipeline.lib.params import PipelineError
 
 
 class UsageError(PipelineError):

@@ -1,6 +1,6 @@
 """Stage `train@<model>` (dvc.yaml `foreach` over params.yaml's `models:`): train one registered model.
 
-    python -m pipeline.train <model>      (a model of pipeline/registry.py)
+    python -m pipeline.stages.train <model>      (a model of pipeline/lib/registry.py)
 
 Reads params `train.*`, `models.<model>.epochs` and `<paths.prepared_dir>/train.npz`.
 Writes `<paths.models_dir>/<model>.keras`, `<paths.metrics_dir>/train-<model>.json` and the per-epoch
@@ -11,20 +11,22 @@ machine-local (no DVC output, never pushed; see dvc.yaml), so a run killed midwa
 last completed epoch on the next `dvc repro` (`training.fit`). The timing metrics then cover the epochs
 trained after the resume (`resumed_after_epoch`). `--time-limit-s S` (scripts/gpu-check; never in
 dvc.yaml) stops before an epoch that would end past S seconds: the outputs then hold the epochs done
-(`epochs_completed` < `epochs`) and the checkpoint stays for a rerun to continue. With `train.distribution: data_parallel` the same
-loop runs inside the backend's distribution engine (pipeline/distribute.py).
+(`epochs_completed` < `epochs`) and the checkpoint stays for a rerun to continue. With
+`train.distribution: data_parallel` the same loop runs inside the backend's distribution engine
+(pipeline/lib/distribute.py).
 """
 
 from __future__ import annotations
 
 import math
 
-from pipeline import cli, data, distribute, environment, params, registry, training
-from pipeline.atomic import atomic_output, write_json
+from pipeline.lib import cli, data, distribute, environment, params, registry, training
+from pipeline.lib.atomic import atomic_output
+from pipeline.lib.metrics import write as write_metrics
 
 
 def main(argv=None) -> None:
-    parser = cli.ArgumentParser(prog="python -m pipeline.train", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m pipeline.stages.train", description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=registry.names())
     parser.add_argument("--time-limit-s", type=float, default=None, metavar="S",
                         help="stop before an epoch that would end more than S seconds after the start "
@@ -67,7 +69,7 @@ def main(argv=None) -> None:
         **timing,
         **environment.record(),
     }
-    write_json(p.paths.train_metrics(name), metrics)
+    write_metrics("train", p.paths.train_metrics(name), metrics)
     if timing["stopped_at_time_limit"]:
         print(f"train-{name}: stopped at the time limit after {len(history)}/{epochs} epochs; "
               f"rerun to continue from {checkpoint_dir}")

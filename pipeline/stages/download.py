@@ -26,8 +26,8 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from pipeline import cli, params
-from pipeline.params import PipelineError
+from pipeline.lib import cli, params
+from pipeline.lib.params import PipelineError
 
 CHUNK_BYTES = 1 << 20
 # Small enough that a connection dropped mid-stream loses little: what was read is on disk to resume from.
@@ -128,7 +128,7 @@ def fetch(url: str, dest: Path, md5: str, retries: int, timeout_s: float) -> Non
 
 
 def main(argv=None) -> None:
-    cli.ArgumentParser(prog="python -m pipeline.download", description=__doc__.splitlines()[0]).parse_args(argv)
+    cli.ArgumentParser(prog="python -m pipeline.stages.download", description=__doc__.splitlines()[0]).parse_args(argv)
     p = params.load()
     dest = Path(p.paths.archive)
     fetch(p.download.url, dest, p.download.md5, p.download.retries, p.download.timeout_s)

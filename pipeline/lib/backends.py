@@ -65,8 +65,8 @@ def lstm_kernel(model: keras.Model, x, y) -> dict:
 
     Under torch: where the model's weights are on the CPU, no cuDNN op can run (cudnn_rnn takes CUDA
     tensors only), and that is the evidence; elsewhere one training step on (x, y) runs inside the
-    profiler (`torch_profiled_kernel`; on the CPU that took 28 s for the 1,024-step parallel core and
-    showed nothing more). Under TensorFlow one plain step runs. Keras's ValueError for a
+    profiler (`torch_profiled_kernel`; on the CPU that is slow for the 1,024-step parallel core and
+    shows nothing more). Under TensorFlow one plain step runs. Keras's ValueError for a
     `use_cudnn=True` it cannot honour propagates.
     """
     backend = keras.config.backend()

@@ -16,10 +16,10 @@ from urllib.parse import urlparse
 
 import yaml
 
-from pipeline import registry
+from pipeline.lib import registry
 
 PARAMS_FILE = Path("params.yaml")
-# The one list of each set of names (the models' is pipeline/registry.py's). pipeline/models.py maps LOSSES
+# The one list of each set of names (the models' is pipeline/lib/registry.py's). pipeline/lib/models.py maps LOSSES
 # to code (tests/test_models.py checks that the map covers exactly these).
 NORMALIZE_MODES = ("raw", "unit", "standardize")
 LOSSES = ("crossentropy", "clipped_crossentropy")
@@ -133,7 +133,9 @@ class Model:
     """One registered model's entry in params.yaml's `models:` map."""
 
     epochs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
-    max_accuracy_drop: float = dataclasses.field(metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1 (absolute test accuracy)"))
+    max_accuracy_drop: float = dataclasses.field(
+        metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1 (absolute test accuracy)")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +165,9 @@ class LstmStep:
 
 @dataclasses.dataclass(frozen=True)
 class Collapse:
-    model: str = dataclasses.field(metadata=_one_of(registry.names()))
+    # the study's probes read the model's ReLU and LSTM layers (pipeline/lib/diagnostics.py)
+    model: str = dataclasses.field(metadata=_check(lambda v: v in registry.lstm_cores(),
+                                                   "a model of pipeline/lib/registry.py with an LSTM core"))
     seeds: int = dataclasses.field(metadata=_check(positive, ">= 1 (seeds 0 .. seeds-1)"))
     epochs: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     train_limit: int = dataclasses.field(metadata=_SUBSET_LIMIT)
@@ -197,7 +201,7 @@ class Params:
     paths: Paths
     download: Download
     preprocess: Preprocess
-    models: types.MappingProxyType  # model name -> Model, for exactly the models of pipeline/registry.py
+    models: types.MappingProxyType  # model name -> Model, for exactly the models of pipeline/lib/registry.py
     train: Train
     evaluate: Evaluate
     lstm_step: LstmStep
@@ -212,11 +216,13 @@ def _models(mapping, key: str, source: str) -> types.MappingProxyType:
     known = registry.names()
     unknown = sorted(str(k) for k in mapping if k not in known)
     if unknown:
-        raise PipelineError(f"{source}: unknown model {key}.{unknown[0]}; the models of pipeline/registry.py: "
+        raise PipelineError(f"{source}: unknown model {key}.{unknown[0]}; the models of pipeline/lib/registry.py: "
                             f"{', '.join(known)}")
     missing = [name for name in known if name not in mapping]
     if missing:
-        raise PipelineError(f"{source}: missing key {key}.{missing[0]} (every model of pipeline/registry.py needs one)")
+        raise PipelineError(
+            f"{source}: missing key {key}.{missing[0]} (every model of pipeline/lib/registry.py needs one)"
+        )
     return types.MappingProxyType({name: _build(Model, mapping[name], f"{key}.{name}", source) for name in known})
 
 

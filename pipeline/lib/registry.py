@@ -3,17 +3,18 @@
 An entry is a builder, the model up to its logits (the last Dense), decorated with `@register`, which
 records beside it what the rest of the pipeline needs: its LSTM core for the lstm-step stage (or none),
 the tutorial's reported test accuracy and epochs (where the tutorial has the model), its chart colour,
-its trainable layers grouped by branch (for pipeline/diagnostics.py) and how many batches the speed
-gate's fit-loop benchmark gives it (pipeline/speed.py). Its name is the builder's name.
+its trainable layers grouped by branch (for pipeline/lib/diagnostics.py) and how many batches the speed
+gate's fit-loop benchmark gives it (pipeline/lib/speed.py). Its name is the builder's name.
 
 Everything that lists models derives the list from `MODELS`: params.yaml's `models:` map must hold
-exactly these names (pipeline/params.py), dvc.yaml's `train` and `evaluate` stages run `foreach` over
+exactly these names (pipeline/lib/params.py), dvc.yaml's `train` and `evaluate` stages run `foreach` over
 that map, and the gate, history, report, gpu-check, lstm-step and the tests iterate it. Adding a
-model is a builder here plus its entry in params.yaml (docs/add-a-model.md).
+model is a builder here plus its entry in params.yaml, and its curves in dvc.yaml's top-level plots
+(docs/add-a-model.md).
 
 Keras is imported when a model is built, not when the registry is read, so the tools that only list
 models (the gate, history, report, lockcheck) start without it; under the collapse study's Keras 2 arm
-`import keras` inside a builder finds Keras 2 (pipeline/keras2.py binds it first).
+`import keras` inside a builder finds Keras 2 (pipeline/lib/keras2.py binds it first).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Callable
 INPUT_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
 LSTM_UNITS = 50
-# The layer names pipeline/diagnostics.py probes: conv ReLU, LSTM, last Dense; and the softmax output.
+# The layer names pipeline/lib/diagnostics.py probes: conv ReLU, LSTM, last Dense; and the softmax output.
 RELU, LSTM, HEAD, SOFTMAX = "relu", "lstm", "head", "softmax"
 
 

@@ -1,8 +1,9 @@
 """The training loop both train stages and the collapse study share: seeded epochs, checkpoint and
 resume, step timing, and a clean stop on SIGINT/SIGTERM.
 
-`fit` builds one of the registry's models (`registry.MODELS`) and trains it epoch by epoch. Each epoch sees the images in a
-permutation seeded by (seed, epoch), and every completed epoch can be checkpointed (`Checkpoint`), so a
+`fit` builds one of the registry's models (`registry.MODELS`) and trains it epoch by epoch. Each epoch
+sees the images in a permutation seeded by (seed, epoch), and every completed epoch can be checkpointed
+(`Checkpoint`), so a
 run killed midway resumes from its last completed epoch and reaches the same final weights as an
 uninterrupted one. Throughput is steady state: the first step, where the backend traces and compiles
 the train function, is timed separately as `compile_seconds` and left out of `train_images_per_s`.
@@ -21,8 +22,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import data, distribute, models, stats
-from pipeline.atomic import atomic_output, write_json
+from pipeline.lib import data, distribute, models, stats
+from pipeline.lib.atomic import atomic_output, write_json
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -132,7 +133,7 @@ class EpochLoop:
     Each `run(epoch)` trains one epoch: a permutation of the images seeded by (seed, epoch), this
     process's share of it (`replicas.local_batches`), and one `model.fit` with the stage's callbacks
     (StepTimer, OneEpoch, StopOnSignal, then `callbacks`). The speed gate's `<model> fit loop`
-    benchmark (pipeline/speed.py) runs this same loop, so work added to it is timed by `gate ab`.
+    benchmark (pipeline/lib/speed.py) runs this same loop, so work added to it is timed by `gate ab`.
     """
 
     def __init__(self, model: keras.Model, images: np.ndarray, targets: np.ndarray, *, seed: int, batch_size: int,
@@ -208,13 +209,19 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
         try:
             for epoch in range(done, epochs):
                 if time_limit_s is not None and timer.epoch_ends:
-                    last_epoch = timer.epoch_ends[-1] - (timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start)
+                    last_epoch = timer.epoch_ends[-1] - (
+                        timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
+                    )
                     if timer.epoch_ends[-1] - timer.start + last_epoch > time_limit_s:
                         stopped = True
                         break
                 logs = loop.run(epoch)
                 previous_end = timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
-                rows.append({"epoch": epoch + 1, **logs, "epoch_seconds": round(timer.epoch_ends[-1] - previous_end, 3)})
+                rows.append({
+                    "epoch": epoch + 1,
+                    **logs,
+                    "epoch_seconds": round(timer.epoch_ends[-1] - previous_end, 3),
+                })
                 timing = {**timing_summary(timer, len(targets), batch_size, epoch + 1 - done),
                           "resumed_after_epoch": done}
                 if checkpoint:

@@ -4,8 +4,9 @@ runs one step and returns when the step has completed.
 For each model of the registry (`registry.MODELS`):
 - `<model> fit loop`: one epoch of the train stage's own loop (`training.EpochLoop`: the seeded
   permutation and indexing, then `model.fit` with the stage's callbacks) over the model's
-  `fit_loop_batches` (pipeline/registry.py) of raw 0-255 images held in memory, on the model the train stage trains (`models.build`: the same
-  layers, loss, Adam optimizer and compiled train function). Each batch is one training step (forward,
+  `fit_loop_batches` (pipeline/lib/registry.py) of raw 0-255 images held in memory, on the model the
+  train stage trains (`models.build`: the same layers, loss, Adam optimizer and compiled train
+  function). Each batch is one training step (forward,
   backward, the Adam update), so a slower model, loss or optimizer shows here, and so does what the
   stage adds around the step (a callback, per-batch bookkeeping). It times itself (`FitLoop`): from the
   start of the epoch to its end as the stage's StepTimer sees it (after every callback's last batch),
@@ -36,9 +37,9 @@ from typing import Callable
 import keras
 import numpy as np
 
-from pipeline import distribute, models, registry, training
+from pipeline.lib import distribute, models, registry, training
 
-# Batches per `fit loop` step are each model's `fit_loop_batches` (pipeline/registry.py): enough that the
+# Batches per `fit loop` step are each model's `fit_loop_batches` (pipeline/lib/registry.py): enough that the
 # epoch's fixed cost (permutation, data adapter, fit's set-up) and its noise do not drown a per-batch
 # slowdown, few enough that a step stays under a second on the CPU (docs/gates.md). The permutation and
 # indexing cover these images only, not the stage's 10,000: a per-epoch cost that grows with the split

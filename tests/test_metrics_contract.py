@@ -1,0 +1,104 @@
+"""The metrics contract (pipeline/lib/metrics.py): one schema per metrics file kind, the settings the gate,
+history and the report compare, and writers that refuse a record that breaks its schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.lib import metrics, registry
+from pipeline.lib.params import PipelineError
+from tests.project import ROOT
+
+COMMITTED = {"train": [f"train-{m}.json" for m in registry.names()],
+             "evaluate": [f"evaluate-{m}.json" for m in registry.names()],
+             "lstm-step": ["lstm-step.json"], "collapse": ["collapse.json"]}
+
+
+@pytest.mark.parametrize("kind", metrics.KINDS)
+def test_every_field_has_one_role_and_the_committed_files_keep_the_contract(kind):
+    properties = metrics.schema(kind)["properties"]
+    assert {v["x-role"] for v in properties.values()} <= set(metrics.ROLES)
+    roles = [metrics.keys(kind, role) for role in metrics.ROLES]
+    assert sorted(k for keys in roles for k in keys) == sorted(properties)
+    for name in COMMITTED[kind]:
+        metrics.validate(kind, json.loads((ROOT / "metrics" / name).read_text()), name)
+
+
+def test_the_settings_are_the_ones_the_gate_has_always_compared():
+    assert metrics.settings("train") == ("model", "epochs", "epochs_completed", "train_images", "batch_size",
+                                         "learning_rate", "loss", "seed", "normalize", "distribution", "replicas",
+                                         "processes", "time_limit_s", "backend")
+    assert metrics.settings("evaluate") == ("model", "test_images", "backend")
+    assert metrics.settings("lstm-step") == ("batch_size", "units", "warmup_steps", "rounds", "backend", "float32",
+                                             "cpu_sgemm_n", "gpu_sgemm_n")
+    assert set(metrics.environment("train")) == {"device_name", "threads", "backend_version", "keras_version"}
+
+
+@pytest.mark.parametrize("name, kind", [("train-sequential.json", "train"), ("metrics/evaluate-x-y.json", "evaluate"),
+                                        ("lstm-step.json", "lstm-step"), ("lstm-step", "lstm-step"),
+                                        ("collapse.json", "collapse"), ("train-parallel", "train")])
+def test_a_file_names_its_kind(name, kind):
+    assert metrics.kind_of(name) == kind
+
+
+def test_same_settings_names_each_difference_in_the_schemas_order():
+    base = json.loads((ROOT / "metrics" / "train-sequential.json").read_text())
+    assert metrics.same_settings("train", base, dict(base)) == []
+    cur = {**base, "seed": 3, "epochs": 11, "threads": 64, "train_seconds": 1.0}  # environment and measures aside
+    assert metrics.same_settings("train", base, cur) == [f"epochs {base['epochs']} vs 11", f"seed {base['seed']} vs 3"]
+
+
+def test_a_setting_a_record_lacks_is_what_its_writer_implied_or_not_recorded():
+    base = json.loads((ROOT / "metrics" / "train-sequential.json").read_text())
+    older = {k: v for k, v in base.items() if k not in ("epochs_completed", "processes", "distribution", "loss")}
+    assert metrics.same_settings("train", base, older) == []  # all 10 epochs, one process, no distribution
+    assert metrics.value("train", {"epochs": 7}, "epochs_completed") == 7
+    stopped = {**base, "epochs_completed": base["epochs"] - 1}
+    assert metrics.same_settings("train", stopped, older) == [
+        f"epochs_completed {base['epochs'] - 1} vs {base['epochs']}"]
+    no_seed = {k: v for k, v in base.items() if k != "seed"}
+    assert metrics.same_settings("train", base, no_seed) == [f"seed {base['seed']} vs (not recorded)"]
+    assert metrics.value("evaluate", {}, "backend") == metrics.NOT_RECORDED
+
+
+def test_an_unknown_kind_is_refused():
+    with pytest.raises(PipelineError, match="unknown metrics kind 'bench'; the kinds: train, evaluate"):
+        metrics.schema("bench")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("seed"), "breaks the train metrics schema at (top level): 'seed' is a required property"),
+    (lambda d: d.update(seed="0"), "breaks the train metrics schema at seed: '0' is not of type 'integer'"),
+    (lambda d: d.update(loss="mse"), "breaks the train metrics schema at loss: 'mse' is not one of"),
+    (lambda d: d.update(extra=1), "breaks the train metrics schema at (top level): Additional properties"),
+])
+def test_a_writer_refuses_a_record_that_breaks_its_schema_and_writes_nothing(tmp_path, change, message):
+    record = json.loads((ROOT / "metrics" / "train-sequential.json").read_text())
+    change(record)
+    out = tmp_path / "train-sequential.json"
+    out.write_text("previous")
+    with pytest.raises(PipelineError) as refused:
+        metrics.write("train", out, record)
+    assert str(refused.value).startswith(f"{out}: {message}")
+    assert "\n" not in str(refused.value)
+    assert out.read_text() == "previous"
+
+
+def test_a_record_that_keeps_the_contract_is_written(tmp_path):
+    record = json.loads((ROOT / "metrics" / "evaluate-parallel.json").read_text())
+    metrics.write("evaluate", tmp_path / "e.json", record)
+    assert json.loads((tmp_path / "e.json").read_text()) == record
+
+
+def test_lstm_step_holds_exactly_the_registrys_lstm_cores():
+    record = json.loads((ROOT / "metrics" / "lstm-step.json").read_text())
+    core = record[next(iter(registry.lstm_cores()))]
+    with pytest.raises(PipelineError, match=r"lstm-step holds cores \[.*'gru'.*\], the registry's LSTM cores are"):
+        metrics.validate("lstm-step", {**record, "gru": core}, "lstm-step.json")
+    missing = {k: v for k, v in record.items() if k != next(iter(registry.lstm_cores()))}
+    with pytest.raises(PipelineError, match="lstm-step holds cores"):
+        metrics.validate("lstm-step", missing, "lstm-step.json")
+    with pytest.raises(PipelineError, match="breaks the lstm-step metrics schema at gru"):
+        metrics.validate("lstm-step", {**record, "gru": {"nothing": 1}}, "lstm-step.json")
