@@ -55,7 +55,7 @@ import yaml
 
 from pipeline import profiles
 
-from pipeline.lib import cli, environment, params, registry
+from pipeline.lib import cli, environment, metrics, params, registry
 from pipeline.lib.atomic import write_json
 from pipeline.lib.params import PipelineError
 
@@ -149,7 +149,7 @@ class Run:
 
     def stage(self, backend: str, module: str, *args: str) -> None:
         self.say(" ".join([module, *args, "under", backend]))
-        code, _ = self.call(["-m", f"pipeline.{module}", *args], backend)
+        code, _ = self.call(["-m", f"pipeline.stages.{module}", *args], backend)
         if code != 0:
             raise PipelineError(f"{module} {' '.join(args)} under {backend} failed (exit {code}); "
                                 f"see {self.out_dir / 'gpu-check.log'}")
@@ -292,7 +292,7 @@ def measure(run: Run, result: dict, cpu: bool) -> list[str]:
             continue
         reports[backend] = report
         result["lstm_step"][backend] = f"lstm-step-gpu-{backend}.json"
-        write_json(run.out_dir / f"lstm-step-gpu-{backend}.json", report)
+        metrics.write("lstm-step", run.out_dir / f"lstm-step-gpu-{backend}.json", report)
     if not reports:
         raise PipelineError("; ".join(failures))
     choice = {b: round(sum(core_ms(reports[b], m, cpu) for m in registry.lstm_cores()), 3) for b in reports}

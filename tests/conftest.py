@@ -66,6 +66,6 @@ def real_mirror(tmp_path_factory) -> tuple[Path, str]:
             check=True, capture_output=True,
         )
         path = out / "cifar-10-python.tar.gz"
-    from pipeline.stages.download import md5_of
+    from pipeline.lib.fetch import md5_of
 
     return path, md5_of(path)

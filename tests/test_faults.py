@@ -188,7 +188,7 @@ def test_bad_prepared_data_never_trains_nor_scores(tmp_path):
         code, _, err = wait_stage(proc)
         lines = error_lines(err)
         assert code == 1 and len(lines) == 1 and "Traceback" not in err, (case, err)
-        assert lines[0].startswith(f"pipeline.{'train' if split == 'train' else 'evaluate'}: error: "
+        assert lines[0].startswith(f"pipeline.stages.{'train' if split == 'train' else 'evaluate'}: error: "
                                    f"data/prepared/{split}.npz: ") and BAD_PREPARED[case][1] in lines[0], (case, lines)
         assert {p: p.read_bytes() if p.is_file() else None for p in project.rglob("*")} == before, case  # nothing written
 

@@ -27,7 +27,8 @@ def imported(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom):
+            assert not node.level and node.module, f"{path}: a relative import, which this check cannot follow"
             found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
     return {name for name in found if name.split(".")[0] == "pipeline"}
 
@@ -74,3 +75,13 @@ def test_every_module_and_function_is_small():
                     if size > MAX_FUNCTION_LINES:
                         too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {size} lines")
     assert not too_long, too_long
+
+
+def test_the_import_check_sees_imports_inside_functions_and_refuses_relative_ones(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import os\n\ndef f():\n    from pipeline.stages import train\n    import pipeline.gate.compare\n")
+    assert imported(module) == {"pipeline.stages", "pipeline.stages.train", "pipeline.gate.compare"}
+    assert [part(m) for m in sorted(imported(module))] == ["tool", "stage", "stage"]
+    module.write_text("from . import train\n")
+    with pytest.raises(AssertionError, match="a relative import"):
+        imported(module)

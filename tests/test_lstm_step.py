@@ -14,7 +14,6 @@ import pytest
 from pipeline.lib import backends, environment, models, registry, steps
 from pipeline.lib import metrics as metrics_contract
 
-from pipeline.stages import lstm_step
 from tests.project import ROOT, run_stage, scratch_params
 
 GPUS, GPU_STATUS = environment.gpu_devices()
@@ -182,7 +181,7 @@ def test_every_timing_records_the_kernel_that_ran():
 
 @pytest.mark.parametrize("name", ["sequential", "parallel"])
 def test_eligibility_describes_the_models_own_lstm_layer(monkeypatch, name):
-    assert lstm_step.eligibility(name) == []
+    assert steps.eligibility(name) == []
     original = registry.MODELS[name]
 
     def with_recurrent_dropout():
@@ -191,7 +190,7 @@ def test_eligibility_describes_the_models_own_lstm_layer(monkeypatch, name):
         return model
 
     monkeypatch.setitem(registry.MODELS, name, dataclasses.replace(original, build=with_recurrent_dropout))
-    assert lstm_step.eligibility(name) == ["recurrent_dropout is 0.1, cuDNN needs 0"]
+    assert steps.eligibility(name) == ["recurrent_dropout is 0.1, cuDNN needs 0"]
 
 
 def test_float32_precision_is_pinned_and_restored():

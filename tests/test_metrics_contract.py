@@ -20,8 +20,7 @@ COMMITTED = {"train": [f"train-{m}.json" for m in registry.names()],
 def test_every_field_has_one_role_and_the_committed_files_keep_the_contract(kind):
     properties = metrics.schema(kind)["properties"]
     assert {v["x-role"] for v in properties.values()} <= set(metrics.ROLES)
-    roles = [metrics.keys(kind, role) for role in metrics.ROLES]
-    assert sorted(k for keys in roles for k in keys) == sorted(properties)
+    assert metrics.settings(kind) and metrics.keys(kind, "measure") and metrics.environment(kind)
     for name in COMMITTED[kind]:
         metrics.validate(kind, json.loads((ROOT / "metrics" / name).read_text()), name)
 
@@ -102,3 +101,29 @@ def test_lstm_step_holds_exactly_the_registrys_lstm_cores():
         metrics.validate("lstm-step", missing, "lstm-step.json")
     with pytest.raises(PipelineError, match="breaks the lstm-step metrics schema at gru"):
         metrics.validate("lstm-step", {**record, "gru": {"nothing": 1}}, "lstm-step.json")
+
+
+def test_the_collapse_studys_settings():
+    assert metrics.settings("collapse") == ("model", "normalize", "train_images", "test_images", "epochs", "batch_size",
+                                            "learning_rate", "loss", "seeds", "collapsed_below", "backend")
+
+
+def test_what_other_configurations_write_keeps_the_contract():
+    """Records no committed file shows: a one-step run's throughput, a new model's core, a GPU's timings,
+    the JAX backend, data-parallel replicas, a time limit, a model without a tutorial record."""
+    trained = json.loads((ROOT / "metrics" / "train-sequential.json").read_text())
+    metrics.validate("train", {**trained, "train_images_per_s": None, "time_limit_s": 60.0, "backend": "jax",
+                               "distribution": "data_parallel", "replicas": 2, "replica_devices": ["gpu:0", "gpu:1"],
+                               "stopped_at_time_limit": True}, "train")
+    scored = json.loads((ROOT / "metrics" / "evaluate-sequential.json").read_text())
+    metrics.validate("evaluate", {**scored, "reported_test_accuracy": None, "reported_epochs": None}, "evaluate")
+    report = json.loads((ROOT / "metrics" / "lstm-step.json").read_text())
+    name = next(iter(registry.lstm_cores()))
+    timing = {**report[name]["cpu_generic"], "kernel": "cudnn", "fraction_of_sgemm": 0.0}
+    gpu = {**report[name], "steps": 64, "features": 7, "gpu_cudnn": timing, "gpu_generic": timing,
+           "gpu_cudnn_tf32": timing, "gpu_speedup_vs_cpu": 3.1, "parity_output_max_abs_diff": 1e-6,
+           "parity_gradient_max_abs_diff": 2e-6, "parity_ok": True}
+    metrics.validate("lstm-step", {**report, name: gpu, "gpu_device_name": "NVIDIA H100", "gpu_sgemm_gflops": 5e4,
+                                   "gpu_sgemm_tf32_gflops": 4e5}, "lstm-step")
+    collapse = json.loads((ROOT / "metrics" / "collapse.json").read_text())
+    metrics.validate("collapse", {k: v for k, v in collapse.items() if k != "keras2"}, "collapse")  # keras2: false

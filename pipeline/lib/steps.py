@@ -1,6 +1,6 @@
 """Each model's LSTM(50) core on its own: one training step, built the same way for every measurement
 of it (the lstm-step stage and `make bench`; the speed gate timed it too until b811c27), its timing,
-its FLOPs, and CPU/GPU parity.
+its FLOPs, CPU/GPU parity, and the lstm-step stage's report of them all (`measure`).
 
 A core is Input(steps, features) -> LSTM(50), trained with Adam(0.001) on a mean-squared-error loss
 against fixed random targets; `registry.lstm_cores()` gives each model's (steps, features). Every timing
@@ -16,7 +16,7 @@ import time
 import keras
 import numpy as np
 
-from pipeline.lib import backends, gradients, models, registry, stats
+from pipeline.lib import backends, environment, gradients, models, params, registry, stats
 
 # Not "cpu:0": under the torch backend (Keras 3.15) building a model inside keras.device("cpu:0")
 # copies each variable off its Parameter and fails on integer variables; "cpu" works on all backends.
@@ -171,3 +171,88 @@ def parity(cpu: str, gpu: str, length, features, units, batch, seed) -> dict:
         "parity_output_max_abs_diff": float(np.max(np.abs(out_cpu - out_gpu))),
         "parity_gradient_max_abs_diff": float(max(np.max(np.abs(a - b)) for a, b in zip(grad_cpu, grad_gpu))),
     }
+
+
+# ---------------------------------------------------------------- the lstm-step stage's report
+
+
+def eligibility(model_name: str) -> list[str]:
+    """Why the model's own LSTM layer cannot use cuDNN (empty: it can)."""
+    with keras.device(CPU):
+        return cudnn_ineligibility(models.tutorial(model_name).get_layer(models.LSTM))
+
+
+def fraction(timing: dict | None, peak: float | None):
+    return round(timing["gflops"] / peak, 4) if timing and peak else None
+
+
+def measure(batch: int, cfg: params.LstmStep) -> dict:
+    """The lstm-step stage's report (pipeline/stages/lstm_step.py describes it): each core's step time on
+    the CPU path and, where a GPU is visible, the GPU paths, with the matmul peaks and parity."""
+    gpus, gpu_status = environment.gpu_devices()
+    gpu = gpus[0] if gpus else None
+    env = environment.record()
+    with backends.float32("ieee"):
+        cpu_peak = sgemm_gflops(CPU, cfg.cpu_sgemm_n, cfg.warmup_steps, cfg.rounds)
+        gpu_peak = sgemm_gflops(gpu, cfg.gpu_sgemm_n, cfg.warmup_steps, cfg.rounds) if gpu else None
+    with backends.float32("tf32"):
+        gpu_peak_tf32 = sgemm_gflops(gpu, cfg.gpu_sgemm_n, cfg.warmup_steps, cfg.rounds) if gpu else None
+    report = {
+        "batch_size": batch,
+        "units": models.LSTM_UNITS,
+        "warmup_steps": cfg.warmup_steps,
+        "rounds": cfg.rounds,
+        "backend": env["backend"],
+        "backend_version": env["backend_version"],
+        "keras_version": env["keras_version"],
+        "threads": env["threads"],
+        "float32": "ieee",
+        "cpu_device_name": environment.cpu_name(),
+        "gpu_device_name": (environment.gpu_name() or gpu) if gpu else None,
+        "gpu_status": gpu_status,
+        "cpu_sgemm_n": cfg.cpu_sgemm_n,
+        "gpu_sgemm_n": cfg.gpu_sgemm_n,
+        "cpu_sgemm_gflops": cpu_peak,
+        "gpu_sgemm_gflops": gpu_peak,
+        "gpu_sgemm_tf32_gflops": gpu_peak_tf32,
+        "parity_atol": cfg.parity_atol,
+    }
+    for model_name, (length, features) in registry.lstm_cores().items():
+        shape = (length, features, models.LSTM_UNITS, batch)
+        print(f"lstm-step: {model_name} core, {length} steps x {features} features, batch {batch}", flush=True)
+        timing = lambda device, use_cudnn: time_train_step(  # noqa: E731
+            model_name, batch, device, use_cudnn, cfg.warmup_steps, cfg.rounds, cfg.seed)
+        cudnn = lambda: time_cudnn_step(model_name, batch, gpu, cfg.warmup_steps, cfg.rounds, cfg.seed)  # noqa: E731
+        core = {
+            "steps": length,
+            "features": features,
+            "train_step_gflop": round(lstm_train_flops(batch, length, features, models.LSTM_UNITS) / 1e9, 4),
+            "cudnn_ineligible_because": eligibility(model_name),
+        }
+        with backends.float32("ieee"):
+            core["cpu_generic"] = timing(CPU, False)
+            core["cpu_generic"]["fraction_of_sgemm"] = fraction(core["cpu_generic"], cpu_peak)
+            core["gpu_cudnn"], core["gpu_cudnn_status"] = cudnn() if gpu else (None, gpu_status)
+            core["gpu_generic"] = timing(gpu, False) if gpu else None
+        with backends.float32("tf32"):
+            core["gpu_cudnn_tf32"], core["gpu_cudnn_tf32_status"] = cudnn() if core["gpu_cudnn"] else (
+                None, "not timed: " + core["gpu_cudnn_status"])
+        for path, peak in (("gpu_cudnn", gpu_peak), ("gpu_generic", gpu_peak), ("gpu_cudnn_tf32", gpu_peak_tf32)):
+            if core[path]:
+                core[path]["fraction_of_sgemm"] = fraction(core[path], peak)
+        if core["gpu_cudnn"]:
+            core["gpu_speedup_vs_cpu"] = round(
+                core["cpu_generic"]["step_time_ms_median"] / core["gpu_cudnn"]["step_time_ms_median"], 2)
+            with backends.float32("ieee"):
+                core.update(parity(CPU, gpu, *shape, cfg.seed))
+            core["parity_ok"] = (
+                max(core["parity_output_max_abs_diff"], core["parity_gradient_max_abs_diff"]) <= cfg.parity_atol
+            )
+        else:
+            core.update(gpu_speedup_vs_cpu=None, parity_output_max_abs_diff=None,
+                        parity_gradient_max_abs_diff=None, parity_ok=None)
+        print(f"lstm-step: {model_name} cpu {core['cpu_generic']['step_time_ms_median']} ms/step "
+              f"({core['cpu_generic']['kernel']}), {core['cpu_generic']['gflops']} GFLOP/s; "
+              f"gpu cudnn: {core['gpu_cudnn_status']}", flush=True)
+        report[model_name] = core
+    return report

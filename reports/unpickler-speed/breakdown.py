@@ -12,6 +12,7 @@ Writes breakdown.csv (median and IQR per layout and step) beside this file and p
 from __future__ import annotations
 
 import argparse
+import csv
 import pickle
 import sys
 import time
@@ -22,8 +23,18 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import layouts, write_rows  # noqa: E402 (compare.py puts the repository on sys.path)
+from compare import layouts  # noqa: E402 (compare.py puts the repository on sys.path)
 from pipeline.lib import cifar  # noqa: E402
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write rows as CSV and print each as one line."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        print(", ".join(f"{k}={v}" for k, v in row.items()))
 
 
 def main() -> None:
