@@ -1,6 +1,6 @@
 """The archive reader's speed against an earlier revision's, with the A/B gate's own machinery.
 
-    .venv/bin/python reports/unpickler-speed/compare.py [--before REV] [--pairs N] [--out DIR]
+    .venv/bin/python reports/unpickler-speed/compare.py [--before REV] [--pairs N] [--out DIR]   (from the repository root)
 
 `pipeline.gate.ab` checks `--before` out in a git worktree and runs the gate's workers (two processes per
 side, params.yaml's gate settings) over reader_worker.py, which parses the same 10,000-image batch with
