@@ -1,7 +1,7 @@
 """Named sets of param overrides on top of params.yaml, whose defaults are the per-commit benchmark profile.
 
 `make repro PROFILE=tutorial` runs `dvc exp run` with them (pipeline/experiment.py checks them first);
-scripts/gpu-check (pipeline/gpu_check.py) writes them into its scratch params.yaml with `apply`.
+scripts/gpu-check (pipeline/gpu_check/) writes them into its scratch params.yaml with `apply`.
 
 - tutorial: the Keras tutorial's protocol: all 50,000 / 10,000 images, each model's reported epochs
   (sequential 100, parallel 10), and 20 timed rounds of the LSTM cores (hours on 2 CPU cores; minutes on a GPU).

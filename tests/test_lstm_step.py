@@ -86,7 +86,7 @@ def test_the_committed_report_has_the_current_schema():
 
 
 def test_the_gpu_checks_that_gpu_check_selects_exist():
-    from pipeline import gpu_check
+    from pipeline.gpu_check import command as gpu_check
 
     names = re.findall(r"^def (test_\w+)", Path(__file__).read_text(), re.M)
     for selected in gpu_check.GPU_TESTS.split(" or "):
@@ -94,7 +94,7 @@ def test_the_gpu_checks_that_gpu_check_selects_exist():
 
 
 def test_gpu_check_weighs_each_model_by_its_core_or_by_the_cores_mean_without_one(monkeypatch):
-    from pipeline import gpu_check
+    from pipeline.gpu_check import protocol as gpu_check
 
     report = {m: {"cpu_generic": {"step_time_ms_median": ms}} for m, ms in (("sequential", 50.0), ("parallel", 150.0))}
     assert [gpu_check.work_ms(report, m, cpu=True) for m in ("sequential", "parallel")] == [50.0, 150.0]
