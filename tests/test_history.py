@@ -447,3 +447,17 @@ def test_a_file_name_given_as_the_revision_is_refused(repo, in_process):
     code, out, err = in_process(repo, history, "--out", "f.html", "--rev", "params.yaml")
     assert (code, out) == (1, "") and err.count("\n") == 1 and "bad revision 'params.yaml'" in err
     assert not (repo / "f.html").exists()
+
+
+def test_a_train_record_from_before_a_setting_existed_stays_on_its_line():
+    # An older writer left out the loss, the processes and the time limit: read as what it implied
+    # (metrics.IMPLIED), the run joins the line of a later, complete record with the same settings.
+    t, e = str(PATHS.train_metrics("sequential")), str(PATHS.evaluate_metrics("sequential"))
+    older = {k: v for k, v in train("sequential", 1000.0).items() if k not in ("loss", "processes", "time_limit_s")}
+    files = [{t: json.dumps(older), e: json.dumps(evaluate("sequential", 0.31, 1000.0))},
+             {t: json.dumps(train("sequential", 990.0)), e: json.dumps(evaluate("sequential", 0.32, 990.0))}]
+    found = history_read.points([history_read.Commit(f"{i:040d}", f"c{i}", "", f) for i, f in enumerate(files)], PATHS)
+    for measure in ("train_images_per_s", "test_accuracy"):
+        first, second = (dict(p.settings) for p in found if p.measure == measure)
+        assert first == second, measure
+        assert first.get("loss", first.get("train.loss")) == '"crossentropy"'

@@ -127,3 +127,17 @@ def test_what_other_configurations_write_keeps_the_contract():
                                    "gpu_sgemm_tf32_gflops": 4e5}, "lstm-step")
     collapse = json.loads((ROOT / "metrics" / "collapse.json").read_text())
     metrics.validate("collapse", {k: v for k, v in collapse.items() if k != "keras2"}, "collapse")  # keras2: false
+
+
+def test_a_refusal_names_a_nested_field_by_its_path_and_cuts_a_long_message():
+    report = json.loads((ROOT / "metrics" / "lstm-step.json").read_text())
+    name = next(iter(registry.lstm_cores()))
+    broken = {**report, name: {**report[name], "cpu_generic": {**report[name]["cpu_generic"], "rounds": "x"}}}
+    with pytest.raises(PipelineError, match=rf"^lstm-step.json: breaks the lstm-step metrics schema at "
+                                            rf"{name}\.cpu_generic\.rounds: 'x' is not of type 'integer'$"):
+        metrics.validate("lstm-step", broken, "lstm-step.json")
+    trained = json.loads((ROOT / "metrics" / "train-sequential.json").read_text())
+    with pytest.raises(PipelineError) as refused:
+        metrics.validate("train", {**trained, "model": ["m" * 300]}, "t.json")
+    message = str(refused.value).split("at model: ", 1)[1]
+    assert len(message) == 200 and message.startswith("['mmm")
