@@ -23,6 +23,9 @@ SPLIT = 'parser = cli.ArgumentParser(prog="python -m pipeline.gate", description
     (NEW, NEW.replace(", description=__doc__.splitlines()[0]", ", "), True),
     ('p.add_argument("--out", help=f"where (default {OUT})")', 'p.add_argument("--out", help=None)', True),
     (SPLIT, SPLIT.replace('"\\n\\n"', '"XX\\n\\nXX"'), True),
+    (SPLIT.replace("__doc__", "GATE_DOC"), SPLIT.replace("__doc__", "GATE_DOC").replace(
+        'description=GATE_DOC.split("\\n\\n")[0]', "description=None"), True),
+    (NEW.replace("__doc__", "HISTORY_DOC"), NEW.replace("__doc__", "HISTORY_DOC").replace("[0]", "[1]"), True),
     # what changes behaviour is not documentation: the default, the program name in error lines, the flag
     (ADD, ADD.replace('default=Path("reports/seeds")', "default=None"), False),
     (ADD, ADD.replace('"--out"', '"--OUT"'), False),

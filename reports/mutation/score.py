@@ -48,8 +48,8 @@ def mutated_line(diff: str) -> str:
 
 
 # An argparse help or description text: `help="..."`, `help=None`, `description=__doc__.splitlines()[0]`
-# (or `__doc__.split("\n\n")[0]`).
-DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|f?"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|__doc__\.split(?:lines)?\((?:"(?:[^"\\]|\\.)*")?\)\[-?\d+\])""")
+# (or `__doc__.split("\n\n")[0]`, or a package's docstring imported as `<NAME>_DOC`).
+DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|f?"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:__doc__|[A-Z][A-Z_]*_DOC)\.split(?:lines)?\((?:"(?:[^"\\]|\\.)*")?\)\[-?\d+\])""")
 DOCUMENTATION_ONLY = ("only an argparse help or description text changes: `--help` reads differently, and no verdict, "
                       "exit code, written number or refusal depends on it")
 
