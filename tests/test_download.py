@@ -1,4 +1,4 @@
-"""The download stage against real files and a real HTTP server on 127.0.0.1."""
+"""The download stage's fetching (pipeline/lib/fetch.py) against real files and a real HTTP server on 127.0.0.1."""
 
 import pytest
 

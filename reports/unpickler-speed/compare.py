@@ -2,8 +2,8 @@
 
     .venv/bin/python reports/unpickler-speed/compare.py [--before REV] [--pairs N] [--out DIR]   (from the repository root)
 
-`pipeline.gate.ab` checks `--before` out in a git worktree and runs the gate's workers (two processes per
-side, params.yaml's gate settings) over reader_worker.py, which parses the same 10,000-image batch with
+`pipeline.gate.ab` checks `--before` out in a git worktree and runs the gate's workers (params.yaml's
+`gate.ab_processes` per side, its other gate settings) over reader_worker.py, which parses the same 10,000-image batch with
 that rev's reader and with the working tree's, in both pickle layouts (Python 3 protocol 2 as the mirror
 writes it; the official archive's Python 2 cPickle layout as `tests/pickles.py` assembles it). The pairs
 are interleaved as the gate interleaves them and pooled with its statistic (pipeline/gate/statistics.py).

@@ -1,4 +1,4 @@
-"""Does the train stage add overhead to Keras? `pipeline.stages.train.fit` against a bare `model.fit`.
+"""Does the train stage add overhead to Keras? `pipeline.lib.training.fit` against a bare `model.fit`.
 
 Both build, compile and train the sequential model for the same epochs on the same arrays, so the
 compile cost is identical and the ratio of medians shows only what the pipeline adds (its step
