@@ -1246,3 +1246,10 @@ def test_ab_list_prints_the_working_trees_rows_and_measures_nothing(in_root, cap
     assert speed.names()[:4] == [
         "sequential fit loop", "sequential inference batch", "parallel fit loop", "parallel inference batch"]
     assert captured.err == ""
+
+
+def test_the_revisions_compared_by_default():
+    # ab: this commit against the one before it (CI's gate-ab); compare: the committed metrics of main
+    parser = gate_command._parser()
+    assert parser.parse_args(["ab"]).base == "HEAD~1" and parser.parse_args(["ab"]).head is None
+    assert parser.parse_args(["compare"]).baseline == "main"
