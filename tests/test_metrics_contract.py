@@ -13,7 +13,8 @@ from tests.project import ROOT
 
 COMMITTED = {"train": [f"train-{m}.json" for m in registry.names()],
              "evaluate": [f"evaluate-{m}.json" for m in registry.names()],
-             "lstm-step": ["lstm-step.json"], "collapse": ["collapse.json"]}
+             "lstm-step": ["lstm-step.json"], "collapse": ["collapse.json"],
+             "gpu-protocol": []}  # metrics/ holds it only after a complete GPU run
 
 
 @pytest.mark.parametrize("kind", metrics.KINDS)
@@ -37,7 +38,8 @@ def test_the_settings_are_the_ones_the_gate_has_always_compared():
 
 @pytest.mark.parametrize("name, kind", [("train-sequential.json", "train"), ("metrics/evaluate-x-y.json", "evaluate"),
                                         ("lstm-step.json", "lstm-step"), ("lstm-step", "lstm-step"),
-                                        ("collapse.json", "collapse"), ("train-parallel", "train")])
+                                        ("collapse.json", "collapse"), ("train-parallel", "train"),
+                                        ("gpu-protocol.json", "gpu-protocol")])
 def test_a_file_names_its_kind(name, kind):
     assert metrics.kind_of(name) == kind
 
@@ -141,3 +143,23 @@ def test_a_refusal_names_a_nested_field_by_its_path_and_cuts_a_long_message():
         metrics.validate("train", {**trained, "model": ["m" * 300]}, "t.json")
     message = str(refused.value).split("at model: ", 1)[1]
     assert len(message) == 200 and message.startswith("['mmm")
+
+
+def test_gpu_check_records_keep_their_contract_whether_they_finished_or_not():
+    refused = {"mode": "gpu", "status": "failed: no GPU visible to the jax backend", "python": "3.12.3",
+               "budget_s": 540.0, "protocol_float32": "each backend's default", "lstm_step": {}, "gpu_tests": {},
+               "wall_s": 12.5}
+    metrics.validate("gpu-protocol", refused, "gpu-protocol.json")
+    stopped = {**refused, "status": "failed: parallel: not started: 3 s of the budget left for it",
+               "lstm_step": {"jax": "lstm-step-gpu-jax.json", "torch": "failed: lstm_step under torch: exit 1"},
+               "models": {"parallel": {"status": "not started: 3 s of the budget left for it"},
+                          "sequential": {"status": "train exit -9", "time_limit_s": 200}}}
+    metrics.validate("gpu-protocol", stopped, "gpu-protocol.json")
+    for change, field in [({"status": "done"}, "status"), ({"mode": "tpu"}, "mode"),
+                          ({"lstm_step": {"tensorflow": "lstm-step.json"}}, "lstm_step"),
+                          ({"models": {"sequential": {"status": "complete", "test_accuracy": 59.27}}},
+                           "models.sequential.test_accuracy"),
+                          ({"gpu_tests": {"jax": {"exit_code": 0}}}, "gpu_tests.jax")]:
+        with pytest.raises(PipelineError, match=rf"^gpu-protocol.json: breaks the gpu-protocol metrics schema at "
+                                                rf"{field.replace('.', '[.]')}:"):
+            metrics.validate("gpu-protocol", {**stopped, **change}, "gpu-protocol.json")

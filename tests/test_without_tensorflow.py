@@ -81,6 +81,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
         assert report["backend"] == backend and report["gpu_status"].startswith("no GPU visible")
         assert report["sequential"]["gpu_cudnn"] is None and report["sequential"]["cpu_generic"]["kernel"] == "generic"
     protocol = json.loads((out / "gpu-protocol.json").read_text())
+    metrics_contract.validate("gpu-protocol", protocol, "gpu-protocol.json")
     choice = protocol["backend_choice_core_ms"]
     assert protocol["mode"] == "cpu" and protocol["status"] == "complete"
     assert protocol["backend"] == min(choice, key=choice.get)
@@ -109,6 +110,7 @@ def test_gpu_check_records_what_it_could_not_do_and_fails_when_the_budget_is_too
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert "finished with failures" in result.stderr and "parallel: not started" in result.stderr
     protocol = json.loads((tmp_path / "out" / "gpu-protocol.json").read_text())
+    metrics_contract.validate("gpu-protocol", protocol, "gpu-protocol.json")
     assert protocol["status"].startswith("failed: parallel: not started")
     assert protocol["models"]["parallel"]["status"].startswith("not started")
     sequential = protocol["models"]["sequential"]["status"]
@@ -126,6 +128,7 @@ def test_gpu_check_refuses_without_a_gpu_before_any_work(tmp_path):
     assert err.startswith("pipeline.gpu_check: error: no GPU visible to the jax backend")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gpu-check.log", "gpu-protocol.json"]
     protocol = json.loads((tmp_path / "out" / "gpu-protocol.json").read_text())
+    metrics_contract.validate("gpu-protocol", protocol, "gpu-protocol.json")
     assert protocol["status"].startswith("failed: no GPU visible to the jax backend") and protocol["lstm_step"] == {}
 
 

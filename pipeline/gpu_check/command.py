@@ -114,7 +114,7 @@ def check(out_dir: Path, cpu: bool, budget_s: float) -> None:
     finally:
         result.update(status="complete" if not failures else "failed: " + "; ".join(failures),
                       wall_s=round(run.elapsed(), 1))
-        write_json(out_dir / "gpu-protocol.json", result)
+        metrics.write("gpu-protocol", out_dir / "gpu-protocol.json", result)
         if not cpu and not failures:  # only a complete GPU run goes into the checkout's metrics/
             for name in [f"lstm-step-gpu-{b}.json" for b in BACKENDS] + ["gpu-protocol.json"]:
                 write_json(ROOT / "metrics" / name, json.loads((out_dir / name).read_text()))

@@ -7,8 +7,9 @@ gives its fields and, in each top-level field's `x-role`, what the field is:
 - `measure`: what the run measured;
 - `record`: descriptive, never compared (device strings, the tutorial's reported numbers).
 
-The stages write through `write`, which validates before anything is written; the gate, history, the
-report and runs read the key lists (`settings`, `environment`) and `same_settings` from here. Records
+The stages and gpu-check (its gpu-protocol.json) write through `write`, which validates before anything
+is written; the gate, history and the report read the key lists (`settings`, `environment`) and
+`same_settings` from here. Records
 that lack a setting are read with the value their writer implied (`IMPLIED`).
 """
 
@@ -23,7 +24,7 @@ from pipeline.lib.atomic import write_json
 from pipeline.lib.params import PipelineError
 
 SCHEMAS = Path(__file__).with_name("schemas")
-KINDS = ("train", "evaluate", "lstm-step", "collapse")
+KINDS = ("train", "evaluate", "lstm-step", "collapse", "gpu-protocol")
 ROLES = ("setting", "environment", "measure", "record")
 # A setting a record does not hold, and the value its writer implied: train records written before the
 # setting existed (every epoch run, one process on one device, no time limit, the logit-based loss), and
