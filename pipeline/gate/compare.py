@@ -231,7 +231,9 @@ def compare(
         pick = lambda d: Timing(_get(d, file, "step_time_ms_median"), _get(d, file, "step_time_ms_iqr"),  # noqa: E731
                                 _get(d, file, "timed_steps"))
         timing.append(timing_advisory(f"train-{m} step time", pick(base), pick(cur), cfg.noise_z))
-    for core in (m for m in common if m in registry.lstm_cores()):
+    cores = [m for m in common if m in registry.lstm_cores()]
+    gained = [m for m in cores if m not in base[files["lstm-step"]]]  # no timing of it to compare with
+    for core in (m for m in cores if m not in gained):
         pick = lambda d: Timing(*(_get(d, files["lstm-step"], core, "cpu_generic", k)  # noqa: E731
                                   for k in ("step_time_ms_median", "step_time_ms_iqr", "rounds")))
         timing.append(timing_advisory(f"lstm-step {core} core, CPU step", pick(base), pick(cur), cfg.noise_z))
@@ -243,6 +245,8 @@ def compare(
         notes.append(f"new since the baseline, so not gated: {', '.join(new)}")
     if removed:
         notes.append(f"in the baseline but no longer in the registry: {', '.join(removed)}")
+    if gained:
+        notes.append(f"LSTM cores the baseline's lstm-step did not time: {', '.join(gained)}")
     notes += [f"{why}: its accuracy is not gated at this commit" for why in changed.values()]
     if devices[0] != devices[1]:
         notes.append(f"timings come from different devices ({devices[0]} vs {devices[1]})")
