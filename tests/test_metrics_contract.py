@@ -163,3 +163,20 @@ def test_gpu_check_records_keep_their_contract_whether_they_finished_or_not():
         with pytest.raises(PipelineError, match=rf"^gpu-protocol.json: breaks the gpu-protocol metrics schema at "
                                                 rf"{field.replace('.', '[.]')}:"):
             metrics.validate("gpu-protocol", {**stopped, **change}, "gpu-protocol.json")
+
+
+def test_gpu_check_keeps_a_record_its_schema_refuses_and_fails_on_it(tmp_path, monkeypatch):
+    from pipeline.gpu_check import command as gpu_check
+
+    def measure(run, result, cpu):  # every step "ran", but the record holds what the schema does not allow
+        result["models"] = {"sequential": {"status": "complete", "test_accuracy": 59.27}}
+        return []
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    with pytest.raises(PipelineError) as refused:
+        gpu_check.check(tmp_path / "out", cpu=True, budget_s=300.0)
+    assert "breaks the gpu-protocol metrics schema at models.sequential.test_accuracy" in str(refused.value)
+    kept = json.loads((tmp_path / "out" / "gpu-protocol.json").read_text())
+    assert kept["status"].startswith("failed: ") and kept["models"]["sequential"]["test_accuracy"] == 59.27
+    last = (tmp_path / "out" / "gpu-check.log").read_text().strip().splitlines()[-1]
+    assert last.split("]: ", 1)[1].startswith("failed: ")  # the log still gets its last line
