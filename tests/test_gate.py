@@ -225,17 +225,31 @@ def _with_model(directory, model, accuracy, step_ms=80.0):
     return directory
 
 
+TUTORIAL = ("sequential", "parallel")
+
+
 @pytest.fixture
-def third_model(tmp_path, root, monkeypatch):
-    """A registry and a params.yaml with a third model, `extra` (the sequential model's entry under another
-    name), in a scratch working directory."""
-    monkeypatch.setitem(registry.MODELS, "extra", dataclasses.replace(registry.MODELS["sequential"], name="extra"))
+def two_models(tmp_path, root, monkeypatch):
+    """The tutorial's two models alone, in the registry (swapped, not edited) and in a scratch params.yaml in
+    a scratch working directory: for the reports pinned word for word, which a model that the repository
+    adds must leave as they are. Returns the scratch params.yaml's mapping."""
+    monkeypatch.setattr(registry, "MODELS", {m: registry.MODELS[m] for m in TUTORIAL})
     mapping = params.load_mapping(root / "params.yaml")
-    mapping["models"]["extra"] = {"epochs": 1, "max_accuracy_drop": 0.01}
+    mapping["models"] = {m: mapping["models"][m] for m in TUTORIAL}
     work = tmp_path / "work"
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(mapping))
     monkeypatch.chdir(work)
+    return mapping
+
+
+@pytest.fixture
+def third_model(two_models, monkeypatch):
+    """The tutorial's two models and a third, `extra` (the sequential model's entry under another name), in
+    the registry and the scratch params.yaml."""
+    monkeypatch.setitem(registry.MODELS, "extra", dataclasses.replace(registry.MODELS["sequential"], name="extra"))
+    two_models["models"]["extra"] = {"epochs": 1, "max_accuracy_drop": 0.01}
+    Path("params.yaml").write_text(yaml.safe_dump(two_models))
     return "extra"
 
 
@@ -288,6 +302,17 @@ def test_a_baseline_revision_without_a_model_makes_it_new_not_an_error(tmp_path,
     current = _with_model(_metrics(tmp_path, "cur", accuracy=PER_MODEL), third_model, 0.2)
     assert gate_command.main(["compare", "--baseline", "HEAD", "--current-dir", str(current)]) == 0
     assert _row(capsys.readouterr().out, third_model).startswith("| extra test_accuracy | not in baseline | 0.2000 ")
+
+
+def test_a_model_that_gained_an_lstm_core_is_noted_not_an_error(tmp_path, third_model, capsys):
+    base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
+    lstm = json.loads((base / "lstm-step.json").read_text())
+    del lstm[third_model]  # the baseline's `extra` had no LSTM core
+    (base / "lstm-step.json").write_text(json.dumps(lstm))
+    assert _compare(tmp_path, base, _metrics(tmp_path, "cur", accuracy=PER_MODEL)) == 0
+    out = capsys.readouterr().out
+    assert "lstm-step extra" not in out and "| lstm-step sequential core, CPU step |" in out
+    assert "- LSTM cores the baseline's lstm-step did not time: extra\n" in out
 
 
 def test_a_model_without_an_lstm_core_has_no_lstm_step_row_and_needs_none(tmp_path, third_model, capsys):
@@ -387,7 +412,7 @@ COMPARE_REPORT = (
 )
 
 
-def test_the_compare_report_word_for_word(tmp_path, in_root, capsys):
+def test_the_compare_report_word_for_word(tmp_path, two_models, capsys):
     base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
     cur = _metrics(tmp_path, "cur", accuracy={"sequential": 0.2795, "parallel": 0.30}, step_ms=88.0,
                    changes={"train": {"device_name": "other cpu"}, "parallel": {"train": {"epochs": 3}}})
@@ -1149,9 +1174,9 @@ def test_ab_against_the_working_tree_reports_and_records_what_it_measured(tmp_pa
     assert 0 <= saved["warmup_s"] <= saved["wall_s"] < 120 and 0 <= saved["measured_s"] <= saved["wall_s"]
     # with nothing in common, or a head worker that fails, the working tree is named as such
     code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, head=None,
-                               names={"base": ["t1"], "head": ["t2"]})
+                               names={"base": ["t1", "t3"], "head": ["t2"]})
     assert code == 2 and err.splitlines()[-1] == ("pipeline.gate: error: base HEAD and head working tree have no benchmark "
-                                                  "in common (base: t1)")
+                                                  "in common (base: t1, t3)")
     code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, head=None,
                                fail={"head": [1, ""]})
     assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: head (working tree): benchmark worker exited: no output"
@@ -1253,3 +1278,12 @@ def test_the_revisions_compared_by_default():
     parser = gate_command._parser()
     assert parser.parse_args(["ab"]).base == "HEAD~1" and parser.parse_args(["ab"]).head is None
     assert parser.parse_args(["compare"]).baseline == "main"
+
+
+def test_a_metrics_file_that_fails_without_a_message_is_still_one_line_naming_it():
+    def read(name):
+        raise OSError()  # e.g. an interrupted read: no strerror, no message
+
+    with pytest.raises(gate.GateUsageError) as refused:
+        gate_compare._read_metrics("baseline HEAD~1", ["train-sequential.json"], read)
+    assert str(refused.value) == "baseline HEAD~1: cannot read train-sequential.json: ?"

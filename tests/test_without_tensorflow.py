@@ -27,8 +27,8 @@ BACKENDS = ("jax", "torch")
 # torch's CPU LSTM is slow (Keras's fallback loop: seconds per parallel-model step): fewer, smaller batches.
 SMALLER = {"torch": {"preprocess.train_limit": 20, "preprocess.test_limit": 10, "train.batch_size": 10,
                      "evaluate.batch_size": 10, "collapse.probe_images": 10, "lstm_step.rounds": 3}}
-STAGES = [("pipeline.stages.download",), ("pipeline.stages.preprocess",), ("pipeline.stages.train", "sequential"),
-          ("pipeline.stages.train", "parallel"), ("pipeline.stages.evaluate", "sequential"), ("pipeline.stages.evaluate", "parallel"),
+STAGES = [("pipeline.stages.download",), ("pipeline.stages.preprocess",),
+          *[(f"pipeline.stages.{stage}", m) for stage in ("train", "evaluate") for m in registry.names()],
           ("pipeline.stages.lstm_step",), ("pipeline.stages.collapse",)]
 
 
@@ -58,7 +58,7 @@ def test_every_stage_runs_and_records_its_backend(tmp_path, tiny_archive, backen
         "lstm-step.json", "collapse.json"}
     for name, values in metrics.items():
         assert values["backend"] == backend, name
-    for model in ("sequential", "parallel"):
+    for model in registry.names():
         assert metrics[f"train-{model}.json"]["loss"] == "crossentropy"
         assert 0 <= metrics[f"evaluate-{model}.json"]["test_accuracy"] <= 1
     metrics_contract.validate("lstm-step", metrics["lstm-step.json"], "lstm-step")
@@ -79,14 +79,15 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
         report = json.loads((out / f"lstm-step-gpu-{backend}.json").read_text())
         metrics_contract.validate("lstm-step", report, "lstm-step")
         assert report["backend"] == backend and report["gpu_status"].startswith("no GPU visible")
-        assert report["sequential"]["gpu_cudnn"] is None and report["sequential"]["cpu_generic"]["kernel"] == "generic"
+        core = report[next(iter(registry.lstm_cores()))]
+        assert core["gpu_cudnn"] is None and core["cpu_generic"]["kernel"] == "generic"
     protocol = json.loads((out / "gpu-protocol.json").read_text())
     metrics_contract.validate("gpu-protocol", protocol, "gpu-protocol.json")
     choice = protocol["backend_choice_core_ms"]
     assert protocol["mode"] == "cpu" and protocol["status"] == "complete"
     assert protocol["backend"] == min(choice, key=choice.get)
     assert protocol["lstm_step"] == {b: f"lstm-step-gpu-{b}.json" for b in BACKENDS}
-    for model, epochs in (("sequential", 2), ("parallel", 1)):
+    for model, epochs in ((m, 2 if i == 0 else 1) for i, m in enumerate(registry.names())):  # CPU_WORK's
         m = protocol["models"][model]
         assert (m["status"], m["train_images"], m["test_images"], protocol["batch_size"]) == ("complete", 200, 100, 10)
         assert (m["epochs"], m["epochs_completed"], m["finished"]) == (epochs, epochs, True)

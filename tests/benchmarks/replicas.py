@@ -52,8 +52,7 @@ def main() -> None:
     settings = [("none", 0), ("data_parallel", args.devices)]
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        project = scratch_params(Path(scratch), **{"models.sequential.epochs": args.epochs,
-                                                   "models.parallel.epochs": args.epochs})
+        project = scratch_params(Path(scratch), **{f"models.{m}.epochs": args.epochs for m in registry.names()})
         write_prepared(project, args.images, seed=0, normalize="raw")
         for model in args.models:
             for round_ in range(args.rounds):
