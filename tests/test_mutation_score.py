@@ -26,6 +26,9 @@ SPLIT = 'parser = cli.ArgumentParser(prog="python -m pipeline.gate", description
     (SPLIT.replace("__doc__", "GATE_DOC"), SPLIT.replace("__doc__", "GATE_DOC").replace(
         'description=GATE_DOC.split("\\n\\n")[0]', "description=None"), True),
     (NEW.replace("__doc__", "HISTORY_DOC"), NEW.replace("__doc__", "HISTORY_DOC").replace("[0]", "[1]"), True),
+    (ADD.replace(", help", ', metavar="N", help'), ADD.replace(", help", ", metavar=None, help"), True),
+    (ADD.replace(", help", ', metavar="N", help'), ADD.replace(", help", ', metavar="XXNXX", help'), True),
+    (ADD.replace(", help", ', metavar="N", help'), ADD, True),
     # what changes behaviour is not documentation: the default, the program name in error lines, the flag
     (ADD, ADD.replace('default=Path("reports/seeds")', "default=None"), False),
     (ADD, ADD.replace('"--out"', '"--OUT"'), False),
@@ -35,3 +38,12 @@ SPLIT = 'parser = cli.ArgumentParser(prog="python -m pipeline.gate", description
 ])
 def test_only_help_and_description_texts_count_as_documentation(before, after, documentation):
     assert score.documentation_only(f"--- a\n+++ b\n-    {before}\n+    {after}\n") is documentation
+
+
+def test_a_help_text_of_adjacent_literals_counts_as_documentation_but_not_the_line_around_it():
+    before = ['ab_ = sub.add_parser("ab", help="interleaved timing of two revs (runs the code of both: "',
+              '                                "use it on revisions you trust)",']
+    diff = "--- a\n+++ b\n" + "".join(f"-{line}\n" for line in before)
+    assert score.documentation_only(diff + '+ab_ = sub.add_parser("ab", help=None,\n')
+    assert score.documentation_only(diff + '+ab_ = sub.add_parser("ab", help="XXinterleavedXX" "XXuseXX",\n')
+    assert not score.documentation_only(diff + '+ab_ = sub.add_parser("AB", help=None,\n')

@@ -14,7 +14,7 @@ Reads mutmut's results (`mutants/pipeline/**/*.py.meta`) and writes, in reports/
   a refusal:
   from `equivalent.yaml` (a mutant's name -> {line: the mutated line as the diff shows it, why: the
   reasoning}; a reason whose line no longer matches the mutant is not used), or, for a survivor that
-  changes nothing but an argparse help or description text, `DOCUMENTATION_ONLY`.
+  changes nothing but an argparse help, description or metavar text, `DOCUMENTATION_ONLY`.
 
 Exits 1 when a survivor has no reasoning (a mutant that survives and can change a verdict is a missing
 test), when there are no results, or when some mutants were not checked.
@@ -47,11 +47,13 @@ def mutated_line(diff: str) -> str:
     return next((line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), "")
 
 
-# An argparse help or description text: `help="..."`, `help=None`, `description=__doc__.splitlines()[0]`
-# (or `__doc__.split("\n\n")[0]`, or a package's docstring imported as `<NAME>_DOC`).
-DOC_ARGUMENT = re.compile(r"""\b(?:help|description)=(?:None|f?"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:__doc__|[A-Z][A-Z_]*_DOC)\.split(?:lines)?\((?:"(?:[^"\\]|\\.)*")?\)\[-?\d+\])""")
-DOCUMENTATION_ONLY = ("only an argparse help or description text changes: `--help` reads differently, and no verdict, "
-                      "exit code, written number or refusal depends on it")
+# An argparse help, description or metavar text: `help="..."` (or adjacent literals "..." "..." that Python
+# joins), `help=None`, `metavar="N"`, `description=__doc__.splitlines()[0]` (or `__doc__.split("\n\n")[0]`,
+# or a package's docstring imported as `<NAME>_DOC`).
+_STRING = r"""(?:f?"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
+DOC_ARGUMENT = re.compile(rf"""\b(?:help|description|metavar)=(?:None|{_STRING}(?:\s*{_STRING})*|(?:__doc__|[A-Z][A-Z_]*_DOC)\.split(?:lines)?\((?:"(?:[^"\\]|\\.)*")?\)\[-?\d+\])""")
+DOCUMENTATION_ONLY = ("only an argparse help, description or metavar text changes: `--help` and the usage line read "
+                      "differently, and no verdict, exit code, written number or refusal depends on it")
 
 
 def _changed_lines(diff: str, sign: str) -> str:
@@ -61,7 +63,7 @@ def _changed_lines(diff: str, sign: str) -> str:
 
 
 def documentation_only(diff: str) -> bool:
-    """The mutant changes nothing but argparse help or description texts (or drops one)."""
+    """The mutant changes nothing but argparse help, description or metavar texts (or drops one)."""
     # a help text with %-formatting (%(default)s) can make --help fail when mutated: not excused
     return (_changed_lines(diff, "-") == _changed_lines(diff, "+") and DOC_ARGUMENT.search(diff) is not None
             and "%" not in diff)
