@@ -8,9 +8,10 @@ gives its fields and, in each top-level field's `x-role`, what the field is:
 - `record`: descriptive, never compared (device strings, the tutorial's reported numbers).
 
 The stages and gpu-check (its gpu-protocol.json) write through `write`, which validates before anything
-is written; the gate, history and the report read the key lists (`settings`, `environment`) and
-`same_settings` from here. Records
-that lack a setting are read with the value their writer implied (`IMPLIED`).
+is written. `same_settings` is the one test of "same settings": the gate refuses (or, allowed, leaves
+ungated) two runs it finds different. History and the report keep runs apart by the same `settings` and
+also by `environment` (their series and seed pools hold runs of one machine and software). Records that
+lack a setting are read with the value their writer implied (`IMPLIED`).
 """
 
 from __future__ import annotations
