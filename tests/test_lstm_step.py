@@ -100,7 +100,8 @@ def test_gpu_check_weighs_each_model_by_its_core_or_by_the_cores_mean_without_on
     assert [gpu_check.work_ms(report, m, cpu=True) for m in ("sequential", "parallel")] == [50.0, 150.0]
     # registries of their own (the module's dict is swapped, not edited, so its order stays as it is)
     coreless = dataclasses.replace(registry.MODELS["sequential"], name="coreless", lstm_core=None)
-    monkeypatch.setattr(registry, "MODELS", {**registry.MODELS, "coreless": coreless})
+    tutorial = {m: registry.MODELS[m] for m in ("sequential", "parallel")}
+    monkeypatch.setattr(registry, "MODELS", {**tutorial, "coreless": coreless})
     assert gpu_check.work_ms(report, "coreless", cpu=True) == 100.0
     monkeypatch.setattr(registry, "MODELS", {"coreless": coreless})
     assert gpu_check.work_ms({}, "coreless", cpu=True) == 1.0  # no core timed at all: epochs alone weigh
