@@ -307,12 +307,13 @@ def test_a_baseline_revision_without_a_model_makes_it_new_not_an_error(tmp_path,
 def test_a_model_that_gained_an_lstm_core_is_noted_not_an_error(tmp_path, third_model, capsys):
     base = _metrics(tmp_path, "base", accuracy=PER_MODEL)
     lstm = json.loads((base / "lstm-step.json").read_text())
-    del lstm[third_model]  # the baseline's `extra` had no LSTM core
+    del lstm[third_model], lstm["sequential"]  # the baseline's `extra` and `sequential` had no LSTM core
     (base / "lstm-step.json").write_text(json.dumps(lstm))
     assert _compare(tmp_path, base, _metrics(tmp_path, "cur", accuracy=PER_MODEL)) == 0
     out = capsys.readouterr().out
-    assert "lstm-step extra" not in out and "| lstm-step sequential core, CPU step |" in out
-    assert "- LSTM cores the baseline's lstm-step did not time: extra\n" in out
+    assert "lstm-step extra" not in out and "lstm-step sequential" not in out
+    assert "| lstm-step parallel core, CPU step |" in out
+    assert "- LSTM cores the baseline's lstm-step did not time: sequential, extra\n" in out
 
 
 def test_a_model_without_an_lstm_core_has_no_lstm_step_row_and_needs_none(tmp_path, third_model, capsys):
@@ -1209,6 +1210,26 @@ def test_a_base_with_nothing_to_benchmark_is_one_line_or_with_the_flag_a_notice(
             assert lines == [] and f"- no A/B baseline: {message}" in out
 
 
+def test_a_missing_baseline_notice_is_also_the_report_file(tmp_path, scratch_repo, monkeypatch, capsys):
+    report = tmp_path / "gate.md"
+    code, out, _ = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, fail={"base": NOTHING},
+                               extra=("--allow-missing-baseline", "--report", str(report)))
+    assert code == 0 and report.read_text() == out.removesuffix("\n")
+    assert "- no A/B baseline: base (HEAD): benchmark worker exited: this rev has nothing to benchmark; speed not gated.\n" in out
+
+
+def test_a_bad_params_yaml_is_named_with_overrides_only_when_there_are_some(tmp_path, root, monkeypatch, capsys):
+    mapping = params.load_mapping(root / "params.yaml")
+    mapping["models"]["parallel"]["epochs"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(mapping))
+    monkeypatch.chdir(tmp_path)
+    problem = "models.parallel.epochs = 0 is invalid; allowed: >= 1"
+    assert gate_command.main(["compare", "--baseline-dir", "b", "--current-dir", "c"]) == 2
+    assert capsys.readouterr().err == f"pipeline.gate: error: params.yaml: {problem}\n"
+    assert gate_command.main(["ab", "--processes", "2"]) == 2
+    assert capsys.readouterr().err == f"pipeline.gate: error: params.yaml with the command-line overrides: {problem}\n"
+
+
 def test_a_worker_that_exits_without_a_word_says_so(tmp_path, scratch_repo, monkeypatch, capsys):
     code, _, err = _standin_ab(tmp_path, monkeypatch, capsys, [[100.0]] * 2, [[100.0]] * 2, fail={"head": [1, ""]})
     assert code == 2 and err.splitlines()[-1] == "pipeline.gate: error: head (HEAD): benchmark worker exited: no output"
@@ -1229,6 +1250,18 @@ def test_a_revision_that_git_would_read_as_an_option_is_refused(scratch_repo, ca
     assert err == (f"pipeline.gate: error: {option} {value!r}: not a revision (a revision never starts with '-' and is "
                    "not empty)\n")
     assert sorted(p.name for p in repo.iterdir()) == before  # git wrote nothing
+
+
+def test_the_help_of_each_command_word_for_word(in_root, capsys, monkeypatch):
+    """tests/fixtures/gate-help.txt: `--help` of the gate, compare and ab at 100 columns, as Python 3.11's
+    argparse lays it out (regenerate it when a help text changes on purpose)."""
+    monkeypatch.setenv("COLUMNS", "100")
+    shown = []
+    for args in ([], ["compare"], ["ab"]):
+        with pytest.raises(SystemExit):
+            gate_command.main([*args, "--help"])
+        shown.append(capsys.readouterr().out)
+    assert "\n".join(shown) == (ROOT / "tests" / "fixtures" / "gate-help.txt").read_text()
 
 
 def test_the_ab_help_says_both_revisions_code_is_run(in_root, capsys):

@@ -454,6 +454,7 @@ LIMIT = "more than 320,000 objects, memo writes and marks, or stack entries"
     "payload",
     [
         pickles.Asm().op(b"]" + b"}a" * (unpickler.MAX_ITEMS // 2 + 1)).stop(),  # objects, the stack never above 2
+        pickles.Asm().op(b"]" + b"]a" * (unpickler.MAX_ITEMS // 2 + 1)).stop(),  # the same with lists
         pickles.Asm().op(b"N" * (unpickler.MAX_ITEMS + 1)).op(b"t").stop(),  # stack depth alone (NONE counts nothing)
         pickles.Asm().op(b"]" + b"Na" * (unpickler.MAX_ITEMS + 1)).stop(),  # items, the stack never above 2
         _memo_flood(),  # distinct memo keys: a dict entry each
@@ -461,7 +462,7 @@ LIMIT = "more than 320,000 objects, memo writes and marks, or stack entries"
         pickles.Asm().op(b"]" + b"(e" * (unpickler.MAX_ITEMS + 1)).stop(),  # opcodes that make nothing
         pickles.Asm().op(b"N" + b"q\x00" * (unpickler.MAX_ITEMS + 1)).stop(),  # ... or rewrite one memo entry
     ],
-    ids=["objects", "stack", "items", "memo", "marks", "empty-appends", "memo-rewrites"],
+    ids=["objects", "lists", "stack", "items", "memo", "marks", "empty-appends", "memo-rewrites"],
 )
 def test_each_count_is_bounded_on_its_own(payload):
     """Each stream stresses one count and keeps the others small, so removing any one limit fails a case."""
