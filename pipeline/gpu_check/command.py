@@ -115,11 +115,11 @@ def check(out_dir: Path, cpu: bool, budget_s: float) -> None:
         result.update(status="complete" if not failures else "failed: " + "; ".join(failures),
                       wall_s=round(run.elapsed(), 1))
         try:
-            metrics.write("gpu-protocol", out_dir / "gpu-protocol.json", result)
+            metrics.validate("gpu-protocol", result, out_dir / "gpu-protocol.json")
         except PipelineError as exc:  # a bug: keep what was measured, marked failed, and copy it nowhere
             failures.append(str(exc))
             result["status"] = "failed: " + "; ".join(failures)
-            write_json(out_dir / "gpu-protocol.json", result)
+        write_json(out_dir / "gpu-protocol.json", result)
         if not cpu and not failures:  # only a complete GPU run goes into the checkout's metrics/
             for name in [f"lstm-step-gpu-{b}.json" for b in BACKENDS] + ["gpu-protocol.json"]:
                 write_json(ROOT / "metrics" / name, json.loads((out_dir / name).read_text()))
