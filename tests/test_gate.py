@@ -383,6 +383,10 @@ def test_a_baseline_rev_lists_its_metrics_files(tmp_path, monkeypatch):
     monkeypatch.chdir(repo)
     assert gate_compare.files_at_rev("HEAD", "metrics") == {"evaluate-a.json", "train-b.json"}
     assert gate_compare.files_at_rev("HEAD", "nothing") == set() and gate_compare.files_at_rev("no-such-rev", "metrics") == set()
+    (repo / "evaluate-c.json").write_text("{}")  # a metrics_dir of "." lists the top level: names without a slash
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "top"], cwd=repo, check=True)
+    assert gate_compare.files_at_rev("HEAD", ".") == {"evaluate-c.json", "metrics"}
 
 
 # The whole compare report for one case that uses every part of it: one model 61 images down (fails), the

@@ -202,7 +202,8 @@ def compare(
 
     `drops` holds each current model's allowed accuracy drop (params.yaml's models.<model>.max_accuracy_drop).
     A current model whose files `base` lacks is new: an advisory row. `removed` ({model: its evaluate file in
-    `base`}) are the baseline's models that the current run no longer has: an advisory row each.
+    `base`}) are the baseline's models that the current run no longer has: an advisory row each. An LSTM
+    core that the baseline's lstm-step did not time (a model that gained one) has no timing row, only a note.
     Runs of different settings are refused (SettingsChanged), unless `allow_new_settings`: then a model
     whose train or evaluate settings changed gets an advisory accuracy row, and the others are gated."""
     removed = removed or {}
