@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipeline.lib import metrics, registry
+from pipeline.lib import metrics, params, registry
 from pipeline.lib.params import PipelineError
 from tests.project import ROOT
 
@@ -180,3 +180,12 @@ def test_gpu_check_keeps_a_record_its_schema_refuses_and_fails_on_it(tmp_path, m
     assert kept["status"].startswith("failed: ") and kept["models"]["sequential"]["test_accuracy"] == 59.27
     last = (tmp_path / "out" / "gpu-check.log").read_text().strip().splitlines()[-1]
     assert last.split("]: ", 1)[1].startswith("failed: ")  # the log still gets its last line
+
+
+@pytest.mark.parametrize("kind", metrics.KINDS)
+def test_the_schemas_name_the_losses_and_normalizations_params_allows(kind):
+    """params.py holds the one list of each; a schema that writes one out must write the same."""
+    properties = metrics.schema(kind)["properties"]
+    for key, allowed in (("loss", params.LOSSES), ("normalize", params.NORMALIZE_MODES)):
+        if key in properties:
+            assert tuple(properties[key]["enum"]) == allowed, (kind, key)
