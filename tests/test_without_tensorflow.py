@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.gpu_check.protocol import CPU_WORK
 from pipeline.lib import environment, registry
 from pipeline.lib import metrics as metrics_contract
 from tests.conftest import MIRROR_TOOL
@@ -87,7 +88,8 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert protocol["mode"] == "cpu" and protocol["status"] == "complete"
     assert protocol["backend"] == min(choice, key=choice.get)
     assert protocol["lstm_step"] == {b: f"lstm-step-gpu-{b}.json" for b in BACKENDS}
-    for model, epochs in ((m, 2 if i == 0 else 1) for i, m in enumerate(registry.names())):  # CPU_WORK's
+    assert (CPU_WORK["models.sequential.epochs"], CPU_WORK["models.parallel.epochs"]) == (2, 1)
+    for model, epochs in ((m, CPU_WORK[f"models.{m}.epochs"]) for m in registry.names()):
         m = protocol["models"][model]
         assert (m["status"], m["train_images"], m["test_images"], protocol["batch_size"]) == ("complete", 200, 100, 10)
         assert (m["epochs"], m["epochs_completed"], m["finished"]) == (epochs, epochs, True)
