@@ -86,6 +86,9 @@ class Paths:
     def train_history(self, name: str) -> Path:
         return Path(self.plots_dir) / f"train-{name}.csv"
 
+    def heldout_curve(self, name: str) -> Path:
+        return Path(self.plots_dir) / f"heldout-{name}.csv"
+
     def confusion(self, name: str) -> Path:
         return Path(self.plots_dir) / f"confusion-{name}.csv"
 
@@ -136,6 +139,9 @@ class Model:
     max_accuracy_drop: float = dataclasses.field(
         metadata=_check(lambda v: 0 <= v <= 1, "0 .. 1 (absolute test accuracy)")
     )
+    # held-out scoring during training (pipeline/lib/heldout.py) and the accuracy whose first reaching it times
+    evals_per_epoch: int = dataclasses.field(metadata=_check(positive, ">= 1"))
+    target_accuracy: float = dataclasses.field(metadata=_check(lambda v: 0 < v <= 1, "0 < target <= 1"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,22 +24,34 @@ import pandas as pd
 
 from pipeline.lib import data, distribute, models, stats
 from pipeline.lib.atomic import atomic_output, write_json
+from pipeline.lib.heldout import HeldOut
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Wall-clock time at the end of every training step and epoch, across several fit() calls."""
+    """Wall-clock time at the end of every training step and epoch, across several fit() calls.
+
+    Its `clock` is perf_counter less the time other callbacks declared as not training (`exclude`: the
+    held-out evaluations of pipeline/lib/heldout.py), so that steps and epochs time training alone.
+    """
 
     def __init__(self):
         super().__init__()
         self.start = time.perf_counter()
+        self.excluded = 0.0
         self.step_ends: list[float] = []
         self.epoch_ends: list[float] = []
 
+    def clock(self) -> float:
+        return time.perf_counter() - self.excluded
+
+    def exclude(self, seconds: float) -> None:
+        self.excluded += seconds
+
     def on_train_batch_end(self, batch, logs=None):
-        self.step_ends.append(time.perf_counter())
+        self.step_ends.append(self.clock())
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch_ends.append(time.perf_counter())
+        self.epoch_ends.append(self.clock())
 
 
 def timing_summary(timer: StepTimer, num_images: int, batch_size: int, epochs: int) -> dict:
@@ -137,12 +149,12 @@ class EpochLoop:
     """
 
     def __init__(self, model: keras.Model, images: np.ndarray, targets: np.ndarray, *, seed: int, batch_size: int,
-                 epochs: int, replicas: distribute.Replicas, callbacks=(), verbose=None):
+                 epochs: int, replicas: distribute.Replicas, callbacks=(), verbose=None, timer=None):
         self.model, self.images, self.targets = model, images, targets
         self.seed, self.batch_size, self.epochs, self.replicas = seed, batch_size, epochs, replicas
         self.callbacks = list(callbacks)
         self.verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
-        self.timer, self.stop = StepTimer(), StopOnSignal()
+        self.timer, self.stop = timer or StepTimer(), StopOnSignal()
 
     def run(self, epoch: int) -> dict[str, float]:
         """Train epoch `epoch` (0-based); its last logged value of each metric. `began` is the clock
@@ -171,8 +183,9 @@ def data_digest(split: data.Split) -> str:
 
 def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_rate: float, epochs: int,
         loss: str = "crossentropy", checkpoint_dir=None, verbose=None, callbacks=(),
-        replicas: distribute.Replicas | None = None,
-        time_limit_s: float | None = None) -> tuple[keras.Model, pd.DataFrame, dict]:
+        replicas: distribute.Replicas | None = None, time_limit_s: float | None = None,
+        heldout: data.Split | None = None, evals_per_epoch: int = 1,
+        eval_batch_size: int = 100) -> tuple[keras.Model, pd.DataFrame, dict]:
     """Build and train `name` on `split`; return the tutorial's model (`models.classifier`: softmax
     output, the one to save and score), its per-epoch history and timing.
 
@@ -184,6 +197,9 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
     (from `distribute.setup`) trains data-parallel; by default on the backend's default device.
     `time_limit_s` caps the wall clock of this call: no epoch starts that the previous epoch's duration
     says would end past it (`timing["stopped_at_time_limit"]`; the checkpoint lets a later call go on).
+    `heldout` (the test split) is scored `evals_per_epoch` times per epoch (`heldout.HeldOut`, batches of
+    `eval_batch_size`): `timing["heldout_curve"]` holds its rows, also across a resume, and
+    `timing["heldout_eval_seconds"]` the time spent scoring, which no other timing includes.
     """
     replicas = replicas or distribute.SINGLE
     with replicas.scope():  # build, resume and train inside the distribution engine, if any
@@ -196,14 +212,25 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
                 "model": name, "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate, "loss": loss,
                 "from_logits": models.FROM_LOGITS[loss],
                 "epochs": epochs, "data_md5": data_digest(split), "backend": keras.config.backend(),
-                "replicas": replicas.count})
+                "replicas": replicas.count,
+                **({"heldout_md5": data_digest(heldout), "evals_per_epoch": evals_per_epoch,
+                    "eval_batch_size": eval_batch_size} if heldout is not None else {})})
             resumed = checkpoint.load()
             if resumed:
                 model, done, rows, timing = resumed
                 print(f"train-{name}: resuming after epoch {done} from {checkpoint_dir}", flush=True)
+        timer = StepTimer()
+        curve = list((timing or {}).get("heldout_curve", []))
+        scoring = None
+        if heldout is not None:
+            scoring = HeldOut(heldout.images, heldout.labels, train_images=len(targets), batch_size=batch_size,
+                              evals_per_epoch=evals_per_epoch, eval_batch_size=eval_batch_size,
+                              from_logits=models.FROM_LOGITS[loss], timer=timer,
+                              seconds_before=curve[-1]["train_seconds"] if curve else 0.0)
+            callbacks = [*callbacks, scoring]
         loop = EpochLoop(model, split.images, targets, seed=seed, batch_size=batch_size, epochs=epochs,
-                         replicas=replicas, callbacks=callbacks, verbose=verbose)
-        timer, stop = loop.timer, loop.stop
+                         replicas=replicas, callbacks=callbacks, verbose=verbose, timer=timer)
+        stop = loop.stop
         previous = {sig: signal.signal(sig, stop.note) for sig in (signal.SIGINT, signal.SIGTERM)}
         stopped = False
         try:
@@ -224,6 +251,9 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
                 })
                 timing = {**timing_summary(timer, len(targets), batch_size, epoch + 1 - done),
                           "resumed_after_epoch": done}
+                if scoring:
+                    timing.update(heldout_curve=curve + scoring.rows,
+                                  heldout_eval_seconds=round(scoring.eval_seconds, 3))
                 if checkpoint:
                     checkpoint.save(model, epoch + 1, rows, timing)
         finally:

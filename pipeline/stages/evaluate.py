@@ -22,9 +22,9 @@ import time
 import keras
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
+from sklearn.metrics import confusion_matrix
 
-from pipeline.lib import cli, data, environment, models, params, registry
+from pipeline.lib import cli, data, environment, heldout, models, params, registry
 from pipeline.lib.atomic import atomic_output
 from pipeline.lib.metrics import write as write_metrics
 from pipeline.lib.params import PipelineError
@@ -37,15 +37,14 @@ def evaluate(model: keras.Model, split: data.Split, batch_size: int, name: str) 
     start = time.perf_counter()
     probs = model.predict(split.images, batch_size=batch_size, verbose=1 if sys.stdout.isatty() else 0)
     seconds = time.perf_counter() - start
-    probs = probs.astype(np.float64)
-    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+    accuracy, loss, _ = heldout.score(probs, split.labels)  # the arithmetic of the train stage's held-out curve
     predicted = probs.argmax(axis=1)
     labels = list(range(models.NUM_CLASSES))
     confusion = confusion_matrix(split.labels, predicted, labels=labels)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
     metrics = {
-        "test_accuracy": round(float(accuracy_score(split.labels, predicted)), 5),
-        "test_loss": round(float(log_loss(split.labels, probs, labels=labels)), 5),
+        "test_accuracy": round(accuracy, 5),
+        "test_loss": round(loss, 5),
         "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(split.class_names, per_class)},
         "test_images": int(len(split.labels)),
         "inference_images_per_s": round(len(split.labels) / seconds, 2),

@@ -2,9 +2,16 @@
 
     python -m pipeline.stages.train <model>      (a model of pipeline/lib/registry.py)
 
-Reads params `train.*`, `models.<model>.epochs` and `<paths.prepared_dir>/train.npz`.
-Writes `<paths.models_dir>/<model>.keras`, `<paths.metrics_dir>/train-<model>.json` and the per-epoch
-history `<paths.plots_dir>/train-<model>.csv` (paths from `params.Paths`).
+Reads params `train.*`, `models.<model>.{epochs,evals_per_epoch,target_accuracy}`, `evaluate.batch_size`,
+`<paths.prepared_dir>/train.npz` and the held-out `test.npz`.
+Writes `<paths.models_dir>/<model>.keras`, `<paths.metrics_dir>/train-<model>.json`, the per-epoch
+history `<paths.plots_dir>/train-<model>.csv` and the held-out curve `<paths.plots_dir>/heldout-<model>.csv`
+(paths from `params.Paths`).
+
+The held-out curve (pipeline/lib/heldout.py): the test images scored `evals_per_epoch` times per epoch,
+never used for a decision; the metrics hold it (`heldout_curve`) and the time to the model's target
+accuracy read from it: `images_to_target`, `epochs_to_target`, `seconds_to_target` (training seconds,
+the scoring excluded), or null for each and `target_reached: false`, with the best score reached.
 
 Resumable: every completed epoch is checkpointed in `<paths.checkpoints_dir>/<model>/`, which is
 machine-local (no DVC output, never pushed; see dvc.yaml), so a run killed midway continues from its
@@ -20,7 +27,9 @@ from __future__ import annotations
 
 import math
 
-from pipeline.lib import cli, data, distribute, environment, params, registry, training
+import pandas as pd
+
+from pipeline.lib import cli, data, distribute, environment, heldout, params, registry, training
 from pipeline.lib.atomic import atomic_output
 from pipeline.lib.metrics import write as write_metrics
 
@@ -39,7 +48,12 @@ def main(argv=None) -> None:
     cfg = p.train
     replicas = distribute.setup(cfg.distribution, cfg.devices, cfg.batch_size)  # before any device work
     split = data.load_split(p.paths.train_arrays)
-    epochs = p.models[name].epochs
+    test = data.load_split(p.paths.test_arrays)
+    if test.normalize != split.normalize:
+        raise params.PipelineError(f"{p.paths.test_arrays}: normalize={test.normalize}, but "
+                                   f"{p.paths.train_arrays} has {split.normalize}; rerun the preprocess stage")
+    model_cfg = p.models[name]
+    epochs = model_cfg.epochs
     print(f"train-{name}: {len(split.labels)} images, {epochs} epochs, batch {cfg.batch_size}, "
           f"lr {cfg.learning_rate}, loss {cfg.loss}, seed {cfg.seed}, normalize={split.normalize}, "
           f"{cfg.distribution} on {replicas.count} replica(s): {', '.join(replicas.devices)}")
@@ -47,11 +61,17 @@ def main(argv=None) -> None:
     model, history, timing = training.fit(name, split, seed=cfg.seed, batch_size=cfg.batch_size,
                                           learning_rate=cfg.learning_rate, epochs=epochs, loss=cfg.loss,
                                           checkpoint_dir=checkpoint_dir, replicas=replicas,
-                                          time_limit_s=args.time_limit_s)
+                                          time_limit_s=args.time_limit_s, heldout=test,
+                                          evals_per_epoch=model_cfg.evals_per_epoch,
+                                          eval_batch_size=p.evaluate.batch_size)
+    curve = timing.pop("heldout_curve")
     with atomic_output(p.paths.model(name)) as tmp:
         model.save(tmp)
     with atomic_output(p.paths.train_history(name)) as tmp:
         history.to_csv(tmp)
+    with atomic_output(p.paths.heldout_curve(name)) as tmp:
+        pd.DataFrame(curve, columns=heldout.CURVE_COLUMNS).to_csv(tmp, index=False)
+    reached = heldout.to_target(curve, model_cfg.target_accuracy, len(test.labels), len(split.labels))
     metrics = {
         "model": name,
         "param_count": model.count_params(),
@@ -67,6 +87,10 @@ def main(argv=None) -> None:
         "final_train_loss": round(float(history["loss"].iloc[-1]), 5),
         "final_train_accuracy": round(float(history["accuracy"].iloc[-1]), 5),
         **timing,
+        "heldout_images": len(test.labels),
+        "evals_per_epoch": model_cfg.evals_per_epoch,
+        **reached,
+        "heldout_curve": curve,
         **environment.record(),
     }
     write_metrics("train", p.paths.train_metrics(name), metrics)
@@ -77,6 +101,11 @@ def main(argv=None) -> None:
     training.Checkpoint(checkpoint_dir, {}).clear()
     print(f"train-{name}: {metrics['train_images_per_s']} images/s steady state, "
           f"compile {metrics['compile_seconds']} s -> {p.paths.model(name)}")
+    print(f"train-{name}: " + (
+        f"held-out {reached['target_accuracy']} reached after {reached['images_to_target']} images "
+        f"({reached['epochs_to_target']} epochs, {reached['seconds_to_target']} s of training)"
+        if reached["target_reached"] else
+        f"held-out {reached['target_accuracy']} not reached (best {reached['best_heldout_accuracy']})"))
 
 
 if __name__ == "__main__":
