@@ -18,9 +18,17 @@ The report reads every experiment and commit that `dvc exp show --json` lists (`
 every commit, not only HEAD's) and takes each run's settings from its own metrics files, which record
 what produced them, so an experiment that retrained one model does not count the other model's
 unchanged metrics as a new run. Rows are one per (setting, seed); when the same seed of a setting
-appears more than once, the newest counts. A train-stage run needs both `train-<model>.json` and
-`evaluate-<model>.json` (target `evaluate@<model>`, not `train@<model>`); each seed of the `collapse`
-stage is a run of its own, labelled with its arm (keras3, keras2).
+appears more than once, the newest counts. A train-stage run needs `train-<model>.json` and either
+`evaluate-<model>.json` or a held-out curve in its train record, whose last point is the same score of the
+same test images (pipeline/lib/heldout.py); each seed of the `collapse` stage is a run of its own,
+labelled with its arm (keras3, keras2).
+
+Time to target: for the runs whose train record holds a held-out curve, the epochs each seed needed to
+reach params.yaml's `models.<model>.target_accuracy`, read from its curve (so every run is read at the
+same target, whatever target it recorded), as mean +- sd over the seeds with the fastest and slowest
+seed; a seed that never reached it is counted apart (`not_reached`). Runs of the tutorial's protocol
+are read at the tutorial's own reported accuracy instead, where the tutorial's run learned (a reported
+accuracy of at least params.COLLAPSED_BELOW): when do we first reach what it reported?
 
 Writes `<out>.md` (the table), `<out>.csv` (the same numbers) and `<out>-runs.csv` (one row per run).
 """
@@ -35,7 +43,7 @@ import pandas as pd
 
 from pipeline import runs as exported
 
-from pipeline.lib import cli, metrics, params, registry
+from pipeline.lib import cli, heldout, metrics, params, registry
 from pipeline.lib.atomic import write_text
 from pipeline.lib.params import PipelineError
 
@@ -74,33 +82,55 @@ def experiments(all_commits: bool) -> list[dict]:
     return found
 
 
-def runs(found: list[dict], paths: params.Paths) -> pd.DataFrame:
-    """One row per (setting, seed): the train stages' runs and the collapse stage's seeds."""
+def runs(found: list[dict], paths: params.Paths, targets: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per (setting, seed): the train stages' runs and the collapse stage's seeds; `targets` ({model:
+    target accuracy}, params.yaml's) are what the runs' curves are read at (none: no time to target)."""
+    targets = targets or {}
     rows = []
     for exp in found:
         try:
-            rows += _rows(exp, paths)
+            rows += _rows(exp, paths, targets)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise PipelineError(f"run {exp['name']} ({exp['rev'][:7]}): its metrics files lack what the report "
                                 f"needs ({type(exc).__name__}: {exc})") from None
-    table = pd.DataFrame(rows, columns=[*SETTING, "seed", "test_accuracy", "experiment", "rev", "timestamp"])
+    table = pd.DataFrame(rows, columns=[*SETTING, "seed", "test_accuracy", "heldout_images", "target_accuracy",
+                                        "epochs_to_target", "experiment", "rev", "timestamp"])
     table = table.sort_values("timestamp").drop_duplicates([*SETTING, "seed"], keep="last")
     return table.sort_values([*SETTING, "seed"]).reset_index(drop=True)
 
 
-def _rows(exp: dict, paths: params.Paths) -> list[dict]:
+def _time_to_target(trained: dict, target: float | None) -> dict:
+    """The epochs a train record's curve took to `target` (NaN: not reached; absent: no curve)."""
+    curve = trained.get("heldout_curve")
+    if not curve or target is None:
+        return {}
+    reached = heldout.to_target(curve, target, trained["heldout_images"], trained["train_images"])
+    return {"heldout_images": trained["heldout_images"], "target_accuracy": target,
+            "epochs_to_target": reached["epochs_to_target"] if reached["target_reached"] else float("nan")}
+
+
+def _rows(exp: dict, paths: params.Paths, targets: dict[str, float]) -> list[dict]:
     """One run's rows: its train stages' runs and its collapse study's seeds."""
     rows = []
     m = exp["metrics"]
     where = {"experiment": exp["name"], "rev": exp["rev"][:7], "timestamp": exp["timestamp"]}
     for name in registry.names():
         trained, scored = m.get(str(paths.train_metrics(name))), m.get(str(paths.evaluate_metrics(name)))
-        if not trained or not scored or "test_accuracy" not in scored:
+        if not trained:
             continue
-        rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"],
-                     **{k: metrics.value("train", trained, k) for k in SETTING[2:]},
-                     "test_images": metrics.value("evaluate", scored, "test_images"),
-                     "test_accuracy": scored["test_accuracy"], **where})
+        if scored and "test_accuracy" in scored:
+            accuracy = scored["test_accuracy"]
+        elif trained.get("heldout_curve"):
+            accuracy = trained["heldout_curve"][-1]["heldout_accuracy"]  # the final model on the test images
+        else:
+            continue
+        settings = {k: metrics.value("train", trained, k) for k in SETTING[2:]}
+        target = targets.get(name)
+        if tutorial_protocol(name, **{k: settings[k] for k in TUTORIAL_KEYS}) \
+                and REPORTED_ACCURACY[name] >= params.COLLAPSED_BELOW:
+            target = REPORTED_ACCURACY[name]
+        rows.append({"model": name, "source": f"train-{name}", "seed": trained["seed"], **settings,
+                     "test_accuracy": accuracy, **_time_to_target(trained, target), **where})
     study = m.get(str(paths.collapse_metrics))
     for arm in params.COLLAPSE_ARMS if study else ():
         for seed, run in (study.get(arm) or {}).get("per_seed", {}).items():
@@ -113,6 +143,30 @@ def _rows(exp: dict, paths: params.Paths) -> list[dict]:
 
 REPORTED_ACCURACY = {name: m.reported.accuracy for name, m in registry.MODELS.items() if m.reported}
 REPORTED_EPOCHS = {name: m.reported.epochs for name, m in registry.MODELS.items() if m.reported}
+TUTORIAL_KEYS = ("normalize", "loss", "train_images", "epochs")
+
+
+def tutorial_protocol(model, normalize, loss, train_images, epochs):
+    """Whether a run (or, given Series, each row) follows the tutorial's protocol for `model`: raw pixels,
+    the logit-based loss (docs/findings.md), all 50,000 images, the reported epochs."""
+    reported = REPORTED_EPOCHS.get(model) if isinstance(model, str) else model.map(REPORTED_EPOCHS)
+    return (normalize == "raw") & (loss == "crossentropy") & (train_images == 50_000) & (epochs == reported)
+
+
+def time_to_target(rows: pd.DataFrame) -> pd.Series:
+    """Epochs to target over the seeds of one setting that recorded a curve: mean +- sd, fastest, slowest."""
+    curved = rows[rows["target_accuracy"].notna()]
+    reached = curved[curved["epochs_to_target"].notna()].sort_values(["epochs_to_target", "seed"])
+    epochs = reached["epochs_to_target"]
+    shown = {1: f"{epochs.mean():.2f} (1 seed)"}.get(len(epochs), f"{epochs.mean():.2f} ± {epochs.std():.2f} "
+                                                                   f"({len(epochs)} seeds)")
+    ends = [f"{e:g} (seed {int(s)})" for e, s in zip(reached["epochs_to_target"], reached["seed"])]
+    return pd.Series({
+        "target": f"{curved['target_accuracy'].iloc[0]:g}" if len(curved) else "",
+        "epochs_to_target": shown if len(epochs) else "" if curved.empty else "-",
+        "fastest": ends[0] if ends else "", "slowest": ends[-1] if ends else "",
+        "not_reached": str(len(curved) - len(reached)) if len(curved) else "",
+    })
 
 
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:
@@ -121,11 +175,10 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     summary = grouped["test_accuracy"].agg(runs="count", mean="mean", std="std", min="min", max="max")
     summary["collapsed"] = grouped["test_accuracy"].apply(lambda a: int((a < params.COLLAPSED_BELOW).sum()))
     summary["seeds"] = grouped["seed"].apply(lambda s: ",".join(str(int(v)) for v in sorted(s)))
+    summary = summary.join(grouped[["seed", "target_accuracy", "epochs_to_target"]].apply(time_to_target))
     summary = summary.reset_index()
-    tutorial = (summary["source"].str.startswith("train-") & (summary["normalize"] == "raw")
-                & (summary["loss"] == "crossentropy")
-                & (summary["train_images"] == 50_000)
-                & (summary["epochs"] == summary["model"].map(REPORTED_EPOCHS)))
+    tutorial = summary["source"].str.startswith("train-") & tutorial_protocol(
+        summary["model"], *(summary[k] for k in TUTORIAL_KEYS))
     summary["tutorial"] = summary["model"].map(REPORTED_ACCURACY).where(tutorial)
     return summary
 
@@ -156,6 +209,11 @@ def markdown(summary: pd.DataFrame) -> str:
         "range",
         "collapsed",
         "tutorial",
+        "target",
+        "epochs_to_target",
+        "fastest",
+        "slowest",
+        "not_reached",
     ]
     return shown[columns].to_markdown(index=False, disable_numparse=True) + "\n"
 
@@ -170,7 +228,8 @@ def main(argv=None) -> None:
     p = params.load()
     if args.runs and not args.runs.is_dir():
         raise PipelineError(f"--runs {args.runs}: no such directory")
-    table = runs(exported.load(args.runs) if args.runs else experiments(args.all_commits), p.paths)
+    targets = {m: p.models[m].target_accuracy for m in registry.names()}
+    table = runs(exported.load(args.runs) if args.runs else experiments(args.all_commits), p.paths, targets)
     if table.empty:
         raise PipelineError(
             "no run has train-<model>.json with evaluate-<model>.json, or collapse.json; "

@@ -45,12 +45,18 @@ def follow_the_page(project) -> str:
                              flags=re.MULTILINE))
     dvc_yaml = project / "dvc.yaml"
     text = dvc_yaml.read_text()
+    head, plots = text.split("\nplots:\n", 1)
+    charts = re.split(r"(?m)^(?=  - )", plots)
+    given = {}  # column -> charts drawing it that already have their line, in order
     for line in blocks["Add one line under"].splitlines():
         column = line.rsplit(": ", 1)[1]
-        # after the last curve line of the chart that draws this column
-        last = [m for m in re.finditer(rf"^ +\S+\.csv: {column}\n", text, re.MULTILINE)][-1]
-        text = text[:last.end()] + line + "\n" + text[last.end():]
-    dvc_yaml.write_text(text)
+        drawing = [i for i, chart in enumerate(charts) if re.search(rf"^ +\S+\.csv: {column}$", chart, re.MULTILINE)]
+        i = drawing[given.setdefault(column, 0)]
+        given[column] += 1
+        # after the last curve line of the chart
+        last = list(re.finditer(rf"^ +\S+\.csv: {column}\n", charts[i], re.MULTILINE))[-1]
+        charts[i] = charts[i][:last.end()] + line + "\n" + charts[i][last.end():]
+    dvc_yaml.write_text(head + "\nplots:\n" + "".join(charts))
     return name
 
 
@@ -75,10 +81,11 @@ def test_a_model_added_as_the_page_says_is_trained_scored_timed_gated_drawn_and_
     set_params(project, **{f"models.{name}.epochs": 1})  # the tiny profile's one epoch, as for the others
     charts = yaml.safe_load((project / "dvc.yaml").read_text())["plots"]
     assert [{curve.split("/")[-1] for curve in chart["y"]} for plot in charts for chart in plot.values()] == [
-        {f"train-{m}.csv" for m in ("sequential", "parallel", name)}] * 2
+        {f"{kind}-{m}.csv" for m in ("sequential", "parallel", name)} for kind in ("heldout",) * 2 + ("train",) * 2]
     mapping = yaml.safe_load((project / "params.yaml").read_text())
     assert list(mapping["models"]) == [name, "sequential", "parallel"]
-    assert mapping["models"][name] == {"epochs": 1, "max_accuracy_drop": 0.03}
+    assert mapping["models"][name] == {"epochs": 1, "max_accuracy_drop": 0.03, "evals_per_epoch": 4,
+                                       "target_accuracy": 0.25}
 
     ran = stages_ran(run(["dvc", "repro"], project))
     assert {f"train@{name}", f"evaluate@{name}", "lstm-step"} <= set(ran)

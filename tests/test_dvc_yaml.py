@@ -86,7 +86,8 @@ def test_stage_outputs_are_the_paths_the_code_writes(stages):
     expected = {
         "download": {paths.archive},
         "preprocess": {paths.train_arrays, paths.test_arrays},
-        **{f"train@{m}": {paths.model(m), paths.train_metrics(m), paths.train_history(m)} for m in registry.names()},
+        **{f"train@{m}": {paths.model(m), paths.train_metrics(m), paths.train_history(m), paths.heldout_curve(m)}
+           for m in registry.names()},
         **{f"evaluate@{m}": {paths.evaluate_metrics(m), paths.confusion(m)} for m in registry.names()},
         "lstm-step": {paths.lstm_step_metrics},
         "collapse": {paths.collapse_metrics, paths.collapse_plots_dir},
@@ -101,10 +102,16 @@ def test_the_training_curves_plot_the_files_the_train_stages_write():
     with Repo(str(ROOT)) as repo:
         plots = repo.index._plots[str(ROOT / "dvc.yaml")]  # the top-level plots, templating resolved
     histories = {paths.train_history(m) for m in registry.names()}
-    assert [name for plot in plots for name in plot] == ["training loss", "training accuracy"]
+    curves = {paths.heldout_curve(m) for m in registry.names()}
+    expected = {"held-out accuracy by images seen": ("images_seen", "heldout_accuracy", curves),
+                "held-out accuracy by training seconds": ("train_seconds", "heldout_accuracy", curves),
+                "training loss": ("epoch", "loss", histories), "training accuracy": ("epoch", "accuracy", histories)}
+    assert [name for plot in plots for name in plot] == list(expected)
     for plot in plots:
-        (definition,) = plot.values()
-        assert {Path(f) for f in definition["y"]} == histories
+        ((name, definition),) = plot.items()
+        x, y, files = expected[name]
+        assert definition["x"] == x and set(definition["y"].values()) == {y}, name
+        assert {Path(f) for f in definition["y"]} == {Path(f) for f in files}, name
 
 
 def test_operational_download_knobs_are_not_stage_params(stages):

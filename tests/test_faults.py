@@ -199,7 +199,7 @@ def test_bad_prepared_data_never_trains_nor_scores(tmp_path):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"models.sequential.extra": 1}, "unknown key models.sequential.extra; allowed keys in models.sequential: epochs, max_accuracy_drop"),
+        ({"models.sequential.extra": 1}, "unknown key models.sequential.extra; allowed keys in models.sequential: epochs, max_accuracy_drop, evals_per_epoch, target_accuracy"),
         ({"train.batch_size": "big"}, "train.batch_size must be int"),
         ({"models.parallel.epochs": 0}, "models.parallel.epochs = 0 is invalid; allowed: >= 1"),
         ({"models.sequential.epochs": -1}, "models.sequential.epochs = -1 is invalid; allowed: >= 1"),

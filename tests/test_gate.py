@@ -239,8 +239,16 @@ def two_models(tmp_path, root, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(mapping))
+    copy_reference(work)
     monkeypatch.chdir(work)
     return mapping
+
+
+def copy_reference(work):
+    """The committed convergence reference (gate.convergence_reference), which `gate compare` reads, into `work`."""
+    reference = params.load(ROOT / "params.yaml").gate.convergence_reference
+    (work / reference).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / reference, work / reference)
 
 
 @pytest.fixture
@@ -248,7 +256,7 @@ def third_model(two_models, monkeypatch):
     """The tutorial's two models and a third, `extra` (the sequential model's entry under another name), in
     the registry and the scratch params.yaml."""
     monkeypatch.setitem(registry.MODELS, "extra", dataclasses.replace(registry.MODELS["sequential"], name="extra"))
-    two_models["models"]["extra"] = {"epochs": 1, "max_accuracy_drop": 0.01}
+    two_models["models"]["extra"] = {"epochs": 1, "max_accuracy_drop": 0.01, "evals_per_epoch": 4, "target_accuracy": 0.25}
     Path("params.yaml").write_text(yaml.safe_dump(two_models))
     return "extra"
 
@@ -401,6 +409,13 @@ COMPARE_REPORT = (
     '|---|---|---|---|---|---|\n'
     '| sequential test_accuracy | 0.3100 (620 of 2000) | 0.2795 (559 of 2000) | -0.0305 (-61 images) | >= -0.0300 (-60 images) | **FAIL** |\n'
     '| parallel test_accuracy | 0.3600 (720 of 2000) | 0.3000 (600 of 2000) | -0.0600 (-120 images) | not gated: new settings | advisory |\n'
+    '\n'
+    '### Convergence (against reports/gate-convergence/reference.json)\n'
+    '\n'
+    '| metric | baseline | current | change | allowed | verdict |\n'
+    '|---|---|---|---|---|---|\n'
+    '| sequential images_to_target | - | no held-out curve | - | not gated: the run recorded no curve | advisory |\n'
+    '| parallel images_to_target | - | no held-out curve | - | not gated: the run recorded no curve | advisory |\n'
     '\n'
     '### Timing (advisory, across runs)\n'
     '\n'
@@ -570,6 +585,7 @@ def test_compare_reads_the_baseline_committed_on_main_by_default(tmp_path, monke
     for cmd in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
         subprocess.run(["git", *cmd], cwd=repo, check=True)
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    copy_reference(repo)
     _metrics(repo, params.load(repo / "params.yaml").paths.metrics_dir, accuracy=PER_MODEL)
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "metrics"], cwd=repo, check=True)
@@ -1257,11 +1273,11 @@ def test_a_revision_that_git_would_read_as_an_option_is_refused(scratch_repo, ca
 
 
 def test_the_help_of_each_command_word_for_word(in_root, capsys, monkeypatch):
-    """tests/fixtures/gate-help.txt: `--help` of the gate, compare and ab at 100 columns, as Python 3.11's
+    """tests/fixtures/gate-help.txt: `--help` of the gate, compare, reference and ab at 100 columns, as Python 3.11's
     argparse lays it out (regenerate it when a help text changes on purpose)."""
     monkeypatch.setenv("COLUMNS", "100")
     shown = []
-    for args in ([], ["compare"], ["ab"]):
+    for args in ([], ["compare"], ["reference"], ["ab"]):
         with pytest.raises(SystemExit):
             gate_command.main([*args, "--help"])
         shown.append(capsys.readouterr().out)

@@ -24,7 +24,8 @@ def train(model: str, images_per_s: float, **settings) -> dict:
             "replicas": 1, "processes": 1, "time_limit_s": None, "backend": "tensorflow", "backend_version": "2.21.0",
             "keras_version": "3.15.1", "device_name": "AMD EPYC", "threads": 2,
             "train_images_per_s": images_per_s, "step_time_ms_median": 100_000 / images_per_s, "step_time_ms_iqr": 3.0,
-            **settings}
+            "target_accuracy": 0.25, "heldout_images": 2000, "evals_per_epoch": 4, "images_to_target": 25000,
+            "seconds_to_target": 25_000 / images_per_s, **settings}
 
 
 def evaluate(model: str, accuracy: float, images_per_s: float, **recorded) -> dict:
@@ -131,7 +132,8 @@ def test_the_detector_marks_the_slowdown_and_nothing_else(analysed):
     _, grouped = analysed
     marked = {(m, model, p.subject) for (m, model), segments in grouped.items() for s in segments for p in s if p.changed}
     # 600 images/s is -40% (throughput) and +67% (step time) against runs within 3% of 1,000.
-    assert marked == {("train_images_per_s", "sequential", "slower code"), ("step_time_ms", "sequential", "slower code")}
+    assert marked == {("train_images_per_s", "sequential", "slower code"), ("step_time_ms", "sequential", "slower code"),
+                      ("seconds_to_target", "sequential", "slower code")}  # the same images to target, slower
     slow = grouped[("train_images_per_s", "sequential")][0][-1]
     assert slow.baseline == pytest.approx(1005.0) and slow.z < -history_detect.Z_THRESHOLD
     # The second line starts over: its first run has no earlier runs of its settings to be judged against.
@@ -245,7 +247,11 @@ def test_points_read_every_measure_with_its_spread_settings_and_machine():
         ("inference_images_per_s", "sequential", 0, 1000.0, None, amd, 2000),
         ("inference_images_per_s", "sequential", 1, 900.0, None, unknown, 2000),
         ("inference_images_per_s", "sequential", 2, 950.0, None, amd, 2000),
-        ("inference_images_per_s", "sequential", 5, 960.0, None, amd, None)]
+        ("inference_images_per_s", "sequential", 5, 960.0, None, amd, None),
+        ("images_to_target", "sequential", 0, 25000.0, None, amd, None),
+        ("images_to_target", "sequential", 2, 25000.0, None, amd, None),
+        ("seconds_to_target", "sequential", 0, 25.0, None, amd, None),
+        ("seconds_to_target", "sequential", 2, 25.0, None, amd, None)]
     settings = {(p.measure, p.index): dict(p.settings) for p in found}
     environment = {"device_name": '"AMD EPYC"', "threads": "2", "backend_version": '"2.21.0"',
                    "keras_version": '"3.15.1"'}
@@ -254,6 +260,9 @@ def test_points_read_every_measure_with_its_spread_settings_and_machine():
                "replicas": "1", "processes": "1", "time_limit_s": "null", "backend": '"tensorflow"'}
     data = {"download.md5": json.dumps("a" * 32)}
     assert settings[("train_images_per_s", 0)] == {**trained, **environment, **data}
+    # time to target is also keyed by the target and the held-out images it was scored on
+    assert settings[("images_to_target", 0)] == {**trained, **environment, "target_accuracy": "0.25",
+                                                 "heldout_images": "2000", "evals_per_epoch": "4", **data}
     # accuracy is judged with how its model was trained: the train file of the same commit
     assert settings[("test_accuracy", 0)] == {"model": '"sequential"', "test_images": "2000", "backend": '"tensorflow"',
                                               **environment, **{f"train.{k}": v for k, v in trained.items()}, **data}
@@ -350,7 +359,7 @@ def test_the_window_is_the_last_lookback_runs_and_needs_min_lookback():
 def test_summary_lists_the_change_and_since_limits_it(analysed):
     _, grouped = analysed
     text = history_detect.summary(grouped, -1)
-    assert "-40.3%" in text and "worse" in text and text.count("slower code") == 2
+    assert "-40.3%" in text and "worse" in text and text.count("slower code") == 3
     assert history_detect.summary(grouped, len(SCRIPT) - 1) == "No change detected in the benchmark history.\n"
 
 
@@ -367,7 +376,7 @@ def test_the_stage_writes_the_page_and_refuses_a_foreign_since(repo, analysed, i
     code, out, err = in_process(repo, history, "--out", "history.html", "--summary", "summary.md")
     assert code == 0, err
     runs = sum(len(s) for segments in analysed[1].values() for s in segments)
-    assert runs == 5 * 2 * 7  # every measure of both models at the seven commits that ran
+    assert runs == len(history_read.MEASURES) * 2 * 7  # every measure of both models at the seven commits that ran
     assert out.endswith(f"history: 8 commits, {runs} runs -> history.html\n") and (repo / "summary.md").read_text() in out
     assert (repo / "history.html").stat().st_size > 1_000_000  # plotly.js inlined: the page works offline
     # A commit of this repository that is not on the drawn line: a sibling of HEAD.
@@ -417,7 +426,7 @@ def test_the_page_in_headless_chromium(repo, tmp_path):
         browser.close()
     assert errors == []
     # Sequential: 7 runs (the docs commit adds none); parallel: 7. The detector's crosses are extra markers.
-    changes = {"chart-train_images_per_s": 1, "chart-step_time_ms": 1}
+    changes = {"chart-train_images_per_s": 1, "chart-step_time_ms": 1, "chart-seconds_to_target": 1}
     assert set(drawn) == {f"chart-{m.key}" for m in history_read.MEASURES}
     for chart, seen in drawn.items():
         assert seen["runs"] == 14 and seen["changes"] == changes.get(chart, 0), (chart, seen)

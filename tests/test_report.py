@@ -218,3 +218,48 @@ def test_a_project_without_runs_says_to_run_some(tmp_path, in_process, monkeypat
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     assert in_process(tmp_path, report) == (1, "", "pipeline.report: error: no run has train-<model>.json with "
                                                    "evaluate-<model>.json, or collapse.json; run some first (dvc exp run)\n")
+
+
+def _curve(correct_by_point, images=2000, per_point=2500):
+    return [{"images_seen": per_point * (i + 1), "epoch": (i + 1) / 4, "train_seconds": 2.0 * (i + 1),
+             "heldout_correct": c, "heldout_accuracy": c / images, "heldout_loss": 2.0}
+            for i, c in enumerate(correct_by_point)]
+
+
+def curved(seed, correct_by_point, **settings):
+    """A train record with a held-out curve over 2,000 test images (SETTING's 10,000 training images)."""
+    return {**trained(seed), "heldout_images": 2000, "heldout_curve": _curve(correct_by_point), **settings}
+
+
+def test_time_to_target_is_read_from_each_curve_at_the_given_target_and_aggregated_over_seeds():
+    found = [
+        exp("s0", "1", **{"train-parallel": curved(0, [400, 600, 700])}),        # 0.30 after 5,000 images
+        exp("s1", "2", **{"train-parallel": curved(1, [600, 610, 720])}),        # after 2,500
+        exp("s2", "3", **{"train-parallel": curved(2, [400, 500, 599])}),        # one image short: never
+        exp("s3", "4", **{"train-parallel": curved(3, [400, 500, 600])}),        # after 7,500
+        # a run without a curve counts for accuracy, not for time to target
+        exp("old", "5", **{"train-parallel": trained(4), "evaluate-parallel": {"test_accuracy": 0.33}}),
+    ]
+    table = report.runs(found, PATHS, {"parallel": 0.3})
+    # with no evaluate file, a run's accuracy is its curve's last point: the final model on the test images
+    assert table.set_index("seed")["test_accuracy"].to_dict() == {0: 0.35, 1: 0.36, 2: 0.2995, 3: 0.3, 4: 0.33}
+    (row,) = report.aggregate(table).to_dict("records")
+    assert row["runs"] == 5 and row["target"] == "0.3" and row["not_reached"] == "1"
+    assert row["epochs_to_target"] == "0.50 ± 0.25 (3 seeds)"
+    assert (row["fastest"], row["slowest"]) == ("0.25 (seed 1)", "0.75 (seed 3)")
+    markdown = report.markdown(report.aggregate(table))
+    assert "| 0.3      | 0.50 ± 0.25 (3 seeds) | 0.25 (seed 1) | 0.75 (seed 3) | 1 " in markdown
+    # no target given: the curve still gives the accuracy, the time-to-target cells stay empty
+    (row,) = report.aggregate(report.runs(found, PATHS)).to_dict("records")
+    assert row["runs"] == 5 and row["target"] == row["epochs_to_target"] == row["not_reached"] == ""
+
+
+def test_the_tutorials_protocol_is_read_at_the_tutorials_own_accuracy_where_its_run_learned():
+    protocol = {"train_images": 50_000, "epochs": 100}
+    rising = [1000 + 20 * i for i in range(12)]  # of 2000: 0.5 .. 0.61; 0.5927 needs 1186: first 1200, point 11
+    found = [exp("t", "1", **{"train-sequential": curved(0, rising, **protocol),
+                              "train-parallel": curved(0, rising, train_images=50_000, epochs=10)})]
+    rows = report.aggregate(report.runs(found, PATHS, {"sequential": 0.3, "parallel": 0.3})).set_index("model")
+    assert rows.loc["sequential", "target"] == "0.5927"  # the tutorial's reported accuracy, not params.yaml's 0.3
+    assert rows.loc["sequential", "epochs_to_target"] == "0.55 (1 seed)"  # 27,500 of 50,000 images
+    assert rows.loc["parallel", "target"] == "0.3"  # its tutorial run collapsed (0.10): no target to chase

@@ -121,3 +121,31 @@ def test_the_fit_loop_benchmark_times_the_epoch_and_reports_it_before_fit_return
     bench.loop.model.fit = lambda *args, **kwargs: keras.callbacks.History()  # an epoch that never runs
     with pytest.raises(RuntimeError, match="the fit loop's epoch never ended"):
         bench()
+
+
+def test_scoring_the_held_out_images_changes_no_weight_and_curves_every_eval_step(split, tmp_path):
+    test = synthetic_split(60, seed=6, normalize="unit")
+    plain, plain_history, _ = _fit(split, epochs=2)
+    kwargs = dict(seed=0, batch_size=50, learning_rate=0.003, epochs=2, verbose=0, heldout=test, evals_per_epoch=2,
+                  eval_batch_size=20)
+    scored, history, timing = training.fit("sequential", split, **kwargs)
+    for a, b in zip(plain.get_weights(), scored.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert history[["loss", "accuracy"]].equals(plain_history[["loss", "accuracy"]])
+    curve = timing["heldout_curve"]
+    assert [row["images_seen"] for row in curve] == [100, 200, 300, 400]
+    assert [row["epoch"] for row in curve] == [0.5, 1.0, 1.5, 2.0]
+    seconds = [row["train_seconds"] for row in curve]
+    assert seconds == sorted(seconds) and seconds[-1] <= timing["train_seconds"]
+    assert timing["heldout_eval_seconds"] > 0
+    # the last point scores the final model: what the evaluate stage will score
+    from pipeline.lib import heldout
+    accuracy, _, correct = heldout.score(scored.predict(test.images, batch_size=20, verbose=0), test.labels)
+    assert (curve[-1]["heldout_accuracy"], curve[-1]["heldout_correct"]) == (round(accuracy, 5), correct)
+    # interrupted after epoch 1 and resumed, the curve is the same one
+    training.fit("sequential", split, time_limit_s=1e-9, checkpoint_dir=tmp_path, **kwargs)
+    _, _, resumed = training.fit("sequential", split, checkpoint_dir=tmp_path, **kwargs)
+    assert resumed["resumed_after_epoch"] == 1
+    same = ("images_seen", "heldout_correct", "heldout_loss")
+    assert [[r[k] for k in same] for r in resumed["heldout_curve"]] == [[r[k] for k in same] for r in curve]
+    assert resumed["heldout_curve"][2]["train_seconds"] >= resumed["heldout_curve"][1]["train_seconds"]

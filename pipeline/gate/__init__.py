@@ -4,6 +4,7 @@
     python -m pipeline.gate ab [--base REV] [--head REV] [--processes N] [--min-pairs N] [--max-pairs N]
                                [--budget-s S] [--record FILE] [--report FILE] [--allow-missing-baseline]
     python -m pipeline.gate ab --list
+    python -m pipeline.gate reference [--runs GLOB]
 
 `compare` gates accuracy. It reads the metrics in the workspace (or --current-dir) and those committed
 at REV (default `main`, read with `git show`, so no checkout or DVC cache is needed) or kept in
@@ -12,6 +13,11 @@ decided in correctly classified images (`accuracy_verdict`): on 2,000 test image
 allows a drop of exactly 60 images, and 61 fail, whatever the baseline. The models are the registry's
 (pipeline/lib/registry.py): one the baseline has no metrics of is a new, advisory row; one the baseline has
 and the registry no longer does is a removed, advisory row.
+It also gates convergence (`convergence`): each model's images to its target accuracy, read from the
+held-out curve the train stage records, against the committed reference of the profile's seeds
+(gate.convergence_reference, which `reference` builds from run records under reports/runs/); a model
+fails when it needs more than the slowest seed's images plus gate.max_convergence_slowdown of them,
+or never reaches its target. Its seconds to target are an advisory timing row.
 Runs of different settings (the metrics contract's settings, pipeline/lib/metrics.py: image counts, epochs
 and limits, loss, learning rate, seed, normalization, distribution, backend, lstm-step settings) are
 refused, exit 2. Its timing rows are advisory (`timing_advisory`): times from two runs differ by more than
@@ -32,6 +38,7 @@ Exit status: 0 pass, 1 a gate failed, 2 a usage error (no baseline, missing metr
 different settings, an invalid override), the last ones with one clear line on stderr.
 
 The package, one module per job:
+- `convergence`: the convergence reference, its limit in whole images and the convergence rows;
 - `compare`: the accuracy verdict in image counts, the advisory timing rows, the metrics files it reads
   and the settings that make two runs comparable (through pipeline/lib/metrics.py);
 - `statistics`: the A/B gate's pooled slowdown and its hierarchical-bootstrap interval, the verdict;

@@ -10,6 +10,7 @@ from pipeline import profiles
 from pipeline.lib import cli, params, registry
 from pipeline.lib.atomic import write_text
 from pipeline.gate import __doc__ as GATE_DOC
+from pipeline.gate import convergence
 from pipeline.gate.ab import ab
 from pipeline.gate.compare import (
     compare,
@@ -44,6 +45,10 @@ def _parser() -> cli.ArgumentParser:
     cmp_.add_argument("--allow-new-settings", action="store_true",
                       help="a model whose settings changed gets an advisory accuracy row (a commit that changed "
                            "the profile); the other model is still gated")
+    ref = sub.add_parser("reference", help="build the convergence reference from run records (writes "
+                                           "gate.convergence_reference)")
+    ref.add_argument("--runs", default=convergence.DEFAULT_RUNS, metavar="GLOB",
+                     help=f"the run directories of the profile's seeds (default {convergence.DEFAULT_RUNS})")
     ab_ = sub.add_parser("ab", help="interleaved same-machine timing of two revs (runs the code of both: "
                                     "use it on revisions you trust)",
                          description="Time the benchmarks of two revisions side by side on this machine. "
@@ -93,6 +98,17 @@ def _gate(argv) -> int:
         title = f"Gate: {current_dir} against {label}"
         drops = {m: p.models[m].max_accuracy_drop for m in current}
         sections, notes = compare(base, cur, cfg, files, drops, args.allow_new_settings, removed)
+        reference = convergence.load(Path(cfg.convergence_reference))
+        converged = convergence.rows(reference, {m: cur[files[f"train-{m}"]] for m in current},
+                                     cfg.max_convergence_slowdown)
+        sections = {"Accuracy": sections.pop("Accuracy"),
+                    f"Convergence (against {cfg.convergence_reference})": converged, **sections}
+    elif args.mode == "reference":
+        built = convergence.build(convergence.run_dirs(args.runs), convergence.targets(p))
+        convergence.write(Path(cfg.convergence_reference), built)
+        cli.emit(f"pipeline.gate: {cfg.convergence_reference}: " + "; ".join(
+            f"{m} {len(r['runs'])} runs" for m, r in built["models"].items()))
+        return 0
     elif args.list:
         from pipeline.lib import speed  # the working tree's rows; nothing is built or run
 

@@ -87,6 +87,19 @@ def timing_advisory(metric: str, baseline: Timing, current: Timing, z: float) ->
     )
 
 
+def seconds_to_target_advisory(model: str, base: dict, cur: dict) -> Row | None:
+    """An advisory row of the training seconds each run took to its target (None unless both runs timed the
+    same target): machine and load move it, so the convergence gate counts images instead."""
+    if "target_accuracy" not in base or base.get("target_accuracy") != cur.get("target_accuracy"):
+        return None
+    shown = [f"{d['seconds_to_target']:.1f} s" if d.get("seconds_to_target") is not None else "not reached"
+             for d in (base, cur)]
+    both = base.get("seconds_to_target") and cur.get("seconds_to_target")
+    change = f"{cur['seconds_to_target'] / base['seconds_to_target'] - 1:+.1%}" if both else "-"
+    return Row(f"train-{model} seconds to {cur['target_accuracy']}", *shown, change,
+               "not gated: images to target are", True, advisory=True)
+
+
 def _read_metrics(source: str, names: list[str], read) -> dict:
     metrics = {}
     for name in names:
@@ -232,6 +245,9 @@ def compare(
         pick = lambda d: Timing(_get(d, file, "step_time_ms_median"), _get(d, file, "step_time_ms_iqr"),  # noqa: E731
                                 _get(d, file, "timed_steps"))
         timing.append(timing_advisory(f"train-{m} step time", pick(base), pick(cur), cfg.noise_z))
+    for m in common:
+        row = seconds_to_target_advisory(m, base[files[f"train-{m}"]], cur[files[f"train-{m}"]])
+        timing += [row] if row else []
     cores = [m for m in common if m in registry.lstm_cores()]
     gained = [m for m in cores if m not in base[files["lstm-step"]]]  # no timing of it to compare with
     for core in (m for m in cores if m not in gained):

@@ -25,6 +25,11 @@ class Measure:
     spread: tuple[str, ...] | None = None
     higher_is_better: bool = True
     accuracy: bool = False     # noise floor: the binomial standard error instead of NOISE_FLOOR_REL
+    keyed_by: tuple[str, ...] = ()  # fields of the file, beyond its settings, that a line must share
+
+
+# time to target depends on the target and on the held-out images it is scored on
+TARGET_KEYS = ("target_accuracy", "heldout_images", "evals_per_epoch")
 
 
 MEASURES = (
@@ -36,6 +41,10 @@ MEASURES = (
             ("{model}", "cpu_generic", "step_time_ms_median"), ("{model}", "cpu_generic", "step_time_ms_iqr"),
             higher_is_better=False),
     Measure("inference_images_per_s", "Inference throughput", "images/s", "evaluate", ("inference_images_per_s",)),
+    Measure("images_to_target", "Images seen to reach the target accuracy (held-out curve)", "images", "train",
+            ("images_to_target",), higher_is_better=False, keyed_by=TARGET_KEYS),
+    Measure("seconds_to_target", "Training seconds to reach the target accuracy", "s", "train",
+            ("seconds_to_target",), higher_is_better=False, keyed_by=TARGET_KEYS),
 )
 
 
@@ -136,6 +145,7 @@ def points(commits: list[Commit], paths: params.Paths) -> list[Point]:
                 kind = measure.kind
                 settings = [(k, json.dumps(metrics.value(kind, data, k)))
                             for k in (*metrics.settings(kind), *metrics.environment(kind))]
+                settings += [(k, json.dumps(data.get(k))) for k in measure.keyed_by]
                 if measure.kind == "evaluate":  # accuracy depends on how the model was trained
                     trained = _load(commit.files.get(str(paths.train_metrics(model))))
                     settings += [(f"train.{k}", json.dumps(metrics.value("train", trained, k)))

@@ -193,6 +193,9 @@ class Gate:
     ab_budget_s: float = dataclasses.field(metadata=_check(positive, "> 0 (seconds)"))
     ab_warmup: int = dataclasses.field(metadata=_check(positive, ">= 1"))
     ab_confidence: float = dataclasses.field(metadata=_check(lambda v: 0.5 <= v < 1, "0.5 .. 0.999"))
+    convergence_reference: str  # compare mode: each model's images to its target, seeds of the profile
+    max_convergence_slowdown: float = dataclasses.field(
+        metadata=_check(non_negative, ">= 0 (a fraction of the slowest reference seed's images)"))
 
     # Relations between fields, checked after each field's own check: (test, key it names, allowed).
     RULES = (

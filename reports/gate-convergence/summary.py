@@ -1,0 +1,98 @@
+"""The convergence gate's error rates from the run records of reports/gate-convergence/run.py.
+
+    .venv/bin/python reports/gate-convergence/summary.py      (from the repository root)
+
+Every verdict is the gate's own (`pipeline.gate.convergence.verdict`, with params.yaml's targets and
+gate.max_convergence_slowdown), on each record's held-out curve read at today's target
+(`heldout.to_target`, as the train stage reads it):
+
+- false alarms: each unchanged seed (reports/runs/curve-10k-seed*) against a reference built from the
+  other unchanged seeds, without it;
+- detections: each regression run (reports/gate-convergence/runs/<arm>-seed*) against the reference
+  built from every unchanged seed (the committed one, when it holds the same runs).
+
+A run fails when any model's row fails. Rates come with exact (Clopper-Pearson) 95% intervals. Writes
+reports/gate-convergence/summary.csv (one row per arm) and runs.csv (one row per run and model), and
+prints both.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from scipy.stats import binomtest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from pipeline.gate import convergence  # noqa: E402
+from pipeline.lib import heldout, params, registry  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+UNCHANGED = "reports/runs/curve-10k-seed*"
+
+
+def at_target(record: dict, target: float) -> dict:
+    return record | heldout.to_target(record["heldout_curve"], target, record["heldout_images"],
+                                      record["train_images"])
+
+
+def train_records(run: Path) -> dict[str, dict]:
+    return {m: json.loads((run / "metrics" / f"train-{m}.json").read_text()) for m in registry.names()}
+
+
+def interval(k: int, n: int) -> str:
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return f"{ci.low:.0%}-{ci.high:.0%}"
+
+
+def main() -> None:
+    import os
+
+    os.chdir(ROOT)
+    p = params.load()
+    targets = convergence.targets(p)
+    slack = p.gate.max_convergence_slowdown
+    unchanged = convergence.run_dirs(UNCHANGED)
+    arms: dict[str, list[Path]] = {"unchanged": unchanged}
+    for run in sorted((HERE / "runs").glob("*-seed*")):
+        arms.setdefault(run.name.rsplit("-seed", 1)[0], []).append(run)
+    everyone = convergence.build(unchanged, targets)
+    per_run, summary = [], []
+    for arm, runs in arms.items():
+        failed = 0
+        for run in runs:
+            reference = convergence.build([u for u in unchanged if u != run], targets) if arm == "unchanged" \
+                else everyone
+            records = train_records(run)
+            rows = {m: convergence.verdict(m, reference["models"].get(m), at_target(records[m], targets[m]), slack)
+                    for m in registry.names()}
+            failed += any(not r.passed for r in rows.values())
+            for m, row in rows.items():
+                reached = at_target(records[m], targets[m])
+                per_run.append({"arm": arm, "run": run.name, "seed": records[m]["seed"], "model": m,
+                                "images_to_target": reached["images_to_target"],
+                                "limit": row.allowed, "verdict": "pass" if row.passed else "FAIL",
+                                "final_heldout_accuracy": records[m]["heldout_curve"][-1]["heldout_accuracy"]})
+        models_failed = {m: sum(r["verdict"] == "FAIL" for r in per_run if r["arm"] == arm and r["model"] == m)
+                         for m in registry.names()}
+        summary.append({"arm": arm, "runs": len(runs), "failed": failed, "rate": f"{failed / len(runs):.0%}",
+                        "interval_95": interval(failed, len(runs)),
+                        **{f"{m}_failed": models_failed[m] for m in registry.names()}})
+    for name, rows in (("runs.csv", per_run), ("summary.csv", summary)):
+        with open(HERE / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"targets {targets}, max_convergence_slowdown {slack}")
+    for m, ref in everyone["models"].items():
+        images = [r["images_to_target"] for r in ref["runs"]]
+        print(f"{m}: unchanged images to target {sorted(images)}; limit {convergence.limit_images(max(images), slack)}")
+    for row in summary:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

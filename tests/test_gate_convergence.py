@@ -1,0 +1,227 @@
+"""The convergence gate (pipeline/gate/convergence.py): its reference, its limit in whole images, its rows, and
+`gate compare` failing a model that needs more images to its target than the reference allows."""
+
+import json
+
+import pytest
+import yaml
+
+from pipeline.gate import GateUsageError, command as gate_command, convergence
+from pipeline.lib import heldout, metrics, params, registry
+
+TARGET = 0.25
+IMAGES = 2000  # held-out images
+TRAIN = 10_000
+
+
+def _curve(first_at: int, points: int = 12, per_point: int = 2500) -> list[dict]:
+    """A curve that first reaches TARGET (500 of 2,000 correct) after `first_at` images (None: never)."""
+    rows = []
+    for i in range(1, points + 1):
+        seen = i * per_point
+        correct = 500 if first_at is not None and seen >= first_at else 499
+        rows.append({"images_seen": seen, "epoch": seen / TRAIN, "train_seconds": i * 2.0,
+                     "heldout_correct": correct, "heldout_accuracy": correct / IMAGES, "heldout_loss": 2.0})
+    return rows
+
+
+def _record(model: str, seed: int, first_at, **changes) -> dict:
+    """A train record as the train stage writes it: the contract's settings, the curve, and time to TARGET."""
+    record = {"model": model, "epochs": 3, "epochs_completed": 3, "train_images": TRAIN, "batch_size": 100,
+              "learning_rate": 0.001, "loss": "crossentropy", "seed": seed, "normalize": "raw", "distribution": "none",
+              "replicas": 1, "processes": 1, "time_limit_s": None, "backend": "tensorflow",
+              "heldout_images": IMAGES, "evals_per_epoch": 4, "heldout_curve": _curve(first_at)}
+    record |= heldout.to_target(record["heldout_curve"], TARGET, IMAGES, TRAIN)
+    return record | changes
+
+
+def _runs(tmp_path, firsts: dict[int, int], models=("sequential", "parallel"), **changes) -> list:
+    """Run directories, one per seed, each with the train records of `models`."""
+    dirs = []
+    for seed, first_at in firsts.items():
+        run = tmp_path / f"curve-seed{seed}"
+        (run / "metrics").mkdir(parents=True)
+        (run / "run.yaml").write_text(yaml.safe_dump({"name": run.name}))
+        for model in models:
+            (run / "metrics" / f"train-{model}.json").write_text(json.dumps(_record(model, seed, first_at, **changes)))
+        dirs.append(run)
+    return dirs
+
+
+FIVE = {0: 7500, 1: 10000, 2: 10000, 3: 12500, 4: 15000}
+
+
+@pytest.mark.parametrize("slowest, slowdown, limit", [
+    (15000, 0.25, 18750), (15000, 0.0, 15000), (37500, 0.25, 46875),
+    (100, 0.29, 129),   # 0.29 * 100 is 28.999999999999996 in floats: floor would allow 128
+    (10000, 1.0, 20000),
+])
+def test_the_limit_is_the_slowest_seed_plus_a_share_of_it_in_whole_images(slowest, slowdown, limit):
+    assert convergence.limit_images(slowest, slowdown) == limit
+
+
+def test_the_reference_reads_each_runs_curve_at_the_target(tmp_path):
+    built = convergence.build(_runs(tmp_path, FIVE), {"sequential": TARGET, "parallel": TARGET})
+    for model in ("sequential", "parallel"):
+        entry = built["models"][model]
+        assert [r["images_to_target"] for r in entry["runs"]] == [7500, 10000, 10000, 12500, 15000]
+        assert [r["seed"] for r in entry["runs"]] == [0, 1, 2, 3, 4]
+        assert entry["settings"]["target_accuracy"] == TARGET and "seed" not in entry["settings"]
+    # a lower target is read from the same curves: every point reaches 499 of 2000
+    lower = convergence.build(_runs(tmp_path / "again", FIVE), {"sequential": 0.2495, "parallel": TARGET})
+    assert {r["images_to_target"] for r in lower["models"]["sequential"]["runs"]} == {2500}
+
+
+@pytest.mark.parametrize("firsts, changes, message", [
+    ({**FIVE, 4: None}, {}, "sequential: target 0.25 not reached by curve-seed4"),
+    ({k: FIVE[k] for k in range(4)}, {}, "sequential: 4 seeds; a reference needs at least 5"),
+])
+def test_a_reference_of_unreached_targets_or_too_few_seeds_is_refused(tmp_path, firsts, changes, message):
+    with pytest.raises(GateUsageError, match=message):
+        convergence.build(_runs(tmp_path, firsts, **changes), {"sequential": TARGET})
+
+
+def test_a_reference_of_two_profiles_or_one_seed_twice_is_refused(tmp_path):
+    dirs = _runs(tmp_path / "a", FIVE) + _runs(tmp_path / "b", {5: 10000}, learning_rate=0.01)
+    with pytest.raises(GateUsageError, match=r"curve-seed5: sequential settings differ from curve-seed0's "
+                                             r"\(learning_rate\)"):
+        convergence.build(dirs, {"sequential": TARGET})
+    twice = _runs(tmp_path / "c", FIVE) + _runs(tmp_path / "d", {4: 10000})
+    with pytest.raises(GateUsageError, match=r"two runs of one seed"):
+        convergence.build(twice, {"sequential": TARGET})
+
+
+def test_a_run_without_a_curve_cannot_join_a_reference(tmp_path):
+    (run,) = _runs(tmp_path, {0: 7500}, models=("sequential",), heldout_curve=None)
+    with pytest.raises(GateUsageError, match="train-sequential.json: no heldout_curve"):
+        convergence.build([run], {"sequential": TARGET})
+
+
+@pytest.fixture
+def reference(tmp_path):
+    return convergence.build(_runs(tmp_path, FIVE), {"sequential": TARGET, "parallel": TARGET})
+
+
+def test_at_the_limit_passes_and_one_point_past_it_fails(reference):
+    entry = reference["models"]["sequential"]
+    limit = convergence.limit_images(15000, 0.25)  # 18750
+    at = _record("sequential", 9, 17500)
+    row = convergence.verdict("sequential", entry, at, 0.25)
+    assert row.passed and not row.advisory and row.allowed == f"<= {limit}"
+    assert row.current == "17500 (1.75 epochs)" and row.change == "+17% vs slowest"
+    assert row.baseline == "target 0.25: median 10000, slowest 15000 of 5 seeds"
+    assert not convergence.verdict("sequential", entry, _record("sequential", 9, 20000), 0.25).passed
+    # in counts: a limit of exactly the images needed passes, one image less fails
+    assert convergence.verdict("sequential", entry, _record("sequential", 9, 15000), 0.0).passed
+    tighter = {**entry, "runs": [{**r, "images_to_target": r["images_to_target"] - 1} for r in entry["runs"]]}
+    assert not convergence.verdict("sequential", tighter, _record("sequential", 9, 15000), 0.0).passed
+
+
+def test_a_run_that_never_reaches_the_target_fails_and_says_how_far_it_got(reference):
+    row = convergence.verdict("parallel", reference["models"]["parallel"], _record("parallel", 9, None), 0.25)
+    assert not row.passed and row.current == "not reached (best 0.2495)"
+
+
+@pytest.mark.parametrize("change", [{"learning_rate": 0.01}, {"target_accuracy": 0.3}, {"heldout_images": 10000},
+                                    {"evals_per_epoch": 1}, {"backend": "jax"}, {"epochs": 10}])
+def test_a_run_of_other_settings_is_not_gated_and_the_row_says_which(reference, change):
+    record = _record("sequential", 9, 40000) | change
+    row = convergence.verdict("sequential", reference["models"]["sequential"], record, 0.25)
+    assert row.passed and row.advisory and row.allowed == f"not gated: reference from other settings ({next(iter(change))})"
+
+
+def test_the_seed_is_no_setting_of_the_reference(reference):
+    assert convergence.verdict("sequential", reference["models"]["sequential"], _record("sequential", 123, 7500),
+                               0.25).advisory is False
+
+
+def test_no_reference_or_no_curve_is_an_advisory_row(reference):
+    row = convergence.verdict("extra", None, _record("extra", 0, 7500), 0.25)
+    assert row.advisory and row.passed and row.allowed == "not gated: no reference for this model"
+    old = {k: v for k, v in _record("sequential", 0, 7500).items() if k not in ("heldout_curve", "target_reached")}
+    row = convergence.verdict("sequential", reference["models"]["sequential"], old, 0.25)
+    assert row.advisory and row.current == "no held-out curve"
+
+
+def test_the_reference_keys_are_the_train_contracts_settings_and_the_curves():
+    assert set(convergence._comparable(_record("sequential", 0, 7500))) == (
+        set(metrics.settings("train")) - {"seed"} | set(convergence.CURVE_KEYS))
+
+
+# --- the command: gate reference, and gate compare with its convergence section -------------------------------
+
+def _metrics_dir(directory, firsts: dict[str, int | None]):
+    """A metrics folder whose train records reach the target after `firsts[model]` images."""
+    from tests.test_gate import _metrics
+    directory.mkdir()
+    out = _metrics(directory, "metrics")
+    for model, first_at in firsts.items():
+        path = out / f"train-{model}.json"
+        (path).write_text(json.dumps(json.loads(path.read_text()) | _record(model, 0, first_at, epochs=3)))
+    return out
+
+
+@pytest.fixture
+def project(tmp_path, root, monkeypatch):
+    """A scratch working directory: params.yaml with the targets at TARGET, five reference runs of both models."""
+    work = tmp_path / "work"
+    work.mkdir()
+    mapping = params.load_mapping(root / "params.yaml")
+    for model in registry.names():
+        mapping["models"][model]["target_accuracy"] = TARGET
+    (work / "params.yaml").write_text(yaml.safe_dump(mapping))
+    _runs(work / "reports" / "runs", FIVE, models=registry.names())
+    monkeypatch.chdir(work)
+    return work
+
+
+def test_gate_reference_writes_the_reference_gate_compare_reads(project, capsys):
+    assert gate_command.main(["reference", "--runs", "reports/runs/curve-seed*"]) == 0
+    assert "reports/gate-convergence/reference.json: sequential 5 runs; parallel 5 runs" in capsys.readouterr().out
+    written = json.loads((project / "reports/gate-convergence/reference.json").read_text())
+    assert written == convergence.build(sorted((project / "reports/runs").glob("curve-seed*")),
+                                        {m: TARGET for m in registry.names()})
+    base = _metrics_dir(project / "base", {m: 10000 for m in registry.names()})
+    same = _metrics_dir(project / "same", {m: 17500 for m in registry.names()})
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(same)]) == 0
+    out = capsys.readouterr().out
+    assert "### Convergence (against reports/gate-convergence/reference.json)" in out
+    assert "| sequential images_to_target | target 0.25: median 10000, slowest 15000 of 5 seeds | 17500 (1.75 epochs) " \
+           "| +17% vs slowest | <= 18750 | pass |" in out
+    slower = _metrics_dir(project / "slower", {"sequential": 17500, "parallel": 20000})
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(slower)]) == 1
+    captured = capsys.readouterr()
+    assert "| parallel images_to_target | target 0.25: median 10000, slowest 15000 of 5 seeds | 20000 (2.0 epochs) " \
+           "| +33% vs slowest | <= 18750 | **FAIL** |" in captured.out
+    assert captured.err == "pipeline.gate: FAIL: parallel images_to_target\n"
+
+
+def test_gate_compare_without_the_reference_is_one_line_and_exit_2(project, capsys):
+    base = _metrics_dir(project / "base", {m: 10000 for m in registry.names()})
+    assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(base)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "reports/gate-convergence/reference.json: no convergence reference; build it with python -m pipeline.gate "
+        "reference")
+
+
+def test_gate_reference_refuses_a_pattern_that_matches_no_run(project, capsys):
+    assert gate_command.main(["reference", "--runs", "reports/runs/nothing-*"]) == 2
+    assert "no run directories match reports/runs/nothing-*" in capsys.readouterr().err
+
+
+def test_the_committed_reference_is_what_its_runs_give_at_todays_targets(root, monkeypatch):
+    monkeypatch.chdir(root)
+    p = params.load()
+    committed = convergence.load(root / p.gate.convergence_reference)
+    assert committed == convergence.build(convergence.run_dirs(convergence.DEFAULT_RUNS), convergence.targets(p))
+    assert set(committed["models"]) == set(registry.names())
+
+
+def test_the_seconds_to_target_row_is_advisory():
+    from pipeline.gate import compare
+    base, cur = _record("sequential", 0, 7500), _record("sequential", 0, 15000)
+    row = compare.seconds_to_target_advisory("sequential", base, cur)
+    assert row.advisory and row.passed and row.change == "+100.0%"
+    assert (row.baseline, row.current) == ("6.0 s", "12.0 s")
+    assert compare.seconds_to_target_advisory("sequential", base, cur | {"target_accuracy": 0.3}) is None
+    assert compare.seconds_to_target_advisory("sequential", base, _record("sequential", 0, None)).current == "not reached"

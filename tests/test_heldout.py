@@ -1,0 +1,88 @@
+"""The held-out curve's arithmetic (pipeline/lib/heldout.py): when it scores, what reaching a target means in
+counts, and the scores themselves."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, log_loss
+
+from pipeline.lib import heldout, training
+
+
+@pytest.mark.parametrize("steps, evals, expected", [
+    (100, 4, {25, 50, 75, 100}),
+    (10, 4, {3, 5, 8, 10}),
+    (7, 1, {7}),
+    (3, 4, {1, 2, 3}),  # never more than one score per step
+    (500, 1, {500}),
+])
+def test_scores_are_spread_evenly_and_the_last_ends_the_epoch(steps, evals, expected):
+    assert heldout.eval_steps(steps, evals) == expected
+
+
+@pytest.mark.parametrize("target, images, need", [
+    (0.3, 2000, 600),
+    (0.07, 100, 7),     # 0.07 * 100 is 7.000000000000001 in floats: ceil would say 8
+    (0.57, 100, 57),    # 56.99999999999999 in floats
+    (0.3, 7, 3),        # 2.1 correct images: 3 reach it
+    (1, 10, 10),
+])
+def test_the_target_is_a_count_of_correct_images(target, images, need):
+    assert heldout.needed(target, images) == need
+
+
+def _curve(correct, images=100, per_point=250, seconds=2.5):
+    return [{"images_seen": per_point * (i + 1), "epoch": (i + 1) / 4, "train_seconds": seconds * (i + 1),
+             "heldout_correct": c, "heldout_accuracy": c / images, "heldout_loss": 2.0} for i, c in enumerate(correct)]
+
+
+def test_the_first_point_with_the_needed_count_reaches_the_target():
+    reached = heldout.to_target(_curve([20, 29, 30, 28, 31]), 0.3, 100, train_images=1000)
+    assert reached == {"target_accuracy": 0.3, "target_reached": True, "images_to_target": 750,
+                       "epochs_to_target": 0.75, "seconds_to_target": 7.5,
+                       "best_heldout_accuracy": 0.31, "best_heldout_images_seen": 1250}
+
+
+def test_one_image_short_of_the_target_everywhere_is_not_reached():
+    reached = heldout.to_target(_curve([20, 29, 29, 28]), 0.3, 100, train_images=1000)
+    assert reached["target_reached"] is False
+    assert reached["images_to_target"] is reached["epochs_to_target"] is reached["seconds_to_target"] is None
+    assert (reached["best_heldout_accuracy"], reached["best_heldout_images_seen"]) == (0.29, 500)  # the first best
+
+
+def test_an_empty_curve_reaches_nothing():
+    reached = heldout.to_target([], 0.3, 100, train_images=1000)
+    assert reached["target_reached"] is False and reached["best_heldout_accuracy"] is None
+
+
+def test_scores_are_the_evaluate_stages_arithmetic():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 10))
+    labels = rng.integers(0, 10, 50)
+    probs = heldout.softmax(logits)
+    accuracy, loss, correct = heldout.score(probs.astype(np.float32), labels)
+    assert accuracy == accuracy_score(labels, probs.argmax(axis=1)) == correct / 50
+    assert loss == pytest.approx(log_loss(labels, probs, labels=list(range(10))), rel=1e-6)
+    assert np.allclose(probs.sum(axis=1), 1) and np.array_equal(probs.argmax(axis=1), logits.argmax(axis=1))
+
+
+def test_the_scoring_time_is_excluded_from_the_training_clock():
+    from tests.splits import synthetic_split
+
+    from pipeline.lib import models
+
+    timer = training.StepTimer()
+    test = synthetic_split(30, seed=1)
+    scoring = heldout.HeldOut(test.images, test.labels, train_images=200, batch_size=50, evals_per_epoch=2,
+                              eval_batch_size=10, from_logits=True, timer=timer, seconds_before=100.0)
+    scoring.set_model(models.build("sequential", 0.001))
+    scoring.on_epoch_begin(1)
+    scoring.on_train_batch_end(0)  # step 1 of 4: not a scoring step
+    assert scoring.rows == [] and timer.excluded == 0
+    scoring.on_train_batch_end(1)  # step 2 of 4: half the epoch
+    assert timer.excluded == scoring.eval_seconds > 0
+    (row,) = scoring.rows
+    assert row["images_seen"] == 300 and row["epoch"] == 1.5 and row["train_seconds"] >= 100.0
+    assert row["heldout_correct"] == round(row["heldout_accuracy"] * 30)
+    before = timer.clock()
+    timer.exclude(1000.0)
+    assert timer.clock() < before - 999
