@@ -65,24 +65,68 @@ def test_scores_are_the_evaluate_stages_arithmetic():
     assert np.allclose(probs.sum(axis=1), 1) and np.array_equal(probs.argmax(axis=1), logits.argmax(axis=1))
 
 
-def test_the_scoring_time_is_excluded_from_the_training_clock():
+class Clock:
+    """A perf_counter that moves only when told to."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(heldout.time, "perf_counter", fake)
+    monkeypatch.setattr(training.time, "perf_counter", fake)
+    return fake
+
+
+def _scoring(clock, *, train_images=200, seconds_before=0.0):
     from tests.splits import synthetic_split
 
     from pipeline.lib import models
 
     timer = training.StepTimer()
     test = synthetic_split(30, seed=1)
-    scoring = heldout.HeldOut(test.images, test.labels, train_images=200, batch_size=50, evals_per_epoch=2,
-                              eval_batch_size=10, from_logits=True, timer=timer, seconds_before=100.0)
-    scoring.set_model(models.build("sequential", 0.001))
+    scoring = heldout.HeldOut(test.images, test.labels, train_images=train_images, batch_size=50, evals_per_epoch=2,
+                              eval_batch_size=10, from_logits=True, timer=timer, seconds_before=seconds_before)
+    model = models.build("sequential", 0.001)
+    predict = model.predict
+
+    def slow_predict(*args, **kwargs):  # scoring takes 10 s of the clock
+        clock.now += 10.0
+        return predict(*args, **kwargs)
+
+    model.predict = slow_predict
+    scoring.set_model(model)
+    return scoring, timer, test
+
+
+def test_the_scoring_time_is_excluded_from_the_training_clock(clock):
+    scoring, timer, test = _scoring(clock, seconds_before=100.0)
     scoring.on_epoch_begin(1)
+    clock.now += 3.0
     scoring.on_train_batch_end(0)  # step 1 of 4: not a scoring step
     assert scoring.rows == [] and timer.excluded == 0
-    scoring.on_train_batch_end(1)  # step 2 of 4: half the epoch
-    assert timer.excluded == scoring.eval_seconds > 0
+    clock.now += 4.0
+    scoring.on_train_batch_end(1)  # step 2 of 4: half the epoch, 7 s of training since the timer started
+    assert timer.excluded == scoring.eval_seconds == 10.0
     (row,) = scoring.rows
-    assert row["images_seen"] == 300 and row["epoch"] == 1.5 and row["train_seconds"] >= 100.0
+    assert row["images_seen"] == 300 and row["epoch"] == 1.5 and row["train_seconds"] == 107.0
     assert row["heldout_correct"] == round(row["heldout_accuracy"] * 30)
-    before = timer.clock()
-    timer.exclude(1000.0)
-    assert timer.clock() < before - 999
+    clock.now += 2.0
+    scoring.on_train_batch_end(2)
+    scoring.on_train_batch_end(3)  # the epoch's end: 9 s of training, 20 s of scoring so far
+    assert [r["train_seconds"] for r in scoring.rows] == [107.0, 109.0] and timer.excluded == 20.0
+    assert timer.clock() == clock.now - 20.0
+
+
+def test_an_epoch_that_is_no_multiple_of_the_batch_ends_at_its_image_count(clock):
+    scoring, _, _ = _scoring(clock, train_images=230)  # 5 steps of 50: the last one holds 30 images
+    assert scoring.at == {3, 5}
+    scoring.on_epoch_begin(2)
+    for batch in range(5):
+        scoring.on_train_batch_end(batch)
+    assert [(r["images_seen"], r["epoch"]) for r in scoring.rows] == [(2 * 230 + 150, 2.6522), (3 * 230, 3.0)]

@@ -47,7 +47,7 @@ def eval_steps(steps_per_epoch: int, evals_per_epoch: int) -> frozenset[int]:
     """The 1-based steps of an epoch after which the held-out images are scored: `evals_per_epoch` of them,
     evenly spread, the last one the epoch's end (never more than one per step)."""
     evals = min(evals_per_epoch, steps_per_epoch)
-    return frozenset(math.ceil(k * steps_per_epoch / evals) for k in range(1, evals + 1))
+    return frozenset(-(-k * steps_per_epoch // evals) for k in range(1, evals + 1))  # ceil, in whole steps
 
 
 class HeldOut(keras.callbacks.Callback):
@@ -55,8 +55,11 @@ class HeldOut(keras.callbacks.Callback):
 
     `timer` is the run's StepTimer: each evaluation's duration is excluded from its clock, so that the
     curve's `train_seconds` (timer clock since its start, plus `seconds_before`, the training seconds of
-    epochs done before a resume) and the step times hold training alone. `from_logits`: the model
-    being trained outputs logits (scored through a softmax) rather than probabilities.
+    epochs done before a resume, so that a resumed run's seconds include its second compile) and the
+    step times hold training alone. `from_logits`: the model being trained outputs logits (scored
+    through a softmax) rather than probabilities. Scoring runs `predict`, which under the torch backend
+    leaves the module in eval mode until the next epoch's fit(): the same math for these models, which
+    have no dropout or batch normalisation.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, train_images: int, batch_size: int,

@@ -195,11 +195,13 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
     resumed. `verbose=None` shows a progress bar on a terminal and one line per epoch in a log file.
     `callbacks` are added to every epoch's fit() (e.g. diagnostics.Probe). `replicas`
     (from `distribute.setup`) trains data-parallel; by default on the backend's default device.
-    `time_limit_s` caps the wall clock of this call: no epoch starts that the previous epoch's duration
-    says would end past it (`timing["stopped_at_time_limit"]`; the checkpoint lets a later call go on).
+    `time_limit_s` caps the wall clock of this call, held-out scoring included: no epoch starts that the
+    previous epoch's duration says would end past it (`timing["stopped_at_time_limit"]`; the checkpoint
+    lets a later call go on).
     `heldout` (the test split) is scored `evals_per_epoch` times per epoch (`heldout.HeldOut`, batches of
     `eval_batch_size`): `timing["heldout_curve"]` holds its rows, also across a resume, and
-    `timing["heldout_eval_seconds"]` the time spent scoring, which no other timing includes.
+    `timing["heldout_eval_seconds"]` the time spent scoring, which no other timing includes. Like the other
+    timings, it covers this call; the curve's `train_seconds` run on from the checkpoint's.
     """
     replicas = replicas or distribute.SINGLE
     with replicas.scope():  # build, resume and train inside the distribution engine, if any
@@ -233,16 +235,16 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
         stop = loop.stop
         previous = {sig: signal.signal(sig, stop.note) for sig in (signal.SIGINT, signal.SIGTERM)}
         stopped = False
+        wall_ends = [timer.start]  # the wall clock at each epoch's end, scoring included
         try:
             for epoch in range(done, epochs):
-                if time_limit_s is not None and timer.epoch_ends:
-                    last_epoch = timer.epoch_ends[-1] - (
-                        timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
-                    )
-                    if timer.epoch_ends[-1] - timer.start + last_epoch > time_limit_s:
+                if time_limit_s is not None and len(wall_ends) > 1:
+                    last_epoch = wall_ends[-1] - wall_ends[-2]
+                    if wall_ends[-1] - timer.start + last_epoch > time_limit_s:
                         stopped = True
                         break
                 logs = loop.run(epoch)
+                wall_ends.append(time.perf_counter())
                 previous_end = timer.epoch_ends[-2] if len(timer.epoch_ends) > 1 else timer.start
                 rows.append({
                     "epoch": epoch + 1,

@@ -16,11 +16,13 @@ the scoring excluded), or null for each and `target_reached: false`, with the be
 Resumable: every completed epoch is checkpointed in `<paths.checkpoints_dir>/<model>/`, which is
 machine-local (no DVC output, never pushed; see dvc.yaml), so a run killed midway continues from its
 last completed epoch on the next `dvc repro` (`training.fit`). The timing metrics then cover the epochs
-trained after the resume (`resumed_after_epoch`). `--time-limit-s S` (scripts/gpu-check; never in
-dvc.yaml) stops before an epoch that would end past S seconds: the outputs then hold the epochs done
-(`epochs_completed` < `epochs`) and the checkpoint stays for a rerun to continue. With
-`train.distribution: data_parallel` the same loop runs inside the backend's distribution engine
-(pipeline/lib/distribute.py).
+trained after the resume (`resumed_after_epoch`); the held-out curve covers every epoch, its training
+seconds running on from the checkpoint's. `--time-limit-s S` (scripts/gpu-check; never in dvc.yaml) stops
+before an epoch that would end past S seconds of wall clock, held-out scoring included: the outputs then
+hold the epochs done (`epochs_completed` < `epochs`) and the checkpoint stays for a rerun to continue.
+With `train.distribution: data_parallel` the same loop runs inside the backend's distribution engine
+(pipeline/lib/distribute.py); across several processes (jax on several hosts) each process feeds its
+share of every batch, so no held-out curve is recorded (an empty one, the target not reached).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pandas as pd
 
 from pipeline.lib import cli, data, distribute, environment, heldout, params, registry, training
 from pipeline.lib.atomic import atomic_output
-from pipeline.lib.metrics import write as write_metrics
+from pipeline.lib.metrics import validate as validate_metrics, write as write_metrics
 
 
 def main(argv=None) -> None:
@@ -57,20 +59,18 @@ def main(argv=None) -> None:
     print(f"train-{name}: {len(split.labels)} images, {epochs} epochs, batch {cfg.batch_size}, "
           f"lr {cfg.learning_rate}, loss {cfg.loss}, seed {cfg.seed}, normalize={split.normalize}, "
           f"{cfg.distribution} on {replicas.count} replica(s): {', '.join(replicas.devices)}")
+    scored = test if replicas.processes == 1 else None
+    if scored is None:  # each process holds a shard of every batch: predict would see its own share only
+        print(f"train-{name}: no held-out curve across {replicas.processes} processes (no time to target)")
     checkpoint_dir = p.paths.checkpoint(name)
     model, history, timing = training.fit(name, split, seed=cfg.seed, batch_size=cfg.batch_size,
                                           learning_rate=cfg.learning_rate, epochs=epochs, loss=cfg.loss,
                                           checkpoint_dir=checkpoint_dir, replicas=replicas,
-                                          time_limit_s=args.time_limit_s, heldout=test,
+                                          time_limit_s=args.time_limit_s, heldout=scored,
                                           evals_per_epoch=model_cfg.evals_per_epoch,
                                           eval_batch_size=p.evaluate.batch_size)
-    curve = timing.pop("heldout_curve")
-    with atomic_output(p.paths.model(name)) as tmp:
-        model.save(tmp)
-    with atomic_output(p.paths.train_history(name)) as tmp:
-        history.to_csv(tmp)
-    with atomic_output(p.paths.heldout_curve(name)) as tmp:
-        pd.DataFrame(curve, columns=heldout.CURVE_COLUMNS).to_csv(tmp, index=False)
+    curve = timing.pop("heldout_curve", [])
+    timing.setdefault("heldout_eval_seconds", 0.0)
     reached = heldout.to_target(curve, model_cfg.target_accuracy, len(test.labels), len(split.labels))
     metrics = {
         "model": name,
@@ -93,7 +93,15 @@ def main(argv=None) -> None:
         "heldout_curve": curve,
         **environment.record(),
     }
-    write_metrics("train", p.paths.train_metrics(name), metrics)
+    metrics_file = p.paths.train_metrics(name)
+    validate_metrics("train", metrics, metrics_file)  # before any output is replaced
+    with atomic_output(p.paths.model(name)) as tmp:
+        model.save(tmp)
+    with atomic_output(p.paths.train_history(name)) as tmp:
+        history.to_csv(tmp)
+    with atomic_output(p.paths.heldout_curve(name)) as tmp:
+        pd.DataFrame(curve, columns=heldout.CURVE_COLUMNS).to_csv(tmp, index=False)
+    write_metrics("train", metrics_file, metrics)
     if timing["stopped_at_time_limit"]:
         print(f"train-{name}: stopped at the time limit after {len(history)}/{epochs} epochs; "
               f"rerun to continue from {checkpoint_dir}")
