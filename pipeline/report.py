@@ -119,12 +119,13 @@ def _rows(exp: dict, paths: params.Paths, targets: dict[str, float]) -> list[dic
         if not trained:
             continue
         if scored and "test_accuracy" in scored:
-            accuracy = scored["test_accuracy"]
+            accuracy, images = scored["test_accuracy"], metrics.value("evaluate", scored, "test_images")
         elif trained.get("heldout_curve"):
-            accuracy = trained["heldout_curve"][-1]["heldout_accuracy"]  # the final model on the test images
+            # the final model on the test images
+            accuracy, images = trained["heldout_curve"][-1]["heldout_accuracy"], trained["heldout_images"]
         else:
             continue
-        settings = {k: metrics.value("train", trained, k) for k in SETTING[2:]}
+        settings = {k: metrics.value("train", trained, k) for k in SETTING[2:]} | {"test_images": images}
         target = targets.get(name)
         if tutorial_protocol(name, **{k: settings[k] for k in TUTORIAL_KEYS}) \
                 and REPORTED_ACCURACY[name] >= params.COLLAPSED_BELOW:
@@ -232,7 +233,7 @@ def main(argv=None) -> None:
     table = runs(exported.load(args.runs) if args.runs else experiments(args.all_commits), p.paths, targets)
     if table.empty:
         raise PipelineError(
-            "no run has train-<model>.json with evaluate-<model>.json, or collapse.json; "
+            "no run has train-<model>.json with evaluate-<model>.json or a held-out curve, or collapse.json; "
             "run some first (dvc exp run)" + (f" and export them into {args.runs}" if args.runs else "")
         )
     summary = aggregate(table)

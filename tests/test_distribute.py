@@ -55,6 +55,7 @@ def weights(project: Path, backend: str) -> list[np.ndarray]:
 def project(tmp_path):
     project = scratch_params(tmp_path / "project", **{"models.sequential.epochs": 2})
     write_prepared(project, 200, seed=5, normalize="raw")  # the tutorial's unscaled pixels
+    write_prepared(project, 50, seed=6, split="test", normalize="raw")  # the held-out curve's images
     return project
 
 

@@ -219,7 +219,14 @@ def test_invalid_params_are_refused_before_any_work(project, changes, message, m
 @pytest.fixture
 def prepared(project):
     write_prepared(project, 3000, seed=3)  # an epoch lasts a few seconds: the interrupt lands inside epoch 2
+    write_prepared(project, 100, seed=4, split="test")  # the train stage's held-out curve scores these
     return project
+
+
+def test_held_out_images_scaled_unlike_the_training_images_are_refused_before_training(prepared):
+    write_prepared(prepared, 100, seed=4, split="test", normalize="raw")
+    assert_refused(prepared, "pipeline.stages.train sequential",
+                   "data/prepared/test.npz: normalize=raw, but data/prepared/train.npz has unit; rerun the preprocess stage")
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -470,3 +470,18 @@ def test_a_train_record_from_before_a_setting_existed_stays_on_its_line():
         first, second = (dict(p.settings) for p in found if p.measure == measure)
         assert first == second, measure
         assert first.get("loss", first.get("train.loss")) == '"crossentropy"'
+
+
+def test_a_run_that_never_reached_its_target_is_drawn_at_what_it_trained_not_left_out():
+    t = str(PATHS.train_metrics("sequential"))
+    missed = train("sequential", 1000.0, images_to_target=None, seconds_to_target=None, target_reached=False,
+                   train_seconds=31.5)
+    files = [{t: json.dumps(train("sequential", 1000.0, target_reached=True))}, {t: json.dumps(missed)}]
+    found = history_read.points([history_read.Commit(f"{i:040d}", f"c{i}", "", f) for i, f in enumerate(files)], PATHS)
+    timed = [(p.measure, p.index, p.value, p.unreached) for p in found if p.measure.endswith("_to_target")]
+    assert timed == [("images_to_target", 0, 25000.0, False), ("images_to_target", 1, 30000.0, True),
+                     ("seconds_to_target", 0, 25.0, False), ("seconds_to_target", 1, 31.5, True)]
+    # a record that says nothing of its target (an older writer) draws no point
+    silent = train("sequential", 1000.0, images_to_target=None, seconds_to_target=None)
+    found = history_read.points([history_read.Commit("0" * 40, "c", "", {t: json.dumps(silent)})], PATHS)
+    assert not [p for p in found if p.measure.endswith("_to_target")]

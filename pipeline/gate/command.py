@@ -98,16 +98,21 @@ def _gate(argv) -> int:
         title = f"Gate: {current_dir} against {label}"
         drops = {m: p.models[m].max_accuracy_drop for m in current}
         sections, notes = compare(base, cur, cfg, files, drops, args.allow_new_settings, removed)
-        reference = convergence.load(Path(cfg.convergence_reference))
-        converged = convergence.rows(reference, {m: cur[files[f"train-{m}"]] for m in current},
+        reference = convergence.load(Path(cfg.convergence_reference), missing_ok=True)
+        converged = convergence.rows(reference, {m: (files[f"train-{m}"], cur[files[f"train-{m}"]]) for m in current},
                                      cfg.max_convergence_slowdown)
         sections = {"Accuracy": sections.pop("Accuracy"),
                     f"Convergence (against {cfg.convergence_reference})": converged, **sections}
+        if reference is None:
+            notes.append(f"no convergence reference at {cfg.convergence_reference}: convergence is not gated "
+                         "(python -m pipeline.gate reference builds one from run records)")
     elif args.mode == "reference":
         built = convergence.build(convergence.run_dirs(args.runs), convergence.targets(p))
         convergence.write(Path(cfg.convergence_reference), built)
+        absent = [m for m in registry.names() if m not in built["models"]]
         cli.emit(f"pipeline.gate: {cfg.convergence_reference}: " + "; ".join(
-            f"{m} {len(r['runs'])} runs" for m, r in built["models"].items()))
+            f"{m} {len(r['runs'])} runs" for m, r in built["models"].items())
+            + (f"; no runs of {', '.join(absent)} (not gated until they have some)" if absent else ""))
         return 0
     elif args.list:
         from pipeline.lib import speed  # the working tree's rows; nothing is built or run

@@ -16,6 +16,7 @@ measured with real runs, are in docs/gates.md (reports/gate-convergence/).
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import statistics
@@ -59,8 +60,18 @@ def _run_records(run_dirs: list[Path], model: str) -> list[tuple[str, dict]]:
             raise GateUsageError(f"{path}: unreadable ({type(exc).__name__})") from None
         if not isinstance(record, dict) or not isinstance(record.get("heldout_curve"), list):
             raise GateUsageError(f"{path}: no heldout_curve: not a run of the train stage with a held-out curve")
+        for key in ("seed", "train_images", "heldout_images"):
+            if not _count(record.get(key), minimum=0 if key == "seed" else 1):
+                raise GateUsageError(f"{path}: {key} is {record.get(key)!r}, not a whole number")
+        for i, row in enumerate(record["heldout_curve"]):
+            if not isinstance(row, dict) or not all(_count(row.get(k), 0) for k in ("images_seen", "heldout_correct")):
+                raise GateUsageError(f"{path}: heldout_curve[{i}] needs whole images_seen and heldout_correct")
         found.append((run.name, record))
     return found
+
+
+def _count(value, minimum: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def build(run_dirs: list[Path], targets: dict[str, float]) -> dict:
@@ -91,19 +102,36 @@ def build(run_dirs: list[Path], targets: dict[str, float]) -> dict:
         if len(seeds) < MIN_SEEDS:
             raise GateUsageError(f"{model}: {len(seeds)} seeds; a reference needs at least {MIN_SEEDS}")
         models[model] = {"settings": first[1], "runs": runs}
+    if not models:
+        raise GateUsageError(f"no train record of {', '.join(targets)} in {len(run_dirs)} run directories")
     return {"made_with": "python -m pipeline.gate reference", "models": models}
 
 
-def load(path: Path) -> dict:
+def load(path: Path, missing_ok: bool = False) -> dict | None:
+    """The reference at `path`, checked entry by entry (one line naming the key when it is malformed);
+    None when there is none and `missing_ok`."""
     try:
         reference = json.loads(Path(path).read_text())
     except FileNotFoundError:
+        if missing_ok:
+            return None
         raise GateUsageError(f"{path}: no convergence reference; build it with python -m pipeline.gate reference") \
             from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GateUsageError(f"{path}: unreadable convergence reference ({type(exc).__name__})") from None
     if not isinstance(reference, dict) or not isinstance(reference.get("models"), dict):
         raise GateUsageError(f"{path}: not a convergence reference (no models map)")
+    for model, entry in reference["models"].items():
+        where = f"{path}: models.{model}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("settings"), dict):
+            raise GateUsageError(f"{where}.settings is missing or not a map")
+        runs = entry.get("runs")
+        if not isinstance(runs, list) or not runs:
+            raise GateUsageError(f"{where}.runs is missing or empty")
+        for i, run in enumerate(runs):
+            value = run.get("images_to_target") if isinstance(run, dict) else None
+            if not _count(value):
+                raise GateUsageError(f"{where}.runs[{i}].images_to_target is {value!r}, not a count of images >= 1")
     return reference
 
 
@@ -115,11 +143,20 @@ def _images(model_ref: dict) -> list[int]:
     return [r["images_to_target"] for r in model_ref["runs"]]
 
 
-def verdict(model: str, model_ref: dict | None, record: dict, max_slowdown: float) -> Row:
-    """The convergence row of one model's current train record against its reference entry."""
+RECORD_KEYS = ("target_accuracy", "images_to_target", "epochs_to_target", "best_heldout_accuracy")
+
+
+def verdict(model: str, model_ref: dict | None, record: dict, max_slowdown: float, where: str = "") -> Row:
+    """The convergence row of one model's current train record (read from `where`) against its reference entry."""
     metric = f"{model} images_to_target"
-    if record.get("heldout_curve") is None or "target_reached" not in record:
+    if not record.get("heldout_curve") or "target_reached" not in record:
         return Row(metric, "-", "no held-out curve", "-", "not gated: the run recorded no curve", True, advisory=True)
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise GateUsageError(f"{where or model}: has a held-out curve but no {missing[0]}")
+    if record["target_reached"] and not _count(record["images_to_target"]):
+        raise GateUsageError(f"{where or model}: images_to_target is {record['images_to_target']!r} with the target "
+                             "reached, not a count of images >= 1")
     target = record["target_accuracy"]
     if record["target_reached"]:
         shown = f"{record['images_to_target']} ({record['epochs_to_target']} epochs)"
@@ -141,14 +178,17 @@ def verdict(model: str, model_ref: dict | None, record: dict, max_slowdown: floa
     return Row(metric, base, shown, change, f"<= {limit}", needed <= limit)
 
 
-def rows(reference: dict, current: dict[str, dict], max_slowdown: float) -> list[Row]:
-    """One row per model of `current` ({model: its train record}), in the registry's order."""
-    return [verdict(m, reference["models"].get(m), current[m], max_slowdown) for m in current]
+def rows(reference: dict | None, current: dict[str, tuple[str, dict]], max_slowdown: float) -> list[Row]:
+    """One row per model of `current` ({model: (its train file's name, its record)}), in that order; with no
+    reference at all, each row is advisory."""
+    models = reference["models"] if reference else {}
+    return [verdict(m, models.get(m), record, max_slowdown, where) for m, (where, record) in current.items()]
 
 
 def run_dirs(pattern: str) -> list[Path]:
-    """The run directories matching `pattern` (a glob relative to the working directory), sorted by name."""
-    found = sorted(p for p in Path().glob(pattern) if (p / "run.yaml").is_file())
+    """The run directories matching `pattern` (a glob, relative to the working directory or absolute), sorted
+    by name."""
+    found = sorted(Path(p) for p in glob.glob(pattern) if (Path(p) / "run.yaml").is_file())
     if not found:
         raise GateUsageError(f"no run directories match {pattern}")
     for run in found:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -26,6 +27,8 @@ class Measure:
     higher_is_better: bool = True
     accuracy: bool = False     # noise floor: the binomial standard error instead of NOISE_FLOOR_REL
     keyed_by: tuple[str, ...] = ()  # fields of the file, beyond its settings, that a line must share
+    # a run that never reached its target: the value it is at least (drawn, and judged, as that bound)
+    unreached: Callable[[dict], float] | None = None
 
 
 # time to target depends on the target and on the held-out images it is scored on
@@ -42,9 +45,11 @@ MEASURES = (
             higher_is_better=False),
     Measure("inference_images_per_s", "Inference throughput", "images/s", "evaluate", ("inference_images_per_s",)),
     Measure("images_to_target", "Images seen to reach the target accuracy (held-out curve)", "images", "train",
-            ("images_to_target",), higher_is_better=False, keyed_by=TARGET_KEYS),
+            ("images_to_target",), higher_is_better=False, keyed_by=TARGET_KEYS,
+            unreached=lambda d: d["epochs_completed"] * d["train_images"]),
     Measure("seconds_to_target", "Training seconds to reach the target accuracy", "s", "train",
-            ("seconds_to_target",), higher_is_better=False, keyed_by=TARGET_KEYS),
+            ("seconds_to_target",), higher_is_better=False, keyed_by=TARGET_KEYS,
+            unreached=lambda d: d["train_seconds"]),
 )
 
 
@@ -71,6 +76,7 @@ class Point:
     z: float | None = None
     baseline: float | None = None
     changed: bool = False
+    unreached: bool = False  # the run never reached its target: `value` is a lower bound
 
 
 def read_commits(rev: str, paths: list[str], repo: Path = Path(".")) -> list[Commit]:
@@ -139,6 +145,13 @@ def points(commits: list[Commit], paths: params.Paths) -> list[Point]:
                 except json.JSONDecodeError:
                     continue
                 value = _dig(data, measure.value, model)
+                unreached = isinstance(data, dict) and value is None and measure.unreached is not None \
+                    and data.get("target_reached") is False
+                if unreached:
+                    try:
+                        value = float(measure.unreached(data))
+                    except (KeyError, TypeError, ValueError):
+                        continue
                 if not isinstance(data, dict) or value is None:
                     continue
                 spread = _dig(data, measure.spread, model) if measure.spread else None
@@ -157,7 +170,8 @@ def points(commits: list[Commit], paths: params.Paths) -> list[Point]:
                             f"{data.get('backend', '?')} {data.get('backend_version', '')}")
                 test_images = data.get("test_images")
                 found.append(Point(measure.key, model, index, commit.sha, commit.subject, machine, float(value),
-                                   spread, tuple(settings), test_images if isinstance(test_images, int) else None))
+                                   spread, tuple(settings), test_images if isinstance(test_images, int) else None,
+                                   unreached=unreached))
     return found
 
 

@@ -21,7 +21,7 @@ def figure(measure: Measure, grouped: dict, commits: list[Commit]) -> go.Figure:
         for number, segment in enumerate(grouped.get((measure.key, model), []), start=1):
             hover = [
                 f"<b>{p.sha[:7]}</b> {html.escape(p.subject[:80])}<br>{html.escape(p.machine)}<br>"
-                f"{model}: {p.value:.4g} {measure.unit}"
+                f"{model}: {'not reached: at least ' if p.unreached else ''}{p.value:.4g} {measure.unit}"
                 + (f" (IQR {p.spread:.3g})" if p.spread is not None else "")
                 + (f"<br>z = {p.z:+.1f} against {p.baseline:.4g}" if p.z is not None else "")
                 for p in segment
