@@ -114,7 +114,7 @@ def test_the_report_command_writes_its_three_files_and_refuses_what_it_cannot_re
     assert (code, out, err) == (1, "", "pipeline.report: error: --runs nowhere: no such directory\n")
     (tmp_path / "runs").mkdir()
     code, _, err = in_process(tmp_path, report, "--runs", "runs")
-    assert err == ("pipeline.report: error: no run has train-<model>.json with evaluate-<model>.json, or collapse.json; "
+    assert err == ("pipeline.report: error: no run has train-<model>.json with evaluate-<model>.json or a held-out curve, or collapse.json; "
                    "run some first (dvc exp run) and export them into runs\n")
     record = tmp_path / "runs" / "seed-0"
     (record / "metrics").mkdir(parents=True)
@@ -217,7 +217,7 @@ def test_a_project_without_runs_says_to_run_some(tmp_path, in_process, monkeypat
     run(["git", "commit", "-qm", "no runs"], tmp_path)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     assert in_process(tmp_path, report) == (1, "", "pipeline.report: error: no run has train-<model>.json with "
-                                                   "evaluate-<model>.json, or collapse.json; run some first (dvc exp run)\n")
+                                                   "evaluate-<model>.json or a held-out curve, or collapse.json; run some first (dvc exp run)\n")
 
 
 def _curve(correct_by_point, images=2000, per_point=2500):
@@ -238,7 +238,8 @@ def test_time_to_target_is_read_from_each_curve_at_the_given_target_and_aggregat
         exp("s2", "3", **{"train-parallel": curved(2, [400, 500, 599])}),        # one image short: never
         exp("s3", "4", **{"train-parallel": curved(3, [400, 500, 600])}),        # after 7,500
         # a run without a curve counts for accuracy, not for time to target
-        exp("old", "5", **{"train-parallel": trained(4), "evaluate-parallel": {"test_accuracy": 0.33}}),
+        exp("old", "5", **{"train-parallel": trained(4), "evaluate-parallel": {"test_accuracy": 0.33,
+                                                                               "test_images": 2000}}),
     ]
     table = report.runs(found, PATHS, {"parallel": 0.3})
     # with no evaluate file, a run's accuracy is its curve's last point: the final model on the test images
@@ -249,6 +250,12 @@ def test_time_to_target_is_read_from_each_curve_at_the_given_target_and_aggregat
     assert (row["fastest"], row["slowest"]) == ("0.25 (seed 1)", "0.75 (seed 3)")
     markdown = report.markdown(report.aggregate(table))
     assert "| 0.3      | 0.50 ± 0.25 (3 seeds) | 0.25 (seed 1) | 0.75 (seed 3) | 1 " in markdown
+    # an evaluate file, where there is one, gives the accuracy and the test-image count (10,000 here)
+    scored = [exp("s0", "1", **{"train-parallel": curved(0, [400, 600, 700]),
+                                "evaluate-parallel": {"test_accuracy": 0.41, "test_images": 10000}})]
+    row = report.runs(scored, PATHS, {"parallel": 0.3}).iloc[0]
+    assert (row["test_accuracy"], row["test_images"], row["epochs_to_target"]) == (0.41, 10000, 0.5)
+    assert set(table["test_images"]) == {2000}  # the curve's runs: their held-out images; the old one's evaluate
     # no target given: the curve still gives the accuracy, the time-to-target cells stay empty
     (row,) = report.aggregate(report.runs(found, PATHS)).to_dict("records")
     assert row["runs"] == 5 and row["target"] == row["epochs_to_target"] == row["not_reached"] == ""
@@ -263,3 +270,4 @@ def test_the_tutorials_protocol_is_read_at_the_tutorials_own_accuracy_where_its_
     assert rows.loc["sequential", "target"] == "0.5927"  # the tutorial's reported accuracy, not params.yaml's 0.3
     assert rows.loc["sequential", "epochs_to_target"] == "0.55 (1 seed)"  # 27,500 of 50,000 images
     assert rows.loc["parallel", "target"] == "0.3"  # its tutorial run collapsed (0.10): no target to chase
+    assert rows.loc["parallel", "epochs_to_target"] == "0.05 (1 seed)"  # 0.5 at the first point: 2,500 images
