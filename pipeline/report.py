@@ -100,11 +100,17 @@ def runs(found: list[dict], paths: params.Paths, targets: dict[str, float] | Non
 
 
 def _time_to_target(trained: dict, target: float | None) -> dict:
-    """The epochs a train record's curve took to `target` (NaN: not reached; absent: no curve)."""
+    """The epochs a train record's curve took to `target` (NaN: not reached; absent: no curve). Without the
+    curve (`dvc exp show` leaves lists out of metrics), the record's own time to target, if it timed `target`."""
     curve = trained.get("heldout_curve")
-    if not curve or target is None:
+    if target is None or curve == []:  # an empty curve: a run across several processes scored nothing
         return {}
-    reached = heldout.to_target(curve, target, trained["heldout_images"], trained["train_images"])
+    if curve:
+        reached = heldout.to_target(curve, target, trained["heldout_images"], trained["train_images"])
+    elif trained.get("target_accuracy") == target and "target_reached" in trained:
+        reached = trained
+    else:
+        return {}
     return {"heldout_images": trained["heldout_images"], "target_accuracy": target,
             "epochs_to_target": reached["epochs_to_target"] if reached["target_reached"] else float("nan")}
 

@@ -256,6 +256,13 @@ def test_time_to_target_is_read_from_each_curve_at_the_given_target_and_aggregat
     row = report.runs(scored, PATHS, {"parallel": 0.3}).iloc[0]
     assert (row["test_accuracy"], row["test_images"], row["epochs_to_target"]) == (0.41, 10000, 0.5)
     assert set(table["test_images"]) == {2000}  # the curve's runs: their held-out images; the old one's evaluate
+    # `dvc exp show` leaves the curve (a list) out: the record's own time to target counts if it timed this target
+    bare = {k: v for k, v in curved(5, [400, 600, 700]).items() if k != "heldout_curve"}
+    timed = [exp("x", "9", **{"train-parallel": bare | {"target_accuracy": 0.3, "target_reached": True,
+                                                        "epochs_to_target": 0.5},
+                              "evaluate-parallel": {"test_accuracy": 0.35, "test_images": 2000}})]
+    assert report.runs(timed, PATHS, {"parallel": 0.3}).iloc[0]["epochs_to_target"] == 0.5
+    assert pd.isna(report.runs(timed, PATHS, {"parallel": 0.31}).iloc[0]["target_accuracy"])  # another target
     # no target given: the curve still gives the accuracy, the time-to-target cells stay empty
     (row,) = report.aggregate(report.runs(found, PATHS)).to_dict("records")
     assert row["runs"] == 5 and row["target"] == row["epochs_to_target"] == row["not_reached"] == ""
