@@ -13,7 +13,8 @@ gate.max_convergence_slowdown), on each record's held-out curve read at today's 
 
 A run fails when any model's row fails. Rates come with exact (Clopper-Pearson) 95% intervals. Writes
 reports/gate-convergence/summary.csv (one row per arm) and runs.csv (one row per run and model), and
-prints both.
+prints the summary as a markdown table (with each arm's median images to target per model, a run that
+never reached the target counting as the slowest).
 """
 
 from __future__ import annotations
@@ -48,6 +49,27 @@ def interval(k: int, n: int) -> str:
     return f"{ci.low:.0%}-{ci.high:.0%}"
 
 
+def median_images(rows: list[dict]) -> str:
+    """The median images to target of some runs, a run that never reached it counting as slowest."""
+    values = sorted((r["images_to_target"] is None, r["images_to_target"] or 0) for r in rows)
+    middle = values[(len(values) - 1) // 2: len(values) // 2 + 1]
+    if any(unreached for unreached, _ in middle):
+        return "not reached"
+    return f"{sum(v for _, v in middle) / len(middle):,.0f}"
+
+
+def markdown(summary: list[dict]) -> str:
+    models = registry.names()
+    head = ["arm", "runs", "failed", "rate (95% interval)", *(f"{m} failed" for m in models),
+            *(f"{m} median images" for m in models)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in summary:
+        cells = [row["arm"], row["runs"], row["failed"], f"{row['rate']} ({row['interval_95']})",
+                 *(row[f"{m}_failed"] for m in models), *(row[f"{m}_median_images"] for m in models)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import os
 
@@ -76,11 +98,11 @@ def main() -> None:
                                 "images_to_target": reached["images_to_target"],
                                 "limit": row.allowed, "verdict": "pass" if row.passed else "FAIL",
                                 "final_heldout_accuracy": records[m]["heldout_curve"][-1]["heldout_accuracy"]})
-        models_failed = {m: sum(r["verdict"] == "FAIL" for r in per_run if r["arm"] == arm and r["model"] == m)
-                         for m in registry.names()}
+        mine = {m: [r for r in per_run if r["arm"] == arm and r["model"] == m] for m in registry.names()}
         summary.append({"arm": arm, "runs": len(runs), "failed": failed, "rate": f"{failed / len(runs):.0%}",
                         "interval_95": interval(failed, len(runs)),
-                        **{f"{m}_failed": models_failed[m] for m in registry.names()}})
+                        **{f"{m}_failed": sum(r["verdict"] == "FAIL" for r in mine[m]) for m in registry.names()},
+                        **{f"{m}_median_images": median_images(mine[m]) for m in registry.names()}})
     for name, rows in (("runs.csv", per_run), ("summary.csv", summary)):
         with open(HERE / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -90,8 +112,7 @@ def main() -> None:
     for m, ref in everyone["models"].items():
         images = [r["images_to_target"] for r in ref["runs"]]
         print(f"{m}: unchanged images to target {sorted(images)}; limit {convergence.limit_images(max(images), slack)}")
-    for row in summary:
-        print(row)
+    print(markdown(summary))
 
 
 if __name__ == "__main__":
