@@ -181,6 +181,18 @@ def data_digest(split: data.Split) -> str:
     return digest.hexdigest()
 
 
+def _scoring(heldout: data.Split | None, curve: list, timer: StepTimer, train_images: int, batch_size: int,
+             evals_per_epoch: int, eval_batch_size: int, loss: str) -> HeldOut | None:
+    """The held-out scoring of a run (None without held-out images), its seconds going on from `curve`, the
+    curve of the epochs a resumed run did before."""
+    if heldout is None:
+        return None
+    return HeldOut(heldout.images, heldout.labels, train_images=train_images, batch_size=batch_size,
+                   evals_per_epoch=evals_per_epoch, eval_batch_size=eval_batch_size,
+                   from_logits=models.FROM_LOGITS[loss], timer=timer,
+                   seconds_before=curve[-1]["train_seconds"] if curve else 0.0)
+
+
 def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_rate: float, epochs: int,
         loss: str = "crossentropy", checkpoint_dir=None, verbose=None, callbacks=(),
         replicas: distribute.Replicas | None = None, time_limit_s: float | None = None,
@@ -223,13 +235,8 @@ def fit(name: str, split: data.Split, *, seed: int, batch_size: int, learning_ra
                 print(f"train-{name}: resuming after epoch {done} from {checkpoint_dir}", flush=True)
         timer = StepTimer()
         curve = list((timing or {}).get("heldout_curve", []))
-        scoring = None
-        if heldout is not None:
-            scoring = HeldOut(heldout.images, heldout.labels, train_images=len(targets), batch_size=batch_size,
-                              evals_per_epoch=evals_per_epoch, eval_batch_size=eval_batch_size,
-                              from_logits=models.FROM_LOGITS[loss], timer=timer,
-                              seconds_before=curve[-1]["train_seconds"] if curve else 0.0)
-            callbacks = [*callbacks, scoring]
+        scoring = _scoring(heldout, curve, timer, len(targets), batch_size, evals_per_epoch, eval_batch_size, loss)
+        callbacks = [*callbacks, scoring] if scoring else callbacks
         loop = EpochLoop(model, split.images, targets, seed=seed, batch_size=batch_size, epochs=epochs,
                          replicas=replicas, callbacks=callbacks, verbose=verbose, timer=timer)
         stop = loop.stop
