@@ -10,9 +10,8 @@ more than `limit_images` of them, or never reaches the target:
 
 all in whole images (images seen are counted at the curve's points, multiples of a quarter epoch in
 the profile). A run whose train settings (seed aside), target or held-out images differ from the
-reference's is not gated (an advisory row names why): its images are not comparable. The error rates,
-are measured with real runs in reports/gate-convergence/
-(its README: the plan, the arms, the records).
+reference's is not gated (an advisory row names why): its images are not comparable. The error rates
+are measured with real runs in reports/gate-convergence/ (its README: the plan, the arms, the records).
 """
 
 from __future__ import annotations
