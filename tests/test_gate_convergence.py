@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from pipeline.gate import GateUsageError, command as gate_command, convergence
+from pipeline.gate.report import Row
 from pipeline.lib import heldout, metrics, params, registry
 
 TARGET = 0.25
@@ -290,3 +291,103 @@ def test_the_seconds_to_target_row_is_advisory():
     assert (row.baseline, row.current) == ("6.0 s", "12.0 s")
     assert compare.seconds_to_target_advisory("sequential", base, cur | {"target_accuracy": 0.3}) is None
     assert compare.seconds_to_target_advisory("sequential", base, _record("sequential", 0, None)).current == "not reached"
+
+
+# --- every branch's row and message, in full (each checked by mutation testing, reports/mutation/) ----------
+
+def test_a_run_directory_without_a_models_record_is_skipped_and_the_next_ones_are_read(tmp_path):
+    dirs = _runs(tmp_path, {**FIVE, 5: 10000})
+    (dirs[0] / "metrics" / "train-parallel.json").unlink()
+    entry = convergence.build(dirs, {"parallel": TARGET})["models"]["parallel"]
+    assert [r["seed"] for r in entry["runs"]] == [1, 2, 3, 4, 5]
+
+
+def test_a_model_without_runs_is_left_out_whichever_comes_first(tmp_path):
+    dirs = _runs(tmp_path, FIVE, models=("sequential",))
+    assert set(convergence.build(dirs, {"parallel": TARGET, "sequential": TARGET})["models"]) == {"sequential"}
+
+
+def test_the_smallest_valid_counts_are_accepted(tmp_path):
+    """A seed of 0, one training and one held-out image, a point at 0 images seen with 0 correct."""
+    (run,) = _runs(tmp_path, {0: 7500}, models=("sequential",))
+    path = run / "metrics" / "train-sequential.json"
+    curve = [{"images_seen": 0, "heldout_correct": 0}, {"images_seen": 1, "heldout_correct": 1}]
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"train_images": 1, "heldout_images": 1,
+                                                                 "heldout_curve": curve}))
+    ((name, record),) = convergence._run_records([run], "sequential")
+    assert name == run.name and record["heldout_curve"] == curve
+
+
+def test_an_unreadable_record_or_run_yaml_is_one_line_naming_the_file(tmp_path):
+    dirs = _runs(tmp_path, FIVE, models=("sequential",))
+    (dirs[1] / "metrics" / "train-sequential.json").write_text("{not json")
+    with pytest.raises(GateUsageError) as raised:
+        convergence.build(dirs, {"sequential": TARGET})
+    assert str(raised.value) == f"{dirs[1]}/metrics/train-sequential.json: unreadable (JSONDecodeError)"
+    (dirs[2] / "run.yaml").write_text("a: [unclosed")
+    with pytest.raises(GateUsageError) as raised:
+        convergence.run_dirs(str(tmp_path / "curve-seed*"))
+    assert str(raised.value) == f"{dirs[2]}/run.yaml: not YAML"
+
+
+def test_the_refusals_name_every_run_and_key_in_full(tmp_path):
+    dirs = _runs(tmp_path / "a", FIVE) + _runs(tmp_path / "b", {5: 10000}, learning_rate=0.01, batch_size=50)
+    with pytest.raises(GateUsageError) as raised:
+        convergence.build(dirs, {"sequential": TARGET})
+    assert str(raised.value) == ("curve-seed5: sequential settings differ from curve-seed0's (batch_size, "
+                                 "learning_rate); a reference holds runs of one profile")
+    with pytest.raises(GateUsageError) as raised:
+        convergence.build(_runs(tmp_path / "c", {**FIVE, 3: None, 4: None}), {"sequential": TARGET})
+    assert str(raised.value) == ("sequential: target 0.25 not reached by curve-seed3, curve-seed4; "
+                                 "a reference target must be reached by every seed")
+    with pytest.raises(GateUsageError) as raised:
+        convergence.build(dirs, {"extra": TARGET, "other": TARGET})
+    assert str(raised.value) == "no train record of extra, other in 6 run directories"
+
+
+def test_an_implied_setting_left_out_of_a_record_compares_as_its_implied_value(reference):
+    record = {k: v for k, v in _record("sequential", 9, 7500).items() if k != "loss"}  # older records: no loss
+    row = convergence.verdict("sequential", reference["models"]["sequential"], record, 0.25)
+    assert row.passed and not row.advisory
+
+
+def test_an_empty_curve_is_no_curve(reference):
+    record = _record("sequential", 9, 7500) | {"heldout_curve": []}
+    row = convergence.verdict("sequential", reference["models"]["sequential"], record, 0.25)
+    assert row == Row("sequential images_to_target", "-", "no held-out curve", "-",
+                      "not gated: the run recorded no curve", True, advisory=True)
+
+
+@pytest.mark.parametrize("where, named", [("", "sequential"), ("metrics/train-sequential.json",
+                                                                 "metrics/train-sequential.json")])
+def test_a_reached_target_without_a_count_of_images_is_one_line(reference, where, named):
+    record = _record("sequential", 9, 7500) | {"images_to_target": 0}
+    with pytest.raises(GateUsageError) as raised:
+        convergence.verdict("sequential", reference["models"]["sequential"], record, 0.25, *([where] if where else []))
+    assert str(raised.value) == f"{named}: images_to_target is 0 with the target reached, not a count of images >= 1"
+
+
+def test_each_rows_fields_in_full(reference):
+    entry = reference["models"]["sequential"]
+    base = "target 0.25: median 10000, slowest 15000 of 5 seeds"
+    other = _record("sequential", 9, 7500) | {"learning_rate": 0.01, "batch_size": 50}
+    assert convergence.verdict("sequential", entry, other, 0.25) == Row(
+        "sequential images_to_target", base, "7500 (0.75 epochs)", "-",
+        "not gated: reference from other settings (batch_size, learning_rate)", True, advisory=True)
+    assert convergence.verdict("sequential", entry, _record("sequential", 9, None), 0.25) == Row(
+        "sequential images_to_target", base, "not reached (best 0.2495)", "-", "<= 18750", False)
+    assert convergence.verdict("sequential", entry, _record("sequential", 9, 20000), 0.25) == Row(
+        "sequential images_to_target", base, "20000 (2.0 epochs)", "+33% vs slowest", "<= 18750", False)
+
+
+def test_a_count_of_one_image_is_a_valid_reference_entry(project):
+    reference = project / "reports/gate-convergence/reference.json"
+    reference.parent.mkdir(parents=True)
+    reference.write_text('{"models": {"sequential": {"settings": {}, "runs": [{"images_to_target": 1}]}}}')
+    assert convergence.load(reference)["models"]["sequential"]["runs"] == [{"images_to_target": 1}]
+
+
+def test_the_committed_reference_is_byte_for_byte_what_gate_reference_writes(root, tmp_path):
+    committed = root / "reports/gate-convergence/reference.json"
+    convergence.write(tmp_path / "reference.json", json.loads(committed.read_text()))
+    assert (tmp_path / "reference.json").read_text() == committed.read_text()

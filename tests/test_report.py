@@ -278,3 +278,27 @@ def test_the_tutorials_protocol_is_read_at_the_tutorials_own_accuracy_where_its_
     assert rows.loc["sequential", "epochs_to_target"] == "0.55 (1 seed)"  # 27,500 of 50,000 images
     assert rows.loc["parallel", "target"] == "0.3"  # its tutorial run collapsed (0.10): no target to chase
     assert rows.loc["parallel", "epochs_to_target"] == "0.05 (1 seed)"  # 0.5 at the first point: 2,500 images
+
+
+def test_a_setting_whose_seeds_never_reached_the_target_reads_a_dash():
+    found = [exp("s0", "1", **{"train-parallel": curved(0, [400, 500, 599])}),
+             exp("s1", "2", **{"train-parallel": curved(1, [400, 450, 500])})]
+    (row,) = report.aggregate(report.runs(found, PATHS, {"parallel": 0.3})).to_dict("records")
+    assert (row["target"], row["epochs_to_target"], row["not_reached"]) == ("0.3", "-", "2")
+    assert row["fastest"] == row["slowest"] == ""
+
+
+def test_a_model_with_nothing_to_score_is_skipped_and_the_next_model_still_counts():
+    # sequential: a train record with neither a curve nor an evaluate file; parallel: scored
+    found = [exp("s0", "1", **{"train-sequential": trained(0), "train-parallel": curved(0, [400, 600, 700])})]
+    table = report.runs(found, PATHS, {"sequential": 0.3, "parallel": 0.3})
+    assert table["model"].tolist() == ["parallel"] and table["test_accuracy"].tolist() == [0.35]
+
+
+@pytest.mark.parametrize("reported, target", [(params.COLLAPSED_BELOW, "0.15"), (0.1499, "0.3")])
+def test_a_tutorial_run_is_read_at_the_reported_accuracy_unless_that_run_collapsed(monkeypatch, reported, target):
+    """At exactly COLLAPSED_BELOW the reported run did not collapse (collapsed is below it)."""
+    monkeypatch.setitem(report.REPORTED_ACCURACY, "parallel", reported)
+    found = [exp("t", "1", **{"train-parallel": curved(0, [200, 300, 400], train_images=50_000, epochs=10)})]
+    (row,) = report.aggregate(report.runs(found, PATHS, {"parallel": 0.3})).to_dict("records")
+    assert row["target"] == target
