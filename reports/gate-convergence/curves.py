@@ -26,7 +26,8 @@ from pipeline.gate import convergence  # noqa: E402
 from pipeline.lib import params, registry  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-COLOURS = {"unchanged": "black", "lr3": "tab:red", "lrx3": "tab:orange", "init": "tab:blue", "labels5": "tab:green"}
+COLOURS = {"unchanged": "black", "lr3": "tab:red", "lrx3": "tab:orange", "init": "tab:blue", "labels5": "tab:green",
+           "labels20": "tab:purple"}
 
 
 def main() -> None:
