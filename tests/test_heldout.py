@@ -42,6 +42,11 @@ def test_the_first_point_with_the_needed_count_reaches_the_target():
                        "best_heldout_accuracy": 0.31, "best_heldout_images_seen": 1250}
 
 
+def test_epochs_to_target_are_rounded_to_four_decimals_like_the_curves_epochs():
+    # 750 of 2,999 training images: 0.250083... epochs
+    assert heldout.to_target(_curve([20, 29, 30]), 0.3, 100, train_images=2999)["epochs_to_target"] == 0.2501
+
+
 def test_one_image_short_of_the_target_everywhere_is_not_reached():
     reached = heldout.to_target(_curve([20, 29, 29, 28]), 0.3, 100, train_images=1000)
     assert reached["target_reached"] is False
