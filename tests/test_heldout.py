@@ -88,19 +88,22 @@ def clock(monkeypatch):
     return fake
 
 
-def _scoring(clock, *, train_images=200, seconds_before=0.0):
+def _scoring(clock, *, train_images=200, seconds_before=None, evals_per_epoch=2):
     from tests.splits import synthetic_split
 
     from pipeline.lib import models
 
     timer = training.StepTimer()
     test = synthetic_split(30, seed=1)
-    scoring = heldout.HeldOut(test.images, test.labels, train_images=train_images, batch_size=50, evals_per_epoch=2,
-                              eval_batch_size=10, from_logits=True, timer=timer, seconds_before=seconds_before)
+    before = {} if seconds_before is None else {"seconds_before": seconds_before}  # None: the default
+    scoring = heldout.HeldOut(test.images, test.labels, train_images=train_images, batch_size=50,
+                              evals_per_epoch=evals_per_epoch, eval_batch_size=10, from_logits=True, timer=timer,
+                              **before)
     model = models.build("sequential", 0.001)
     predict = model.predict
 
-    def slow_predict(*args, **kwargs):  # scoring takes 10 s of the clock
+    def slow_predict(*args, **kwargs):  # scoring takes 10 s of the clock, in batches of 10, without a progress bar
+        assert (kwargs["batch_size"], kwargs["verbose"]) == (10, 0)
         clock.now += 10.0
         return predict(*args, **kwargs)
 
@@ -135,3 +138,36 @@ def test_an_epoch_that_is_no_multiple_of_the_batch_ends_at_its_image_count(clock
     for batch in range(5):
         scoring.on_train_batch_end(batch)
     assert [(r["images_seen"], r["epoch"]) for r in scoring.rows] == [(2 * 230 + 150, 2.6522), (3 * 230, 3.0)]
+
+
+def test_float32_probabilities_are_scored_in_float64_exactly():
+    rng = np.random.default_rng(0)
+    probs = heldout.softmax(rng.normal(size=(50, 10))).astype(np.float32)
+    labels = rng.integers(0, 10, 50)
+    wide = probs.astype(np.float64)
+    expected = log_loss(labels, wide / wide.sum(axis=1, keepdims=True), labels=list(range(10)))
+    assert heldout.score(probs, labels)[1] == expected  # not approx: float32 arithmetic differs in the 7th digit
+
+
+def test_rows_that_do_not_sum_to_one_are_renormalised_and_absent_classes_still_count():
+    probs = np.array([[0.2, 0.2, 0.1], [0.1, 0.3, 0.1]])  # rows summing to 0.5; class 2 in no label
+    accuracy, loss, correct = heldout.score(probs, np.array([0, 1]))
+    assert (accuracy, correct) == (1.0, 2)
+    assert loss == pytest.approx(-(np.log(0.4) + np.log(0.6)) / 2, rel=1e-12)
+
+
+def test_softmax_is_float64_and_stable_for_large_and_distant_logits():
+    logits = np.array([[1000.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # exp(1000) overflows; rows 1000 apart
+    probs = heldout.softmax(logits)
+    assert probs.dtype == np.float64
+    assert np.allclose(probs, [[1.0, 0.0], [1 / (1 + np.e), np.e / (1 + np.e)]], rtol=1e-12, atol=0)
+
+
+def test_a_fresh_run_counts_training_seconds_from_zero_and_scores_every_step_of_a_short_epoch(clock):
+    scoring, _, _ = _scoring(clock, train_images=120, evals_per_epoch=4)  # 3 steps (50, 50, 20): 3 scores
+    assert scoring.at == {1, 2, 3}
+    scoring.on_epoch_begin(0)
+    clock.now += 1.5
+    for batch in range(3):
+        scoring.on_train_batch_end(batch)
+    assert [(r["images_seen"], r["train_seconds"]) for r in scoring.rows] == [(50, 1.5), (100, 1.5), (120, 1.5)]
