@@ -1,6 +1,6 @@
 """The convergence gate's error rates from the run records of reports/gate-convergence/run.py.
 
-    .venv/bin/python reports/gate-convergence/summary.py      (from the repository root)
+    .venv/bin/python reports/gate-convergence/summary.py [--unchanged GLOB] [--name NAME]   (from the root)
 
 Every verdict is the gate's own (`pipeline.gate.convergence.verdict`, with params.yaml's targets and
 gate.max_convergence_slowdown), on each record's held-out curve read at today's target
@@ -15,10 +15,15 @@ A run fails when any model's row fails. Rates come with exact (Clopper-Pearson) 
 reports/gate-convergence/summary.csv (one row per arm) and runs.csv (one row per run and model), and
 prints the summary as a markdown table (with each arm's median images to target per model, a run that
 never reached the target counting as the slowest).
+
+`--unchanged GLOB` builds the reference from some of the unchanged seeds only (the plan's ten:
+'reports/runs/curve-10k-seed[0-9]'); the other unchanged seeds are then judged against it as one more arm,
+"unchanged, not in the reference". `--name NAME` writes summary-NAME.csv and runs-NAME.csv instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import sys
@@ -73,12 +78,19 @@ def markdown(summary: list[dict]) -> str:
 def main() -> None:
     import os
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unchanged", default=UNCHANGED, help=f"the unchanged seeds' records (default {UNCHANGED})")
+    parser.add_argument("--name", default="", help="write summary-NAME.csv and runs-NAME.csv")
+    args = parser.parse_args()
     os.chdir(ROOT)
     p = params.load()
     targets = convergence.targets(p)
     slack = p.gate.max_convergence_slowdown
-    unchanged = convergence.run_dirs(UNCHANGED)
+    unchanged = convergence.run_dirs(args.unchanged)
     arms: dict[str, list[Path]] = {"unchanged": unchanged}
+    others = [run for run in convergence.run_dirs(UNCHANGED) if run not in unchanged]
+    if others:  # unchanged seeds left out of the reference, judged against it like a regression arm
+        arms["unchanged, not in the reference"] = others
     for run in sorted((HERE / "runs").glob("*-seed*")):
         arms.setdefault(run.name.rsplit("-seed", 1)[0], []).append(run)
     everyone = convergence.build(unchanged, targets)
@@ -103,12 +115,13 @@ def main() -> None:
                         "interval_95": interval(failed, len(runs)),
                         **{f"{m}_failed": sum(r["verdict"] == "FAIL" for r in mine[m]) for m in registry.names()},
                         **{f"{m}_median_images": median_images(mine[m]) for m in registry.names()}})
-    for name, rows in (("runs.csv", per_run), ("summary.csv", summary)):
+    suffix = f"-{args.name}" if args.name else ""
+    for name, rows in ((f"runs{suffix}.csv", per_run), (f"summary{suffix}.csv", summary)):
         with open(HERE / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    print(f"targets {targets}, max_convergence_slowdown {slack}")
+    print(f"targets {targets}, max_convergence_slowdown {slack}, unchanged seeds {args.unchanged} ({len(unchanged)})")
     for m, ref in everyone["models"].items():
         images = [r["images_to_target"] for r in ref["runs"]]
         print(f"{m}: unchanged images to target {sorted(images)}; limit {convergence.limit_images(max(images), slack)}")
