@@ -88,7 +88,7 @@ def clock(monkeypatch):
     return fake
 
 
-def _scoring(clock, *, train_images=200, seconds_before=None, evals_per_epoch=2):
+def _scoring(clock, *, train_images=200, seconds_before=None, evals_per_epoch=2, loss="crossentropy"):
     from tests.splits import synthetic_split
 
     from pipeline.lib import models
@@ -97,9 +97,10 @@ def _scoring(clock, *, train_images=200, seconds_before=None, evals_per_epoch=2)
     test = synthetic_split(30, seed=1)
     before = {} if seconds_before is None else {"seconds_before": seconds_before}  # None: the default
     scoring = heldout.HeldOut(test.images, test.labels, train_images=train_images, batch_size=50,
-                              evals_per_epoch=evals_per_epoch, eval_batch_size=10, from_logits=True, timer=timer,
+                              evals_per_epoch=evals_per_epoch, eval_batch_size=10,
+                              from_logits=models.FROM_LOGITS[loss], timer=timer,
                               **before)
-    model = models.build("sequential", 0.001)
+    model = models.build("sequential", 0.001, loss)
     predict = model.predict
 
     def slow_predict(*args, **kwargs):  # scoring takes 10 s of the clock, in batches of 10, without a progress bar
@@ -127,7 +128,8 @@ def test_the_scoring_time_is_excluded_from_the_training_clock(clock):
     clock.now += 2.0
     scoring.on_train_batch_end(2)
     scoring.on_train_batch_end(3)  # the epoch's end: 9 s of training, 20 s of scoring so far
-    assert [r["train_seconds"] for r in scoring.rows] == [107.0, 109.0] and timer.excluded == 20.0
+    assert [r["train_seconds"] for r in scoring.rows] == [107.0, 109.0]
+    assert timer.excluded == scoring.eval_seconds == 20.0
     assert timer.clock() == clock.now - 20.0
 
 
@@ -171,3 +173,17 @@ def test_a_fresh_run_counts_training_seconds_from_zero_and_scores_every_step_of_
     for batch in range(3):
         scoring.on_train_batch_end(batch)
     assert [(r["images_seen"], r["train_seconds"]) for r in scoring.rows] == [(50, 1.5), (100, 1.5), (120, 1.5)]
+
+
+@pytest.mark.parametrize("loss", ["crossentropy", "clipped_crossentropy"])  # a logits model, a softmax model
+def test_a_row_is_the_models_score_on_the_held_out_images_rounded_as_recorded(clock, loss):
+    scoring, _, test = _scoring(clock, loss=loss)
+    scoring.on_epoch_begin(0)
+    clock.now += 1.23456
+    for batch in range(2):
+        scoring.on_train_batch_end(batch)
+    outputs = scoring.model.predict(test.images, batch_size=10, verbose=0)  # no training since: the same model
+    probs = heldout.softmax(outputs) if loss == "crossentropy" else outputs
+    accuracy, log_loss_, correct = heldout.score(probs, test.labels)
+    assert scoring.rows == [{"images_seen": 100, "epoch": 0.5, "train_seconds": 1.235, "heldout_correct": correct,
+                             "heldout_accuracy": round(accuracy, 5), "heldout_loss": round(log_loss_, 5)}]
