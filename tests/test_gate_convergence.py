@@ -216,6 +216,9 @@ def test_gate_reference_writes_the_reference_gate_compare_reads(project, capsys)
     assert "### Convergence (against reports/gate-convergence/reference.json)" in out
     assert "| sequential images_to_target | target 0.25: median 10000, slowest 15000 of 5 seeds | 17500 (1.75 epochs) " \
            "| +17% vs slowest | <= 18750 | pass |" in out
+    for model in registry.names():  # the timing section: each model's seconds to target, advisory
+        assert f"| train-{model} seconds to 0.25 | 8.0 s | 14.0 s | +75.0% | not gated: images to target are " \
+               "| advisory |" in out
     slower = _metrics_dir(project / "slower", {"sequential": 17500, "parallel": 20000})
     assert gate_command.main(["compare", "--baseline-dir", str(base), "--current-dir", str(slower)]) == 1
     captured = capsys.readouterr()
@@ -232,6 +235,8 @@ def test_gate_compare_without_a_reference_gates_no_convergence_and_says_so(proje
     assert "| sequential images_to_target | no reference | not reached (best 0.2495) | - | not gated: no reference " \
            "for this model | advisory |" in out
     assert "- no convergence reference at reports/gate-convergence/reference.json: convergence is not gated" in out
+    assert "| train-parallel seconds to 0.25 | 8.0 s | not reached | - | not gated: images to target are " \
+           "| advisory |" in out
     with pytest.raises(GateUsageError, match="reference.json: no convergence reference; build it with"):
         convergence.load(project / "reports/gate-convergence/reference.json")
 
