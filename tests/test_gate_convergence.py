@@ -234,7 +234,8 @@ def test_gate_compare_without_a_reference_gates_no_convergence_and_says_so(proje
     out = capsys.readouterr().out
     assert "| sequential images_to_target | no reference | not reached (best 0.2495) | - | not gated: no reference " \
            "for this model | advisory |" in out
-    assert "- no convergence reference at reports/gate-convergence/reference.json: convergence is not gated" in out
+    assert "- no convergence reference at reports/gate-convergence/reference.json: convergence is not gated " \
+           "(python -m pipeline.gate reference builds one from run records)" in out
     assert "| train-parallel seconds to 0.25 | 8.0 s | not reached | - | not gated: images to target are " \
            "| advisory |" in out
     with pytest.raises(GateUsageError, match="reference.json: no convergence reference; build it with"):
@@ -396,3 +397,18 @@ def test_the_committed_reference_is_byte_for_byte_what_gate_reference_writes(roo
     committed = root / "reports/gate-convergence/reference.json"
     convergence.write(tmp_path / "reference.json", json.loads(committed.read_text()))
     assert (tmp_path / "reference.json").read_text() == committed.read_text()
+
+
+def test_gate_reference_reads_the_default_runs_and_names_a_model_without_any(project, capsys):
+    for run in sorted((project / "reports/runs").glob("curve-seed*")):  # the default pattern's names
+        run.rename(run.with_name(run.name.replace("curve-seed", "curve-10k-seed")))
+    assert gate_command.main(["reference"]) == 0
+    names = registry.names()
+    assert capsys.readouterr().out.splitlines() == [
+        "pipeline.gate: reports/gate-convergence/reference.json: " + "; ".join(f"{m} 5 runs" for m in names)]
+    for run in (project / "reports/runs").glob("curve-10k-seed*"):  # the last model's records gone
+        (run / "metrics" / f"train-{names[-1]}.json").unlink()
+    assert gate_command.main(["reference"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "pipeline.gate: reports/gate-convergence/reference.json: " + "; ".join(f"{m} 5 runs" for m in names[:-1])
+        + f"; no runs of {names[-1]} (not gated until they have some)"]
