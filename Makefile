@@ -122,7 +122,7 @@ test-fast: setup lint
 
 # Mutation testing ([tool.mutmut] in pyproject.toml) of the gate, lockcheck, the history detector, runs
 # export, the report, the archive reader and the held-out scoring; not part of `make test` (about an hour on 2 cores
-# from scratch, then about 20 minutes for the held-out scoring's 165 mutants in fresh processes).
+# from scratch, then about 26 minutes for the held-out scoring's 165 mutants in fresh processes).
 # mutmut keeps its results in mutants/ and checks only mutants without one; `mutmut run NAME...` checks named
 # ones again, `rm -rf mutants` starts over. MUTATION_LABEL names the report: reports/mutation/scores-<label>.csv,
 # functions-<label>.csv and survivors-<label>.md; it fails on a survivor that neither
