@@ -86,9 +86,10 @@ def main() -> None:
     p = params.load()
     targets = convergence.targets(p)
     slack = p.gate.max_convergence_slowdown
-    unchanged = convergence.run_dirs(args.unchanged)
+    every_unchanged = convergence.run_dirs(UNCHANGED)
+    unchanged = every_unchanged if args.unchanged == UNCHANGED else convergence.run_dirs(args.unchanged)
     arms: dict[str, list[Path]] = {"unchanged": unchanged}
-    others = [run for run in convergence.run_dirs(UNCHANGED) if run not in unchanged]
+    others = [run for run in every_unchanged if run not in unchanged]
     if others:  # unchanged seeds left out of the reference, judged against it like a regression arm
         arms["unchanged, not in the reference"] = others
     for run in sorted((HERE / "runs").glob("*-seed*")):

@@ -28,6 +28,9 @@ import time
 import tomllib
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from pipeline.lib.atomic import write_text  # noqa: E402  (the repository's, not the mutated copy's)
+
 NO_TESTS, TIMEOUT = 33, 36
 
 
@@ -42,7 +45,7 @@ def main() -> None:
         sys.exit("fresh.py: no mutmut-stats.json here: run it in mutants/ after a mutmut run")
     tests_by_function = json.loads(Path("mutmut-stats.json").read_text())["tests_by_mangled_function_name"]
     config = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["mutmut"]
-    pytest_args = ["-x", "-q", "-p", "no:randomly", *config.get("pytest_add_cli_args", [])]
+    pytest_args = ["-x", "-q", *config.get("pytest_add_cli_args", [])]
     for meta_path in sorted(Path("pipeline").rglob("*.py.meta")):
         meta = json.loads(meta_path.read_text())
         names = [n for n in meta["exit_code_by_key"] if any(fnmatch.fnmatch(n, p) for p in args.patterns)]
@@ -58,10 +61,11 @@ def main() -> None:
                                           timeout=args.limit).returncode
                 except subprocess.TimeoutExpired:
                     code = TIMEOUT
+            spent = time.monotonic() - began
             meta["exit_code_by_key"][name] = code
-            meta.setdefault("durations_by_key", {})[name] = round(time.monotonic() - began, 3)
-            meta_path.write_text(json.dumps(meta, indent=4))
-            print(f"{i}/{len(names)} {name}: exit {code} ({time.monotonic() - began:.0f} s)", flush=True)
+            meta.setdefault("durations_by_key", {})[name] = round(spent, 3)
+            write_text(meta_path, json.dumps(meta, indent=4))  # atomically: an interrupt leaves mutmut's results whole
+            print(f"{i}/{len(names)} {name}: exit {code} ({spent:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
